@@ -1,0 +1,83 @@
+"""Reading and setting an optimizer's learning rate, in one place.
+
+Callbacks never poke at optimizer internals themselves: wrappers such as
+`keras.optimizers.LossScaleOptimizer` are unwrapped here, and the question
+"can this optimizer's learning rate be set?" is answered here, with an error
+that tells the user how to fix it.
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+_Schedule = keras.optimizers.schedules.LearningRateSchedule
+
+
+def unwrap(optimizer):
+    """Returns the optimizer that owns the learning rate (unwraps loss scaling)."""
+    while hasattr(optimizer, "inner_optimizer"):
+        optimizer = optimizer.inner_optimizer
+    return optimizer
+
+
+def has_settable_learning_rate(optimizer):
+    """True when `optimizer` holds its learning rate in a variable."""
+    if optimizer is None:
+        return False
+    return isinstance(
+        getattr(unwrap(optimizer), "_learning_rate", None), keras.Variable
+    )
+
+
+def check_settable_learning_rate(optimizer, caller):
+    """Raises a `TypeError` that says how to fix it unless the rate can be set.
+
+    Args:
+        optimizer: the model's optimizer (`model.optimizer`).
+        caller: the name of the callback that wants to set the rate, used in
+            the message.
+    """
+    if has_settable_learning_rate(optimizer):
+        return
+    if optimizer is None:
+        raise TypeError(
+            f"{caller} sets the optimizer's learning rate, but the model has "
+            "no optimizer. Call `model.compile(optimizer=...)` before `fit`."
+        )
+    inner = unwrap(optimizer)
+    rate = getattr(inner, "_learning_rate", None)
+    if isinstance(rate, _Schedule) or callable(rate):
+        raise TypeError(
+            f"{caller} sets the optimizer's learning rate, but this "
+            f"{type(inner).__name__} was created with the schedule "
+            f"{type(rate).__name__} as its `learning_rate`, so its rate cannot "
+            "be set. Either compile with a float rate (e.g. "
+            f"`{type(inner).__name__}(learning_rate=0.01)`) and keep {caller}, "
+            f"or drop {caller} from the callbacks and put the decay inside the "
+            f"optimizer with `{caller}(...).to_schedule(steps_per_epoch=...)`."
+        )
+    raise TypeError(
+        f"{caller} sets the optimizer's learning rate, but "
+        f"{type(optimizer).__name__} has no `learning_rate` variable. Use a "
+        "`keras.optimizers.Optimizer` created with a float learning rate."
+    )
+
+
+def get_learning_rate(optimizer):
+    """The optimizer's current learning rate as a Python float.
+
+    The shortest decimal that round-trips the variable's dtype is returned, so
+    a float32 rate compiled as 0.2 reads back as 0.2, not 0.20000000298.
+    """
+    value = np.asarray(ops.convert_to_numpy(unwrap(optimizer).learning_rate))
+    return float(str(value[()]))
+
+
+def set_learning_rate(optimizer, value):
+    """Assigns `value` to the optimizer's learning-rate variable."""
+    unwrap(optimizer).learning_rate = value
+
+
+def get_iterations(optimizer):
+    """Updates applied so far, as a Python int (skipped loss-scaled steps excluded)."""
+    return int(ops.convert_to_numpy(unwrap(optimizer).iterations))

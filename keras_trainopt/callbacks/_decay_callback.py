@@ -1,0 +1,212 @@
+"""The driver shared by the decay callbacks: it sets the optimizer's rate.
+
+The curve itself lives in a `keras_trainopt.schedules` class; the callback only
+decides *when* to evaluate it (each epoch or each optimizer step) and writes the
+value into the optimizer.
+"""
+
+import keras
+
+from keras_trainopt._internal import optimizers
+from keras_trainopt._internal import validation
+
+
+class DecayCallback(keras.callbacks.Callback):
+    """Sets the optimizer's learning rate from a decay schedule during `fit`.
+
+    Subclasses name their schedule class in `schedule_class` and pass its shape
+    arguments (e.g. `factor`, `every`) to `__init__` as `shape_config`.
+
+    Time is global: with `unit="epoch"`, `t` is the epoch index Keras passes
+    (so `initial_epoch=3`, or a run restored by `BackupAndRestore`, continues
+    at t = 3); with `unit="step"`, `t` is `optimizer.iterations`, the number of
+    updates already applied, read before each batch.
+    """
+
+    UNITS = ("epoch", "step")
+    schedule_class = None
+
+    def __init__(
+        self,
+        initial_learning_rate,
+        shape_config,
+        *,
+        unit,
+        min_learning_rate,
+        warmup,
+        verbose,
+    ):
+        super().__init__()
+        self.unit = validation.check_choice("unit", unit, self.UNITS)
+        self.verbose = validation.check_int("verbose", verbose, low=0)
+        self._shape_config = dict(shape_config)
+        self._common_config = {
+            "min_learning_rate": min_learning_rate,
+            "warmup": warmup,
+        }
+        initial_learning_rate = validation.check_real(
+            "initial_learning_rate",
+            initial_learning_rate,
+            low=0.0,
+            low_open=True,
+            allow_none=True,
+        )
+        if initial_learning_rate is None:
+            # Build a schedule anyway so that every other argument is checked
+            # now; the real one is built once the optimizer's rate is known.
+            min_rate = validation.check_real(
+                "min_learning_rate", min_learning_rate, low=0.0
+            )
+            self._make_schedule(max(1.0, min_rate))
+            self._schedule = None
+        else:
+            self._schedule = self._make_schedule(initial_learning_rate)
+        self.initial_learning_rate = initial_learning_rate
+        self._rate_at_set_model = None
+        self._last_set = None
+
+    # -- the curve ---------------------------------------------------------
+
+    def _make_schedule(self, initial_learning_rate, steps_per_epoch=None):
+        return self.schedule_class(
+            initial_learning_rate,
+            **self._shape_config,
+            **self._common_config,
+            steps_per_epoch=steps_per_epoch,
+        )
+
+    def _bound_schedule(self):
+        if self._schedule is None:
+            raise ValueError(
+                f"{type(self).__name__} was created with "
+                "initial_learning_rate=None, so it takes its initial rate "
+                "from the optimizer when training starts, and the curve is "
+                "not known before that. Pass `initial_learning_rate` to the "
+                "constructor to evaluate or export the schedule earlier."
+            )
+        return self._schedule
+
+    def learning_rate(self, t):
+        """The learning rate at time `t` (epochs or steps, per `unit`).
+
+        A pure function of `t`: the value the callback sets for epoch `t` (or
+        for the update that follows `t` earlier updates).
+        """
+        validation.check_real("t", t, low=0.0)
+        return self._bound_schedule().value(t)
+
+    def to_schedule(self, steps_per_epoch=None):
+        """The same curve as a `keras.optimizers.schedules.LearningRateSchedule`.
+
+        Pass the result to an optimizer (`nesterov_sgd(decay.to_schedule())`)
+        to decay inside the compiled step with no callback at all. Its value
+        at optimizer step `s` equals `learning_rate(s)` for `unit="step"` and
+        `learning_rate(s // steps_per_epoch)` for `unit="epoch"`.
+
+        Args:
+            steps_per_epoch: required for `unit="epoch"` (the number of
+                optimizer updates per epoch); must be `None` for `unit="step"`.
+        """
+        if self.unit == "epoch":
+            if steps_per_epoch is None:
+                raise ValueError(
+                    f"{type(self).__name__}(unit='epoch').to_schedule() needs "
+                    "`steps_per_epoch` to turn optimizer steps into epochs. "
+                    "Received: steps_per_epoch=None"
+                )
+            validation.check_int("steps_per_epoch", steps_per_epoch, low=1)
+        elif steps_per_epoch is not None:
+            raise ValueError(
+                "`steps_per_epoch` only applies to unit='epoch'; with "
+                "unit='step' the schedule already counts optimizer steps. "
+                f"Received: steps_per_epoch={steps_per_epoch!r}"
+            )
+        schedule = self._bound_schedule()
+        return self._make_schedule(
+            schedule.initial_learning_rate, steps_per_epoch=steps_per_epoch
+        )
+
+    # -- state ---------------------------------------------------------------
+
+    def get_config(self):
+        """The constructor arguments, so that `cls(**config)` rebuilds it."""
+        return {
+            "initial_learning_rate": self.initial_learning_rate,
+            **self._shape_config,
+            "unit": self.unit,
+            **self._common_config,
+            "verbose": self.verbose,
+        }
+
+    def get_state(self):
+        """What must survive a restart: the initial rate once it is resolved."""
+        schedule = self._schedule
+        return {
+            "initial_learning_rate": (
+                None if schedule is None else schedule.initial_learning_rate
+            )
+        }
+
+    def set_state(self, state):
+        """Restores what `get_state` returned."""
+        rate = state.get("initial_learning_rate")
+        if rate is not None:
+            self._schedule = self._make_schedule(rate)
+
+    # -- Keras hooks ---------------------------------------------------------
+
+    def set_model(self, model):
+        super().set_model(model)
+        # Keras calls set_model before any on_train_begin, hence before
+        # BackupAndRestore reloads a decayed rate into the optimizer: the rate
+        # seen here is the one the user compiled with.
+        optimizer = getattr(model, "optimizer", None)
+        if optimizer is not None and optimizers.has_settable_learning_rate(
+            optimizer
+        ):
+            self._rate_at_set_model = optimizers.get_learning_rate(optimizer)
+
+    def on_train_begin(self, logs=None):
+        optimizers.check_settable_learning_rate(
+            self.model.optimizer, type(self).__name__
+        )
+        if self._schedule is None:
+            self._schedule = self._make_schedule(self._rate_at_set_model)
+        self._last_set = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._last_set = None
+        if self.unit == "epoch":
+            rate = self._apply(epoch)
+            if self.verbose:
+                io_print(
+                    f"\nEpoch {epoch + 1}: {type(self).__name__} setting "
+                    f"learning rate to {rate:.6g}."
+                )
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.unit == "step":
+            self._apply(optimizers.get_iterations(self.model.optimizer))
+
+    def on_epoch_end(self, epoch, logs=None):
+        rate = optimizers.get_learning_rate(self.model.optimizer)
+        if logs is not None:
+            logs["learning_rate"] = rate
+        if self.verbose and self.unit == "step":
+            io_print(
+                f"\nEpoch {epoch + 1}: {type(self).__name__} learning rate "
+                f"is {rate:.6g} after step "
+                f"{optimizers.get_iterations(self.model.optimizer)}."
+            )
+
+    def _apply(self, t):
+        rate = self._schedule.value(t)
+        if rate != self._last_set:
+            optimizers.set_learning_rate(self.model.optimizer, rate)
+            self._last_set = rate
+        return rate
+
+
+def io_print(message):
+    """Prints a verbose message at once, in the format of Keras' callbacks."""
+    print(message, flush=True)

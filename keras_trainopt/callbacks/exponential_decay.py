@@ -1,0 +1,73 @@
+"""`ExponentialDecay`: the learning rate `lr0 * exp(-decay * t)`."""
+
+from keras_trainopt.callbacks._decay_callback import DecayCallback
+from keras_trainopt.schedules.exponential_decay import ExponentialDecaySchedule
+
+
+class ExponentialDecay(DecayCallback):
+    """Exponential decay of the learning rate during `fit`.
+
+    The rate shrinks by the same fraction each unit: fast early annealing with
+    a long, gentle tail. It halves every `log(2) / decay` units, which is the
+    easiest way to choose `decay`: `decay=0.07` halves it about every 10
+    epochs.
+
+        lr(t) = max(min_learning_rate, lr0 * exp(-decay * t))
+
+    With `staircase=True` the rate is held within blocks of `every` units
+    (`t` becomes `every * floor(t / every)`). With `warmup = w > 0`, the rate
+    first rises linearly, `lr0 * (t + 1) / (w + 1)` for `t < w`, and the decay
+    then runs on `t - w`. Keras' `ExponentialDecay(lr0, decay_steps,
+    decay_rate)` is the same curve with `decay = -log(decay_rate) /
+    decay_steps`.
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> from keras_trainopt import ExponentialDecay, nesterov_sgd
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    >>> model.compile(nesterov_sgd(0.1), loss="mse")
+    >>> decay = ExponentialDecay(decay=0.5)
+    >>> history = model.fit(np.ones((8, 4)), np.ones((8, 1)), epochs=3,
+    ...                     callbacks=[decay], verbose=0)
+    >>> [round(lr, 5) for lr in history.history["learning_rate"]]
+    [0.1, 0.06065, 0.03679]
+
+    Args:
+        initial_learning_rate: `lr0` (> 0); `None` takes the optimizer's rate
+            when training starts (kept for later `fit` calls and restarts).
+        decay: the rate constant `k` per unit (>= 0).
+        unit: `"epoch"` (t is the epoch index) or `"step"` (t is
+            `optimizer.iterations`, the number of updates already applied).
+        staircase: hold the rate constant within blocks of `every` units.
+        every: block length for `staircase=True` (int >= 1).
+        min_learning_rate: floor of the rate (>= 0).
+        warmup: units of linear warm-up before the decay starts (int >= 0).
+        verbose: 1 prints the rate as it is set.
+
+    Reference: cs231n, "Neural Networks Part 3: Learning and Evaluation",
+    annealing the learning rate.
+    """
+
+    schedule_class = ExponentialDecaySchedule
+
+    def __init__(
+        self,
+        initial_learning_rate=None,
+        decay=0.1,
+        *,
+        unit="epoch",
+        staircase=False,
+        every=1,
+        min_learning_rate=0.0,
+        warmup=0,
+        verbose=0,
+    ):
+        super().__init__(
+            initial_learning_rate,
+            {"decay": decay, "staircase": staircase, "every": every},
+            unit=unit,
+            min_learning_rate=min_learning_rate,
+            warmup=warmup,
+            verbose=verbose,
+        )

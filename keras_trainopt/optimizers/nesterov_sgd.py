@@ -1,0 +1,99 @@
+"""`nesterov_sgd`: SGD with Nesterov momentum, configured in one call."""
+
+import inspect
+
+import keras
+
+from keras_trainopt._internal import validation
+
+# The SGD arguments a caller may pass through; the helper sets the rest.
+_PASS_THROUGH = tuple(
+    name
+    for name, parameter in inspect.signature(
+        keras.optimizers.SGD.__init__
+    ).parameters.items()
+    if parameter.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+    and name not in ("self", "learning_rate", "momentum", "nesterov")
+)
+
+
+def nesterov_sgd(learning_rate=0.01, momentum=0.9, **kwargs):
+    """Returns `keras.optimizers.SGD(nesterov=True)` with checked arguments.
+
+    Nesterov momentum evaluates the gradient at the "looked-ahead" point the
+    momentum is about to carry the weights to, rather than at the current
+    weights, so the velocity corrects itself before it overshoots. It
+    converges a little better than classic momentum on convex problems, and in
+    practice it is the usual choice for SGD (cs231n). Typical values:
+    `momentum=0.9` (0.5 at first, annealed to 0.99, is sometimes used), a
+    learning rate around 0.01-0.1 for networks with BatchNorm, found best with
+    `find_learning_rate`, and a decay schedule.
+
+    The update (cs231n form; Keras computes the same algebra as
+    `v = mu * v - lr * g; w += mu * v - lr * g`):
+
+        v_prev = v
+        v = mu * v - lr * grad(w)
+        w += -mu * v_prev + (1 + mu) * v
+
+    Example:
+
+    >>> from keras_trainopt import StepDecay, nesterov_sgd
+    >>> optimizer = nesterov_sgd(0.05, momentum=0.9, weight_decay=1e-4)
+    >>> optimizer.nesterov, float(optimizer.momentum)
+    (True, 0.9)
+    >>> decay = StepDecay(0.05, factor=0.5, every=10)
+    >>> optimizer = nesterov_sgd(decay.to_schedule(steps_per_epoch=100))
+
+    Args:
+        learning_rate: a float > 0, or a
+            `keras.optimizers.schedules.LearningRateSchedule`, such as the
+            `to_schedule()` of a decay callback.
+        momentum: the momentum `mu`, in (0, 1).
+        **kwargs: other `keras.optimizers.SGD` arguments (`weight_decay`,
+            `clipnorm`, `use_ema`, `name`, ...); unknown names are refused.
+
+    Returns:
+        A `keras.optimizers.SGD` with `nesterov=True`.
+
+    Reference: Sutskever et al., "On the importance of initialization and
+    momentum in deep learning" (ICML 2013); cs231n, "Neural Networks Part 3",
+    parameter updates.
+    """
+    learning_rate = _check_learning_rate(learning_rate)
+    momentum = validation.check_real(
+        "momentum", momentum, low=0.0, high=1.0, low_open=True, high_open=True
+    )
+    if "nesterov" in kwargs:
+        raise TypeError(
+            "nesterov_sgd always sets nesterov=True; use "
+            "keras.optimizers.SGD for classic momentum. "
+            f"Received: nesterov={kwargs['nesterov']!r}"
+        )
+    unknown = sorted(set(kwargs) - set(_PASS_THROUGH))
+    if unknown:
+        raise TypeError(
+            f"nesterov_sgd got unexpected argument(s) {', '.join(unknown)}. "
+            f"It accepts learning_rate, momentum and the SGD arguments "
+            f"{', '.join(_PASS_THROUGH)}."
+        )
+    return keras.optimizers.SGD(
+        learning_rate=learning_rate, momentum=momentum, nesterov=True, **kwargs
+    )
+
+
+def _check_learning_rate(learning_rate):
+    if isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule):
+        return learning_rate
+    if isinstance(learning_rate, keras.callbacks.Callback) and hasattr(
+        learning_rate, "to_schedule"
+    ):
+        raise TypeError(
+            "`learning_rate` must be a float or a LearningRateSchedule, not "
+            f"the callback {type(learning_rate).__name__}. Pass the callback "
+            "to `fit(callbacks=[...])`, or its "
+            "`.to_schedule(steps_per_epoch=...)` here."
+        )
+    return validation.check_real(
+        "learning_rate", learning_rate, low=0.0, low_open=True
+    )

@@ -1,0 +1,170 @@
+"""The base of the decay schedules: warm-up, floor and epoch/step units."""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_trainopt._internal import validation
+from keras_trainopt.schedules import formulas
+
+
+class DecaySchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """A `LearningRateSchedule` made of a decay shape, a warm-up and a floor.
+
+    Subclasses give the shape, `_shape(t, xp)`, and its arguments in
+    `_shape_config()`; this class adds what every decay shares:
+
+        lr(t) = max(min_learning_rate, warmup_then_decay(t))
+
+    with `t = step` or, when `steps_per_epoch` is set, the epoch index
+    `t = floor(step / steps_per_epoch)`, so one schedule serves both units.
+
+    Args:
+        initial_learning_rate: the rate when the decay starts (> 0).
+        min_learning_rate: the floor (>= 0, at most `initial_learning_rate`).
+        warmup: units of linear warm-up before the decay starts (int >= 0).
+        steps_per_epoch: `None` to decay per optimizer step; an int to decay
+            per epoch inside the optimizer, counting `steps_per_epoch` steps as
+            one epoch.
+        name: optional name of the schedule.
+    """
+
+    def __init__(
+        self,
+        initial_learning_rate,
+        *,
+        min_learning_rate=0.0,
+        warmup=0,
+        steps_per_epoch=None,
+        name=None,
+    ):
+        self.initial_learning_rate = validation.check_real(
+            "initial_learning_rate",
+            initial_learning_rate,
+            low=0.0,
+            low_open=True,
+        )
+        self.min_learning_rate = validation.check_real(
+            "min_learning_rate", min_learning_rate, low=0.0
+        )
+        if self.min_learning_rate > self.initial_learning_rate:
+            raise ValueError(
+                "`min_learning_rate` must be <= `initial_learning_rate`. "
+                f"Received: min_learning_rate={self.min_learning_rate:g}, "
+                f"initial_learning_rate={self.initial_learning_rate:g}"
+            )
+        self.warmup = validation.check_int("warmup", warmup, low=0)
+        self.steps_per_epoch = validation.check_int(
+            "steps_per_epoch", steps_per_epoch, low=1, allow_none=True
+        )
+        if name is not None and not isinstance(name, str):
+            raise TypeError(
+                f"`name` must be a string or None. Received: name={name!r}"
+            )
+        self.name = name
+
+    def _shape(self, t, xp):
+        """The decay multiplier at decay time `t` >= 0 (1 at t = 0)."""
+        raise NotImplementedError
+
+    def _shape_config(self):
+        """The constructor arguments that define the shape."""
+        raise NotImplementedError
+
+    def _learning_rate(self, t, xp):
+        return formulas.warmup_then_decay(
+            t,
+            self.initial_learning_rate,
+            lambda s: self._shape(s, xp),
+            warmup=self.warmup,
+            min_learning_rate=self.min_learning_rate,
+            xp=xp,
+        )
+
+    def value(self, t):
+        """The learning rate at time `t` in units, as a Python float.
+
+        `t` counts epochs when `steps_per_epoch` is set and steps otherwise.
+        Computed in float64 with NumPy; use it to plot or check the curve.
+        """
+        return float(self._learning_rate(np.float64(t), np))
+
+    def __call__(self, step):
+        t = ops.cast(step, "float32")
+        if self.steps_per_epoch is not None:
+            t = ops.floor(t / self.steps_per_epoch)
+        return self._learning_rate(t, ops)
+
+    def get_config(self):
+        return {
+            "initial_learning_rate": self.initial_learning_rate,
+            **self._shape_config(),
+            "min_learning_rate": self.min_learning_rate,
+            "warmup": self.warmup,
+            "steps_per_epoch": self.steps_per_epoch,
+            "name": self.name,
+        }
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class ContinuousDecaySchedule(DecaySchedule):
+    """A smooth decay `curve(decay, t)` with an optional staircase.
+
+    With `staircase=True` the rate is held constant over blocks of `every`
+    units and follows the curve at their starts: `t` becomes
+    `every * floor(t / every)`, as with `staircase=True` in Keras' own decays.
+
+    Args:
+        initial_learning_rate: the rate at t = 0 (> 0).
+        decay: the decay constant `k` (>= 0), per unit.
+        staircase: hold the rate constant within blocks of `every` units.
+        every: block length for `staircase=True` (int >= 1).
+        min_learning_rate, warmup, steps_per_epoch, name: see
+            `DecaySchedule`.
+    """
+
+    # The multiplier as a function of (t, decay, xp), set by subclasses.
+    curve = None
+
+    def __init__(
+        self,
+        initial_learning_rate,
+        decay=0.1,
+        *,
+        staircase=False,
+        every=1,
+        min_learning_rate=0.0,
+        warmup=0,
+        steps_per_epoch=None,
+        name=None,
+    ):
+        self.decay = validation.check_real("decay", decay, low=0.0)
+        self.staircase = validation.check_bool("staircase", staircase)
+        self.every = validation.check_int("every", every, low=1)
+        if self.every != 1 and not self.staircase:
+            raise ValueError(
+                "`every` only applies with staircase=True. "
+                f"Received: every={self.every}, staircase={self.staircase}"
+            )
+        super().__init__(
+            initial_learning_rate,
+            min_learning_rate=min_learning_rate,
+            warmup=warmup,
+            steps_per_epoch=steps_per_epoch,
+            name=name,
+        )
+
+    def _shape(self, t, xp):
+        if self.staircase:
+            t = formulas.staircase_time(t, self.every, xp=xp)
+        return type(self).curve(t, self.decay, xp=xp)
+
+    def _shape_config(self):
+        return {
+            "decay": self.decay,
+            "staircase": self.staircase,
+            "every": self.every,
+        }

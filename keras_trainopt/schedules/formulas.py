@@ -1,0 +1,77 @@
+"""Learning-rate decay as pure functions of the time `t`.
+
+Each function is written once against an array namespace `xp`: NumPy (the
+default) gives exact float64 values for plotting and for callbacks, and
+`keras.ops` gives the same curve as a tensor inside a compiled training step.
+Nothing here validates its arguments; the public classes do that.
+
+The decay shapes are multipliers of the initial rate (cs231n, "Neural Networks
+Part 3", annealing the learning rate):
+
+    step decay         factor ** floor(t / every)
+    exponential decay  exp(-decay * t)
+    1/t decay          1 / (1 + decay * t)
+
+`warmup_then_decay` turns a shape into a learning rate with an optional linear
+warm-up and a floor.
+"""
+
+import numpy as np
+
+
+def staircase_time(t, every, xp=np):
+    """`t` rounded down to a multiple of `every`: `every * floor(t / every)`."""
+    return every * xp.floor(t / every)
+
+
+def step_decay(t, factor, every, xp=np):
+    """Step decay multiplier `factor ** floor(t / every)`.
+
+    PyTorch's `StepLR(step_size=every, gamma=factor)` follows the same curve.
+    """
+    return xp.power(factor, xp.floor(t / every))
+
+
+def exponential_decay(t, decay, xp=np):
+    """Exponential decay multiplier `exp(-decay * t)`.
+
+    Keras' `ExponentialDecay(lr0, decay_steps, decay_rate)` is the same curve
+    with `decay = -log(decay_rate) / decay_steps`.
+    """
+    return xp.exp(-decay * t)
+
+
+def inverse_time_decay(t, decay, xp=np):
+    """1/t decay multiplier `1 / (1 + decay * t)`.
+
+    Keras' `InverseTimeDecay(lr0, decay_steps, decay_rate)` is the same curve
+    with `decay = decay_rate / decay_steps`.
+    """
+    return 1.0 / (1.0 + decay * t)
+
+
+def warmup_then_decay(
+    t, initial_learning_rate, shape, warmup=0, min_learning_rate=0.0, xp=np
+):
+    """The learning rate at time `t` (epochs or steps, counted from 0).
+
+    During the first `warmup` units the rate rises linearly,
+    `lr0 * (t + 1) / (warmup + 1)`, so it starts near 0 and reaches `lr0`
+    exactly when the decay starts; after that it is `lr0 * shape(t - warmup)`.
+    The result never falls below `min_learning_rate`.
+
+    Args:
+        t: time in units (a float, a NumPy array or a tensor).
+        initial_learning_rate: `lr0`, the rate at the start of the decay.
+        shape: a function of the decay time returning the multiplier, e.g.
+            `lambda s: step_decay(s, 0.5, 10, xp=xp)`.
+        warmup: number of warm-up units (a Python int).
+        min_learning_rate: the floor.
+        xp: `numpy` or `keras.ops`.
+    """
+    decay_time = xp.maximum(t - warmup, 0.0)
+    value = initial_learning_rate * shape(decay_time)
+    if warmup > 0:
+        ramp = initial_learning_rate * (t + 1.0) / (warmup + 1.0)
+        value = xp.where(t < warmup, ramp, value)
+    return xp.maximum(value, min_learning_rate)

@@ -1,0 +1,46 @@
+"""Small models and a recorder shared by the callback tests."""
+
+import keras
+import numpy as np
+
+
+def tiny_model(optimizer=None, seed=0):
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(3), keras.layers.Dense(1)]
+    )
+    model.compile(optimizer or keras.optimizers.SGD(0.1), loss="mse")
+    return model
+
+
+def tiny_data(n=32, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 4)).astype("float32")
+    y = (x @ np.array([[0.5], [-1.0], [0.25], [2.0]])).astype("float32")
+    return x, y
+
+
+class RateRecorder(keras.callbacks.Callback):
+    """Records (epoch, iterations, learning rate) before every batch.
+
+    Put it after the callback under test: it sees the rate that the next
+    update will use.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.rows = []
+        self.epoch = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        optimizer = self.model.optimizer
+        self.rows.append(
+            (
+                self.epoch,
+                int(keras.ops.convert_to_numpy(optimizer.iterations)),
+                float(keras.ops.convert_to_numpy(optimizer.learning_rate)),
+            )
+        )

@@ -1,0 +1,80 @@
+import keras
+import numpy as np
+import pytest
+
+from keras_trainopt import StepDecay
+from keras_trainopt import nesterov_sgd
+
+
+def cs231n_nesterov(x, lr, mu, steps, grad):
+    """The cs231n form: v_prev = v; v = mu*v - lr*g; x += -mu*v_prev + (1+mu)*v."""
+    v = 0.0
+    for _ in range(steps):
+        v_prev = v
+        v = mu * v - lr * grad(x)
+        x += -mu * v_prev + (1 + mu) * v
+    return x
+
+
+def test_five_steps_on_a_parabola():
+    # f(x) = x^2 from x0 = 1, mu = 0.9, lr = 0.1 (shared/REFERENCE.md).
+    x = keras.Variable(1.0)
+    optimizer = nesterov_sgd(0.1, momentum=0.9)
+    for _ in range(5):
+        optimizer.apply([2.0 * x], [x])
+    assert float(x) == pytest.approx(-0.4157175808, abs=1e-7)
+    assert cs231n_nesterov(1.0, 0.1, 0.9, 5, lambda v: 2 * v) == pytest.approx(
+        -0.4157175808, abs=1e-10
+    )
+
+
+def test_matches_cs231n_form_on_a_quadratic_bowl():
+    rng = np.random.default_rng(0)
+    a = np.diag(rng.uniform(0.5, 3.0, size=4))
+    w0 = rng.normal(size=4)
+    w = keras.Variable(w0.astype("float32"))
+    optimizer = nesterov_sgd(0.05, momentum=0.8)
+    for _ in range(20):
+        optimizer.apply([keras.ops.convert_to_tensor(a @ np.asarray(w))], [w])
+    expected = cs231n_nesterov(w0.copy(), 0.05, 0.8, 20, lambda v: a @ v)
+    np.testing.assert_allclose(np.asarray(w), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_configuration_and_pass_through():
+    optimizer = nesterov_sgd(1, momentum=0.95, weight_decay=1e-4, clipnorm=1.0,
+                             name="sgd_n")
+    assert isinstance(optimizer, keras.optimizers.SGD)
+    assert optimizer.nesterov is True
+    assert float(optimizer.learning_rate) == 1.0
+    assert optimizer.momentum == pytest.approx(0.95)
+    assert optimizer.weight_decay == pytest.approx(1e-4)
+    assert optimizer.clipnorm == 1.0
+    assert optimizer.name == "sgd_n"
+
+
+def test_accepts_schedules():
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.5)
+    assert nesterov_sgd(schedule)._learning_rate is schedule
+    ours = StepDecay(0.1, every=2).to_schedule(steps_per_epoch=5)
+    assert nesterov_sgd(ours)._learning_rate is ours
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, pattern",
+    [
+        (dict(momentum=1.0), ValueError,
+         r"`momentum` must be in \(0, 1\)\. Received: momentum=1"),
+        (dict(momentum=0.0), ValueError, "momentum"),
+        (dict(momentum="0.9"), TypeError, "momentum"),
+        (dict(learning_rate=0.0), ValueError,
+         r"`learning_rate` must be > 0\. Received: learning_rate=0"),
+        (dict(learning_rate=float("nan")), ValueError, "learning_rate"),
+        (dict(learning_rate=None), TypeError, "learning_rate"),
+        (dict(learning_rate=StepDecay(0.1)), TypeError, "to_schedule"),
+        (dict(nesterov=False), TypeError, "nesterov=True"),
+        (dict(momentun=0.9), TypeError, "unexpected argument.*momentun"),
+    ],
+)
+def test_bad_arguments(kwargs, error, pattern):
+    with pytest.raises(error, match=pattern):
+        nesterov_sgd(**kwargs)

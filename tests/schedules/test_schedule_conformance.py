@@ -1,0 +1,113 @@
+"""The same checks over every public schedule: errors, serialization, fit."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+import keras_trainopt
+from keras_trainopt.schedules import ExponentialDecaySchedule
+from keras_trainopt.schedules import InverseTimeDecaySchedule
+from keras_trainopt.schedules import StepDecaySchedule
+
+SCHEDULES = [
+    StepDecaySchedule(0.1, factor=0.5, every=3, warmup=2, min_learning_rate=1e-3),
+    ExponentialDecaySchedule(0.1, decay=0.2, staircase=True, every=2),
+    InverseTimeDecaySchedule(0.1, decay=0.5, steps_per_epoch=4, name="inv"),
+]
+IDS = ["step", "exponential", "inverse_time"]
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES, ids=IDS)
+def test_serialization_round_trip(schedule):
+    config = keras.optimizers.schedules.serialize(schedule)
+    config = json.loads(json.dumps(config))  # must be plain JSON
+    restored = keras.optimizers.schedules.deserialize(config)
+    assert type(restored) is type(schedule)
+    assert restored.get_config() == schedule.get_config()
+    for step in range(0, 50, 3):
+        assert float(ops.convert_to_numpy(restored(step))) == float(
+            ops.convert_to_numpy(schedule(step))
+        )
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES, ids=IDS)
+def test_saved_model_restores_schedule(schedule, tmp_path):
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(keras_trainopt.nesterov_sgd(schedule), loss="mse")
+    model.fit(np.ones((8, 3)), np.ones((8, 1)), epochs=2, verbose=0)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    restored = loaded.optimizer._learning_rate
+    assert type(restored) is type(schedule)
+    assert restored.get_config() == schedule.get_config()
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES, ids=IDS)
+def test_learning_rate_inside_fit_follows_schedule(schedule):
+    seen = []
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            step = int(self.model.optimizer.iterations)
+            seen.append((step, float(self.model.optimizer.learning_rate)))
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(schedule), loss="mse")
+    model.fit(np.ones((32, 3)), np.ones((32, 1)), batch_size=4, epochs=3,
+              callbacks=[Record()], verbose=0)
+    assert len(seen) == 24
+    for step, rate in seen:
+        t = step if schedule.steps_per_epoch is None else (
+            step // schedule.steps_per_epoch
+        )
+        assert rate == pytest.approx(schedule.value(t), rel=1e-6)
+
+
+COMMON_BAD = [
+    (dict(initial_learning_rate=0.0), ValueError, "initial_learning_rate"),
+    (dict(initial_learning_rate=-1.0), ValueError, "initial_learning_rate"),
+    (dict(initial_learning_rate=float("nan")), ValueError,
+     "initial_learning_rate"),
+    (dict(initial_learning_rate="0.1"), TypeError, "initial_learning_rate"),
+    (dict(initial_learning_rate=True), TypeError, "initial_learning_rate"),
+    (dict(min_learning_rate=-0.1), ValueError, "min_learning_rate"),
+    (dict(min_learning_rate=0.5), ValueError, "min_learning_rate"),
+    (dict(warmup=-1), ValueError, "warmup"),
+    (dict(warmup=1.5), TypeError, "warmup"),
+    (dict(steps_per_epoch=0), ValueError, "steps_per_epoch"),
+    (dict(name=3), TypeError, "name"),
+]
+SPECIFIC_BAD = {
+    StepDecaySchedule: [
+        (dict(factor=1.5), ValueError, r"`factor` must be in \(0, 1\)\. "
+         r"Received: factor=1\.5"),
+        (dict(factor=0.0), ValueError, "factor"),
+        (dict(factor=1.0), ValueError, "factor"),
+        (dict(factor=float("inf")), ValueError, "factor"),
+        (dict(every=0), ValueError, r"`every` must be >= 1\. Received: every=0"),
+        (dict(every=True), TypeError, "every"),
+    ],
+    ExponentialDecaySchedule: [
+        (dict(decay=-0.1), ValueError, r"`decay` must be >= 0\. "
+         r"Received: decay=-0\.1"),
+        (dict(decay=float("nan")), ValueError, "decay"),
+        (dict(staircase=1), TypeError, "staircase"),
+        (dict(every=5), ValueError, "every"),
+        (dict(staircase=True, every=0), ValueError, "every"),
+    ],
+}
+SPECIFIC_BAD[InverseTimeDecaySchedule] = SPECIFIC_BAD[ExponentialDecaySchedule]
+
+
+@pytest.mark.parametrize(
+    "cls", [StepDecaySchedule, ExponentialDecaySchedule, InverseTimeDecaySchedule]
+)
+def test_bad_arguments_name_the_argument(cls):
+    for kwargs, error, pattern in COMMON_BAD + SPECIFIC_BAD[cls]:
+        kwargs = {"initial_learning_rate": 0.1, **kwargs}
+        with pytest.raises(error, match=pattern):
+            cls(**kwargs)

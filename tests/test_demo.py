@@ -1,0 +1,47 @@
+"""The demo, run as a user would, read back with TensorBoard's own reader."""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import (
+    EventAccumulator,
+)
+from tensorboard.util import tensor_util
+
+
+def scalar_series(run_dir, subdir, tag):
+    accumulator = EventAccumulator(
+        os.path.join(run_dir, subdir), size_guidance={"tensors": 0}
+    )
+    accumulator.Reload()
+    return [
+        float(tensor_util.make_ndarray(event.tensor_proto))
+        for event in accumulator.Tensors(tag)
+    ]
+
+
+def test_quick_demo_writes_logs_and_report(tmp_path):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_trainopt", "demo", "--quick",
+         "--epochs", "4", "--logdir", str(tmp_path)],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    (run_dir,) = glob.glob(str(tmp_path / "*"))
+    assert f"tensorboard --logdir {run_dir}" in result.stdout
+
+    summary = json.load(open(os.path.join(run_dir, "summary.json")))
+    assert summary["test_accuracy"] > 0.85  # digits are easy; chance is 0.1
+    assert os.path.exists(os.path.join(run_dir, "report.md"))
+
+    # StepDecay(factor=0.5, every=4 // 3 = 1) from 0.1: halves every epoch.
+    rates = scalar_series(run_dir, "train", "epoch_learning_rate")
+    assert rates == pytest.approx([0.1, 0.05, 0.025, 0.0125], rel=1e-6)
+    losses = scalar_series(run_dir, "train", "epoch_loss")
+    assert len(losses) == 4 and losses[-1] < losses[0]
+    assert len(scalar_series(run_dir, "validation", "epoch_accuracy")) == 4
