@@ -1,7 +1,19 @@
 """Keras callbacks: one public callback per module."""
 
+from keras_trainopt.callbacks.activation_monitor import ActivationMonitor
 from keras_trainopt.callbacks.exponential_decay import ExponentialDecay
 from keras_trainopt.callbacks.inverse_time_decay import InverseTimeDecay
+from keras_trainopt.callbacks.loss_monitor import LossMonitor
+from keras_trainopt.callbacks.overfitting_monitor import OverfittingMonitor
 from keras_trainopt.callbacks.step_decay import StepDecay
+from keras_trainopt.callbacks.update_ratio_logger import UpdateRatioLogger
 
-__all__ = ["ExponentialDecay", "InverseTimeDecay", "StepDecay"]
+__all__ = [
+    "ActivationMonitor",
+    "ExponentialDecay",
+    "InverseTimeDecay",
+    "LossMonitor",
+    "OverfittingMonitor",
+    "StepDecay",
+    "UpdateRatioLogger",
+]

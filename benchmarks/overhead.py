@@ -1,0 +1,98 @@
+"""Overhead of keras_trainopt callbacks relative to plain `model.fit`.
+
+    python benchmarks/overhead.py                 # MLP and CNN, all suites
+    python benchmarks/overhead.py --model mlp --rounds 15 --suite decay
+
+Prints one Markdown table per model: the median over rounds of the ratio of
+step time with the callback to plain `fit` in the same round (see harness.py).
+"""
+
+import argparse
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import keras  # noqa: E402
+
+import harness  # noqa: E402
+import keras_trainopt as kt  # noqa: E402
+
+LR = 0.01
+
+
+def sgd():
+    return kt.nesterov_sgd(LR)
+
+
+def decay_suite(steps):
+    """Issue 2: the decay callbacks, and the same decay inside the optimizer."""
+    return [
+        harness.Variant(
+            "StepDecay(unit='epoch')",
+            sgd,
+            lambda: [kt.StepDecay(LR, factor=0.5, every=10)],
+        ),
+        harness.Variant(
+            "ExponentialDecay(unit='step')",
+            sgd,
+            lambda: [kt.ExponentialDecay(LR, decay=1e-4, unit="step")],
+        ),
+        harness.Variant(
+            "StepDecay(unit='step')",
+            sgd,
+            lambda: [kt.StepDecay(LR, factor=0.5, every=1000, unit="step")],
+        ),
+        harness.Variant("plain fit (own model, control)", sgd, own_model=True),
+        harness.Variant(
+            "ExponentialDecay.to_schedule() (own model)",
+            lambda: kt.nesterov_sgd(
+                kt.ExponentialDecay(LR, decay=1e-4, unit="step").to_schedule()
+            ),
+            own_model=True,
+        ),
+        harness.Variant(
+            "keras LearningRateScheduler (reference)",
+            sgd,
+            lambda: [keras.callbacks.LearningRateScheduler(lambda e, lr: lr)],
+        ),
+    ]
+
+
+SUITES = {"decay": decay_suite}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=["mlp", "cnn", "all"], default="all")
+    parser.add_argument("--suite", choices=sorted(SUITES) + ["all"],
+                        default="all")
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--steps", type=int, default=100,
+                        help="steps per timed epoch")
+    parser.add_argument("--json", help="also write the raw timings here")
+    args = parser.parse_args(argv)
+
+    models = ["mlp", "cnn"] if args.model == "all" else [args.model]
+    suites = sorted(SUITES) if args.suite == "all" else [args.suite]
+    raw = {}
+    print(f"keras {keras.__version__}, backend {keras.backend.backend()}, "
+          f"{args.rounds} rounds x {args.steps} steps, batch 128")
+    for model in models:
+        variants = [harness.Variant("plain fit", sgd)]
+        for suite in suites:
+            variants += SUITES[suite](args.steps)
+        results = harness.measure(variants, model=model, rounds=args.rounds,
+                                  steps=args.steps)
+        raw[model] = results
+        print()
+        print(harness.markdown_table(model, harness.summarize(results)))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(raw, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

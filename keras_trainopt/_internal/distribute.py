@@ -1,0 +1,35 @@
+"""Which process writes: only the chief of a multi-worker run does."""
+
+import json
+import os
+
+
+def is_chief():
+    """True in a single-process run and in the chief of a multi-worker run.
+
+    The chief is the task of type "chief" in `TF_CONFIG`, or worker 0 when
+    the cluster has no "chief" task (the convention of
+    `tf.distribute.MultiWorkerMirroredStrategy`). On JAX, process 0 is the
+    chief of a multi-process run.
+    """
+    config = os.environ.get("TF_CONFIG")
+    if config:
+        try:
+            parsed = json.loads(config)
+        except json.JSONDecodeError as error:
+            raise ValueError(
+                f"TF_CONFIG is not valid JSON: {error}. Received: {config!r}"
+            ) from None
+        task = parsed.get("task") or {}
+        task_type, index = task.get("type"), task.get("index", 0)
+        if task_type is None or task_type == "chief":
+            return True
+        cluster = parsed.get("cluster") or {}
+        return task_type == "worker" and index == 0 and "chief" not in cluster
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return jax.process_index() == 0
+    return True

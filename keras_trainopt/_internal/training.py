@@ -1,0 +1,57 @@
+"""Reading what a training step did: the batch loss, the weights."""
+
+import numpy as np
+from keras import ops
+
+
+def _loss_tracker(model):
+    for metric in getattr(model, "metrics", []):
+        if metric.name == "loss" and hasattr(metric, "total") and hasattr(
+            metric, "count"
+        ):
+            return metric
+    return None
+
+
+class BatchLossReader:
+    """The mean loss of the updates since the previous read.
+
+    Keras logs the *running mean* of the loss over the epoch, not the loss of
+    the last batch. This reader recovers the latter exactly from the loss
+    tracker's running total and count: `(total_k - total_{k-1}) /
+    (count_k - count_{k-1})`. With `steps_per_execution = s` a read covers the
+    `s` updates of one execution. Models without Keras' loss tracker (a custom
+    `train_step`) fall back to the `loss` entry of the batch logs.
+    """
+
+    def __init__(self, model):
+        self._tracker = _loss_tracker(model)
+        self.reset()
+
+    def reset(self):
+        """Call at epoch begin: Keras resets the tracker then."""
+        self._total = 0.0
+        self._count = 0.0
+
+    def read(self, logs):
+        """The mean loss since the previous read (`None` if no new update)."""
+        if self._tracker is None:
+            if not logs or "loss" not in logs:
+                keys = sorted(logs or {})
+                raise ValueError(
+                    "The model reports no `loss` in its batch logs, so its "
+                    f"loss cannot be monitored. Keys in the logs: {keys}"
+                )
+            return float(ops.convert_to_numpy(logs["loss"]))
+        total = float(self._tracker.total)
+        count = float(self._tracker.count)
+        if count <= self._count:  # nothing new since the previous read
+            return float("nan") if not np.isfinite(total) else None
+        loss = (total - self._total) / (count - self._count)
+        self._total, self._count = total, count
+        return float(loss)
+
+
+def copy_weights(model):
+    """The model's weights as host NumPy arrays (a snapshot)."""
+    return [np.array(ops.convert_to_numpy(v)) for v in model.weights]

@@ -1,0 +1,272 @@
+"""`LossMonitor`: batch loss in TensorBoard, divergence stops, LR diagnosis."""
+
+import math
+
+import keras
+
+from keras_trainopt._internal import optimizers
+from keras_trainopt._internal import training
+from keras_trainopt._internal import validation
+from keras_trainopt.diagnostics import loss_curve
+from keras_trainopt.reporting import tensorboard
+
+
+class LossMonitor(keras.callbacks.Callback):
+    """Watches the batch loss: logs it, stops on divergence, judges the rate.
+
+    The loss curve is the first thing to read when training misbehaves
+    (cs231n, "Babysitting the learning process"): a loss that explodes or
+    turns NaN means the learning rate is far too high and every further step
+    ruins the weights; one that falls slowly and almost linearly means it is
+    too low. This callback records the loss of each span of `every` updates
+    (exactly, from Keras' loss tracker, not the epoch's running mean) with
+    the learning rate, writes both to TensorBoard, stops training as soon as
+    the loss is non-finite or diverges, optionally puts back the weights from
+    the start of the epoch, and leaves a verdict in `diagnosis` with the
+    reason in `reason`.
+
+    Divergence: with `smooth` the bias-corrected moving average of the loss
+    (`beta = 0.98`, as in learning-rate finders), training has diverged when
+
+        smooth > divergence_threshold * min(smooth so far)
+
+    after at least `min_steps` readings, or as soon as a loss is NaN or inf.
+    The curve's shape is judged by `diagnose_loss_curve` at the end of each
+    epoch and of training.
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> from keras_trainopt import LossMonitor
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    >>> model.compile(keras.optimizers.SGD(10.0), loss="mse")  # far too high
+    >>> monitor = LossMonitor(every=1, verbose=0)
+    >>> x = np.random.default_rng(0).normal(size=(256, 4))
+    >>> history = model.fit(x, x.sum(axis=1), epochs=20, batch_size=8,
+    ...                     callbacks=[monitor], verbose=0)
+    >>> monitor.diagnosis
+    'learning_rate_too_high'
+    >>> len(history.epoch) < 20  # stopped early
+    True
+
+    Args:
+        log_dir: TensorBoard folder (the run `monitors` inside it gets
+            `loss_monitor/batch_loss` and `loss_monitor/learning_rate`, with
+            the optimizer's step count on the x axis, as Keras' TensorBoard
+            callback); `None` writes nothing.
+        every: read the loss every `every` updates (int >= 1); each reading
+            is the mean loss of those updates. 10 costs about 0.3% of a
+            small step; 1 gives the finest curve.
+        divergence_threshold: factor over the best smoothed loss that counts
+            as divergence (> 1; default 4, as fastai's learning-rate finder).
+        min_steps: readings before divergence or shape is judged (int >= 1).
+        stop_on_divergence: set `model.stop_training` on a non-finite or
+            diverged loss.
+        restore_weights: on divergence, put back the weights saved at the
+            start of the epoch (costs one copy of the weights per epoch).
+        oscillation_threshold, linearity_threshold: see
+            `keras_trainopt.diagnostics.diagnose_loss_curve`.
+        verbose: 1 prints the verdict and advice.
+
+    Attributes:
+        diagnosis: `"insufficient_data"`, `"good"`,
+            `"learning_rate_too_high"` or `"learning_rate_too_low"`.
+        reason: the evidence and the advice, in words.
+        steps, losses, learning_rates: the recorded series.
+        diverged_at_step: the step at which divergence was seen, or `None`.
+
+    Reference: cs231n, "Neural Networks Part 3: Learning and Evaluation";
+    Smith (2017), "Cyclical learning rates" (the divergence rule).
+    """
+
+    DIAGNOSES = (
+        "insufficient_data",
+        "good",
+        "learning_rate_too_high",
+        "learning_rate_too_low",
+    )
+
+    def __init__(
+        self,
+        log_dir=None,
+        *,
+        every=10,
+        divergence_threshold=4.0,
+        min_steps=20,
+        stop_on_divergence=True,
+        restore_weights=False,
+        oscillation_threshold=0.5,
+        linearity_threshold=0.6,
+        verbose=1,
+    ):
+        super().__init__()
+        self.log_dir = log_dir
+        self.every = validation.check_int("every", every, low=1)
+        self.divergence_threshold = validation.check_real(
+            "divergence_threshold", divergence_threshold, low=1.0,
+            low_open=True,
+        )
+        self.min_steps = validation.check_int("min_steps", min_steps, low=1)
+        self.stop_on_divergence = validation.check_bool(
+            "stop_on_divergence", stop_on_divergence
+        )
+        self.restore_weights = validation.check_bool(
+            "restore_weights", restore_weights
+        )
+        self.oscillation_threshold = validation.check_real(
+            "oscillation_threshold", oscillation_threshold, low=0.0,
+            low_open=True,
+        )
+        self.linearity_threshold = validation.check_real(
+            "linearity_threshold", linearity_threshold, low=0.0, low_open=True
+        )
+        self.verbose = validation.check_int("verbose", verbose, low=0)
+        self.steps, self.losses, self.learning_rates = [], [], []
+        self.diagnosis = "insufficient_data"
+        self.reason = "training has not started"
+        self.diverged_at_step = None
+        self._average = 0.0
+        self._best = math.inf
+        self._written = 0
+        self._writer = None
+        self._reader = None
+        self._good_weights = None
+
+    # -- state ---------------------------------------------------------------
+
+    def get_state(self):
+        """The recorded series and verdict, to resume a monitor after a restart."""
+        return {
+            "steps": list(self.steps),
+            "losses": list(self.losses),
+            "learning_rates": list(self.learning_rates),
+            "diagnosis": self.diagnosis,
+            "reason": self.reason,
+            "diverged_at_step": self.diverged_at_step,
+            "average": self._average,
+            "best": self._best,
+        }
+
+    def set_state(self, state):
+        self.steps = list(state.get("steps", []))
+        self.losses = list(state.get("losses", []))
+        self.learning_rates = list(state.get("learning_rates", []))
+        self.diagnosis = state.get("diagnosis", "insufficient_data")
+        self.reason = state.get("reason", "")
+        self.diverged_at_step = state.get("diverged_at_step")
+        self._average = state.get("average", 0.0)
+        self._best = state.get("best", math.inf)
+        self._written = len(self.steps)
+
+    # -- Keras hooks -----------------------------------------------------------
+
+    def on_train_begin(self, logs=None):
+        self._reader = training.BatchLossReader(self.model)
+        self._writer = tensorboard.open_run(self.log_dir, "monitors")
+        self._written = min(self._written, len(self.steps))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._reader.reset()
+        self._last_read = 0
+        if self.restore_weights and self.diverged_at_step is None:
+            self._good_weights = training.copy_weights(self.model)
+
+    def on_train_batch_end(self, batch, logs=None):
+        done = batch + 1
+        last = done == self.params.get("steps")
+        if done - self._last_read < self.every and not last:
+            return
+        self._last_read = done
+        loss = self._reader.read(logs)
+        if loss is None:
+            return
+        optimizer = self.model.optimizer
+        self.steps.append(optimizers.get_iterations(optimizer))
+        self.losses.append(loss)
+        self.learning_rates.append(optimizers.get_learning_rate(optimizer))
+        self._watch(loss)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.diverged_at_step is None:
+            self._judge_shape()
+        self._flush()
+
+    def on_train_end(self, logs=None):
+        if self.diverged_at_step is None:
+            self._judge_shape()
+        self._flush()
+        if self._writer is not None:
+            self._writer.text(
+                "loss_monitor/diagnosis",
+                f"**{self.diagnosis}**: {self.reason}",
+                self.steps[-1] if self.steps else 0,
+            )
+        tensorboard.close_run(self._writer)
+        self._writer = None
+        if self.verbose:
+            print(f"\nLossMonitor: {self.diagnosis}: {self.reason}.", flush=True)
+
+    # -- the watching ----------------------------------------------------------
+
+    def _watch(self, loss):
+        step = self.steps[-1]
+        if not math.isfinite(loss):
+            self._diverged(step, f"the loss became {loss} at step {step}")
+            return
+        n = len(self.losses)
+        self._average = 0.98 * self._average + 0.02 * loss
+        smoothed = self._average / (1.0 - 0.98 ** n)
+        if n >= self.min_steps and loss_curve.is_diverging(
+            smoothed, self._best, self.divergence_threshold
+        ):
+            self._diverged(
+                step,
+                f"the loss diverged at step {step} (smoothed {smoothed:.4g}, "
+                f"more than {self.divergence_threshold:g}x its best "
+                f"{self._best:.4g})",
+            )
+            return
+        self._best = min(self._best, smoothed)
+
+    def _diverged(self, step, what):
+        if self.diverged_at_step is not None:
+            return
+        self.diverged_at_step = step
+        rate = self.learning_rates[-1] if self.learning_rates else None
+        advice = "lower the learning rate"
+        if rate:
+            advice += f", e.g. to about {rate / 10:.2g}"
+        self.diagnosis = "learning_rate_too_high"
+        self.reason = f"{what}: {advice}"
+        if self.stop_on_divergence:
+            self.model.stop_training = True
+        if self.restore_weights and self._good_weights is not None:
+            self.model.set_weights(self._good_weights)
+            self.reason += "; weights restored from the start of the epoch"
+        if self.verbose:
+            print(f"\nLossMonitor: stopping: {self.reason}.", flush=True)
+
+    def _judge_shape(self):
+        verdict = loss_curve.diagnose_loss_curve(
+            self.losses,
+            min_steps=self.min_steps,
+            oscillation_threshold=self.oscillation_threshold,
+            linearity_threshold=self.linearity_threshold,
+        )
+        self.diagnosis, self.reason = verdict.verdict, verdict.reason
+
+    def _flush(self):
+        if self._writer is None:
+            self._written = len(self.steps)
+            return
+        start = self._written
+        self._writer.scalars(
+            "loss_monitor/batch_loss", self.steps[start:], self.losses[start:]
+        )
+        self._writer.scalars(
+            "loss_monitor/learning_rate",
+            self.steps[start:],
+            self.learning_rates[start:],
+        )
+        self._writer.flush()
+        self._written = len(self.steps)

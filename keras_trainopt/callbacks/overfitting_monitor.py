@@ -1,0 +1,243 @@
+"""`OverfittingMonitor`: the train-versus-validation gap, and what it means."""
+
+import keras
+
+from keras_trainopt._internal import training
+from keras_trainopt._internal import validation
+from keras_trainopt.diagnostics import generalization
+from keras_trainopt.reporting import tensorboard
+
+
+class OverfittingMonitor(keras.callbacks.Callback):
+    """Tracks the gap between training and validation, and names the problem.
+
+    The gap between training and validation accuracy tells how much capacity
+    the model has relative to the data (cs231n): a large gap is overfitting
+    (more regularization, more data, or stop earlier); no gap with poor
+    training accuracy is underfitting (a bigger model). After each epoch this
+    callback puts the gap into the epoch logs as `generalization_gap` (so
+    `History` and Keras' TensorBoard record it), writes it to TensorBoard,
+    and leaves a verdict in `diagnosis`, with the evidence and advice in
+    `reason`. It can stop training once overfitting persists and put back the
+    weights of the best validation epoch.
+
+        gap = train - validation    (accuracy-like metrics)
+        gap = validation - train    (loss-like metrics: loss, mse, ...)
+
+    - `"overfitting"`: `gap > overfitting_gap`;
+    - `"underfitting"`: `|gap| <= underfitting_gap` and the training value is
+      worse than `underfitting_value`;
+    - `"good_fit"` otherwise.
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> from keras_trainopt import OverfittingMonitor
+    >>> rng = np.random.default_rng(0)
+    >>> x, y = rng.normal(size=(64, 20)), rng.integers(0, 2, 64)  # noise
+    >>> model = keras.Sequential([keras.Input((20,)),
+    ...                           keras.layers.Dense(256, activation="relu"),
+    ...                           keras.layers.Dense(2, activation="softmax")])
+    >>> model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+    ...               metrics=["accuracy"])
+    >>> monitor = OverfittingMonitor(verbose=0)
+    >>> history = model.fit(x, y, validation_split=0.5, epochs=60,
+    ...                     callbacks=[monitor], verbose=0)
+    >>> monitor.diagnosis
+    'overfitting'
+
+    Args:
+        metric: the metric to compare; `val_<metric>` must be in the logs.
+        log_dir: TensorBoard folder (`generalization_gap` goes to the run
+            `monitors`, one point per epoch); `None` writes nothing.
+        mode: `"auto"` (loss-like names are lower-is-better), `"max"` or
+            `"min"`.
+        overfitting_gap: the gap above which the model overfits (default 0.1,
+            10 points of accuracy).
+        underfitting_gap: the gap within which validation "tracks" training
+            (default 0.05).
+        underfitting_value: a training value worse than this is poor (default
+            0.8 for higher-is-better metrics; `None`, no underfitting verdict,
+            for lower-is-better ones unless given).
+        patience: epochs in a row of overfitting before `stop_on_overfitting`
+            acts (int >= 1).
+        stop_on_overfitting: stop training after `patience` overfitting
+            epochs.
+        restore_best_weights: at the end of training, put back the weights of
+            the epoch with the best validation value.
+        verbose: 1 prints the verdict and advice at the end of training.
+
+    Attributes:
+        diagnosis: `"good_fit"`, `"overfitting"`, `"underfitting"`, or
+            `"insufficient_data"` before the first epoch ends.
+        reason: the evidence and advice, in words.
+        gaps: the gap of every epoch; best_epoch: the best validation epoch.
+
+    Reference: cs231n, "Neural Networks Part 3: Learning and Evaluation",
+    train/validation accuracy.
+    """
+
+    DIAGNOSES = ("insufficient_data", "good_fit", "overfitting", "underfitting")
+    MODES = ("auto", "max", "min")
+
+    def __init__(
+        self,
+        metric="accuracy",
+        *,
+        log_dir=None,
+        mode="auto",
+        overfitting_gap=0.1,
+        underfitting_gap=0.05,
+        underfitting_value="auto",
+        patience=1,
+        stop_on_overfitting=False,
+        restore_best_weights=False,
+        verbose=1,
+    ):
+        super().__init__()
+        if not isinstance(metric, str) or not metric:
+            raise TypeError(
+                f"`metric` must be a metric name. Received: metric={metric!r}"
+            )
+        self.metric = metric
+        self.log_dir = log_dir
+        self.mode = validation.check_choice("mode", mode, self.MODES)
+        self.lower_is_better = (
+            generalization.lower_is_better(metric) if mode == "auto"
+            else mode == "min"
+        )
+        self.overfitting_gap = validation.check_real(
+            "overfitting_gap", overfitting_gap, low=0.0
+        )
+        self.underfitting_gap = validation.check_real(
+            "underfitting_gap", underfitting_gap, low=0.0
+        )
+        if underfitting_value == "auto":
+            underfitting_value = None if self.lower_is_better else 0.8
+        self.underfitting_value = validation.check_real(
+            "underfitting_value", underfitting_value, allow_none=True
+        )
+        self.patience = validation.check_int("patience", patience, low=1)
+        self.stop_on_overfitting = validation.check_bool(
+            "stop_on_overfitting", stop_on_overfitting
+        )
+        self.restore_best_weights = validation.check_bool(
+            "restore_best_weights", restore_best_weights
+        )
+        self.verbose = validation.check_int("verbose", verbose, low=0)
+        self.diagnosis = "insufficient_data"
+        self.reason = "no epoch has ended yet"
+        self.gaps = []
+        self.best_epoch = None
+        self.best_value = None
+        self._overfit_run = 0
+        self._best_weights = None
+        self._writer = None
+
+    def get_state(self):
+        """The per-epoch gaps, verdict and best epoch, for a restart."""
+        return {
+            "gaps": list(self.gaps),
+            "diagnosis": self.diagnosis,
+            "reason": self.reason,
+            "best_epoch": self.best_epoch,
+            "best_value": self.best_value,
+            "overfit_run": self._overfit_run,
+        }
+
+    def set_state(self, state):
+        self.gaps = list(state.get("gaps", []))
+        self.diagnosis = state.get("diagnosis", "insufficient_data")
+        self.reason = state.get("reason", "")
+        self.best_epoch = state.get("best_epoch")
+        self.best_value = state.get("best_value")
+        self._overfit_run = state.get("overfit_run", 0)
+
+    def on_train_begin(self, logs=None):
+        self._writer = tensorboard.open_run(self.log_dir, "monitors")
+
+    def on_epoch_end(self, epoch, logs=None):
+        train, held_out = self._values(logs or {})
+        verdict = generalization.diagnose_fit(
+            train, held_out,
+            lower_better=self.lower_is_better,
+            overfitting_gap=self.overfitting_gap,
+            underfitting_gap=self.underfitting_gap,
+            underfitting_value=self.underfitting_value,
+        )
+        gap = generalization.generalization_gap(
+            train, held_out, self.lower_is_better
+        )
+        self.gaps.append(gap)
+        logs["generalization_gap"] = gap
+        if self._writer is not None:
+            self._writer.scalar("generalization_gap", gap, epoch)
+            self._writer.flush()
+        self.diagnosis = verdict.verdict
+        self.reason = f"epoch {epoch + 1}: {verdict.reason}"
+        self._track_best(epoch, held_out)
+        self._overfit_run = (
+            self._overfit_run + 1 if verdict.verdict == "overfitting" else 0
+        )
+        if self.stop_on_overfitting and self._overfit_run >= self.patience:
+            self.model.stop_training = True
+            if self.verbose:
+                print(
+                    f"\nEpoch {epoch + 1}: OverfittingMonitor stopping "
+                    f"training after {self._overfit_run} overfitting "
+                    "epoch(s).",
+                    flush=True,
+                )
+
+    def on_train_end(self, logs=None):
+        if self.restore_best_weights and self._best_weights is not None:
+            self.model.set_weights(self._best_weights)
+            self.reason += (
+                f"; weights restored from epoch {self.best_epoch + 1}, the "
+                "best on validation"
+            )
+        if self._writer is not None:
+            self._writer.text(
+                "overfitting_monitor/diagnosis",
+                f"**{self.diagnosis}**: {self.reason}",
+                max(len(self.gaps) - 1, 0),
+            )
+        tensorboard.close_run(self._writer)
+        self._writer = None
+        if self.verbose and self.gaps:
+            print(
+                f"\nOverfittingMonitor: {self.diagnosis}: {self.reason}.",
+                flush=True,
+            )
+
+    def _values(self, logs):
+        key, val_key = self.metric, "val_" + self.metric
+        if key not in logs:
+            raise ValueError(
+                f"OverfittingMonitor(metric={self.metric!r}) found no "
+                f"{key!r} in the epoch logs. Compile the model with that "
+                f"metric or pick one of the keys there: {sorted(logs)}"
+            )
+        if val_key not in logs:
+            if not any(k.startswith("val_") for k in logs):
+                raise ValueError(
+                    "OverfittingMonitor needs validation data: pass "
+                    "`validation_data` or `validation_split` to `fit` (with "
+                    "the default validation_freq=1). Keys in the epoch logs: "
+                    f"{sorted(logs)}"
+                )
+            raise ValueError(
+                f"OverfittingMonitor found no {val_key!r} in the epoch logs. "
+                f"Keys there: {sorted(logs)}"
+            )
+        return float(logs[key]), float(logs[val_key])
+
+    def _track_best(self, epoch, held_out):
+        better = self.best_value is None or (
+            held_out < self.best_value if self.lower_is_better
+            else held_out > self.best_value
+        )
+        if better:
+            self.best_epoch, self.best_value = epoch, held_out
+            if self.restore_best_weights:
+                self._best_weights = training.copy_weights(self.model)

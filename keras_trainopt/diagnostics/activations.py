@@ -1,0 +1,58 @@
+"""Activation statistics: saturated tanh/sigmoid units and dead ReLUs.
+
+A tanh or sigmoid unit whose output sits near an asymptote has a gradient
+near zero and stops learning; a ReLU unit that outputs zero for every input
+gets no gradient at all and is dead for good (cs231n, "Neural Networks Part
+1", activation functions). Both are usually caused by initial weights that are
+too large, or by a learning rate that is too high.
+"""
+
+import numpy as np
+
+# Output range of each saturating kind: (low asymptote, high asymptote).
+SATURATING = {"tanh": (-1.0, 1.0), "sigmoid": (0.0, 1.0)}
+RECTIFYING = ("relu",)
+
+
+def saturated_fraction(values, kind, tolerance=0.05):
+    """Fraction of outputs within `tolerance` x range of an asymptote.
+
+    For tanh (range [-1, 1], width 2): `|a| >= 1 - 2 * tolerance`; for
+    sigmoid (range [0, 1]): `a <= tolerance` or `a >= 1 - tolerance`.
+    Returns `None` for a kind that does not saturate.
+    """
+    if kind not in SATURATING:
+        return None
+    low, high = SATURATING[kind]
+    margin = tolerance * (high - low)
+    values = np.asarray(values)
+    return float(np.mean((values <= low + margin) | (values >= high - margin)))
+
+
+def dead_fraction(values, kind):
+    """Fraction of units (last axis) that output zero for every probe input.
+
+    `values` has the batch first and the units last (e.g. `(batch, units)` or
+    `(batch, height, width, channels)`); a unit is dead when it is `<= 0`
+    everywhere. Returns `None` for a kind that does not rectify.
+    """
+    if kind not in RECTIFYING:
+        return None
+    values = np.asarray(values)
+    if values.ndim < 2:
+        values = values.reshape(-1, 1)
+    dead = np.all(values <= 0.0, axis=tuple(range(values.ndim - 1)))
+    return float(np.mean(dead))
+
+
+def activation_stats(values, kind, tolerance=0.05, bins=30):
+    """Mean, std, histogram and, where they apply, saturated/dead fractions."""
+    values = np.asarray(values, dtype="float64")
+    counts, edges = np.histogram(values, bins=bins)
+    return {
+        "mean": float(np.mean(values)),
+        "std": float(np.std(values)),
+        "histogram": (counts, edges),
+        "saturated_fraction": saturated_fraction(values, kind, tolerance),
+        "dead_fraction": dead_fraction(values, kind),
+    }

@@ -1,0 +1,59 @@
+"""Train-versus-validation gap: overfitting, underfitting or a good fit."""
+
+from keras_trainopt.diagnostics.loss_curve import Diagnosis
+
+_LOWER_IS_BETTER = ("loss", "error", "mse", "mae", "mape", "crossentropy",
+                    "hinge", "msle", "huber", "poisson")
+
+
+def lower_is_better(metric):
+    """True for loss-like metric names (`loss`, `mse`, `val_..._error`, ...)."""
+    name = metric.lower()
+    return any(word in name for word in _LOWER_IS_BETTER)
+
+
+def generalization_gap(train, validation, lower_better):
+    """How far validation falls behind training; positive means behind.
+
+        gap = train - validation    (accuracy-like metrics)
+        gap = validation - train    (loss-like metrics)
+    """
+    return validation - train if lower_better else train - validation
+
+
+def diagnose_fit(
+    train, validation, *, lower_better, overfitting_gap, underfitting_gap,
+    underfitting_value,
+):
+    """Overfitting, underfitting or a good fit, from one epoch's values.
+
+    - `"overfitting"`: the gap exceeds `overfitting_gap`;
+    - `"underfitting"`: the gap is within `underfitting_gap` (validation
+      tracks training) and training itself is worse than
+      `underfitting_value` (`None` skips this check);
+    - `"good_fit"` otherwise.
+    """
+    gap = generalization_gap(train, validation, lower_better)
+    if gap > overfitting_gap:
+        return Diagnosis(
+            "overfitting",
+            f"validation falls behind training by {gap:.3g} (train "
+            f"{train:.4g}, validation {validation:.4g}): add regularization "
+            "(L2, dropout), get more data, or stop earlier",
+        )
+    poor = underfitting_value is not None and (
+        train > underfitting_value if lower_better
+        else train < underfitting_value
+    )
+    if abs(gap) <= underfitting_gap and poor:
+        return Diagnosis(
+            "underfitting",
+            f"validation tracks training (gap {gap:.3g}) but training itself "
+            f"is poor ({train:.4g}, worse than {underfitting_value:g}): use a "
+            "bigger model, train longer, or regularize less",
+        )
+    return Diagnosis(
+        "good_fit",
+        f"gap {gap:.3g} between train {train:.4g} and validation "
+        f"{validation:.4g}",
+    )

@@ -1,0 +1,119 @@
+"""Reading the learning rate from the shape of the loss curve.
+
+The cs231n notes ("Babysitting the learning process") sketch four curves: a
+very high learning rate makes the loss explode; a high one drops it fast and
+then leaves it stuck, jumping around; a low one lowers it slowly and almost
+linearly; a good one drops it fast and then flattens, like an exponential.
+These functions turn those pictures into numbers.
+"""
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+
+class Diagnosis(NamedTuple):
+    """A verdict and the reason for it, in words a user can act on."""
+
+    verdict: str
+    reason: str
+
+
+def smooth(losses, beta=0.98):
+    """Bias-corrected exponential moving average of a loss series.
+
+        avg_i = beta * avg_{i-1} + (1 - beta) * loss_i,  avg_{-1} = 0
+        smooth_i = avg_i / (1 - beta ** (i + 1))
+
+    (the smoothing of fastai's and Lightning's learning-rate finders).
+    """
+    losses = np.asarray(losses, dtype="float64")
+    out = np.empty_like(losses)
+    avg = 0.0
+    for i, loss in enumerate(losses):
+        avg = beta * avg + (1.0 - beta) * loss
+        out[i] = avg / (1.0 - beta ** (i + 1))
+    return out
+
+
+def diagnose_loss_curve(
+    losses,
+    *,
+    min_steps=20,
+    oscillation_threshold=0.5,
+    linearity_threshold=0.6,
+):
+    """Diagnoses the learning rate from a batch-loss series.
+
+    Rules, checked in order on the finite, smoothed series:
+
+    - fewer than `min_steps` losses: `"insufficient_data"`;
+    - *violent oscillation*: the median batch-to-batch change is more than
+      `oscillation_threshold` times the median loss of the second half, and
+      the second half is no lower than the first: `"learning_rate_too_high"`;
+    - *slow, nearly linear decrease*: the loss falls in both halves and the
+      second half falls by at least `linearity_threshold` of what the first
+      half fell (a good rate falls fast, then flattens, so this ratio is
+      small): `"learning_rate_too_low"`;
+    - otherwise `"good"`.
+
+    Non-finite losses and divergence are verdicts of the monitor that sees
+    them happen (`LossMonitor`), not of this function.
+
+    Args:
+        losses: batch losses in training order.
+        min_steps: fewest losses to judge from.
+        oscillation_threshold: relative batch-to-batch change that counts as
+            violent oscillation.
+        linearity_threshold: ratio of second-half to first-half decrease that
+            counts as linear.
+
+    Returns:
+        A `Diagnosis(verdict, reason)`.
+    """
+    losses = np.asarray(losses, dtype="float64")
+    losses = losses[np.isfinite(losses)]
+    n = len(losses)
+    if n < min_steps:
+        return Diagnosis(
+            "insufficient_data",
+            f"only {n} finite batch losses; at least {min_steps} are needed",
+        )
+    half = n // 2
+    first, second = losses[:half], losses[half:]
+    level = float(np.median(np.abs(second))) or 1e-12
+    jumps = float(np.median(np.abs(np.diff(second)))) if len(second) > 1 else 0.0
+    if jumps > oscillation_threshold * level and np.mean(second) >= np.mean(
+        first
+    ):
+        return Diagnosis(
+            "learning_rate_too_high",
+            f"the loss oscillates violently (typical jump {jumps:.3g} on a "
+            f"level of {level:.3g}) without going down: lower the learning "
+            "rate, e.g. by 3-10x",
+        )
+    curve = smooth(losses)
+    start, middle, end = curve[0], curve[half], curve[-1]
+    drop_first, drop_second = start - middle, middle - end
+    if drop_first > 0 and drop_second > 0:
+        linearity = drop_second / drop_first
+        if linearity >= linearity_threshold:
+            return Diagnosis(
+                "learning_rate_too_low",
+                "the loss falls slowly and almost linearly (the second half "
+                f"fell {linearity:.0%} as much as the first): raise the "
+                "learning rate, e.g. by 3x, or find one with "
+                "find_learning_rate",
+            )
+    return Diagnosis(
+        "good",
+        f"the loss fell from {start:.4g} to {end:.4g} and is flattening",
+    )
+
+
+def is_diverging(smoothed_loss, best_loss, threshold):
+    """True when the smoothed loss exceeds `threshold` x its best so far."""
+    if not math.isfinite(smoothed_loss):
+        return True
+    return best_loss > 0 and smoothed_loss > threshold * best_loss

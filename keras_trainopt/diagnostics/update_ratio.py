@@ -1,0 +1,26 @@
+"""The weight-update-to-weight ratio, cs231n's check of the learning rate."""
+
+import numpy as np
+
+
+def update_ratio(before, after):
+    """`||after - before|| / ||before||` for one weight array (Frobenius norms).
+
+    About 1e-3 is healthy; far lower means the learning rate is too low, far
+    higher that it is too high (cs231n, "Neural Networks Part 3", ratio of
+    weights:updates). A zero-norm `before` gives `inf` (or `nan` if nothing
+    moved).
+    """
+    before = np.asarray(before, dtype="float64")
+    after = np.asarray(after, dtype="float64")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(np.linalg.norm(after - before) / np.linalg.norm(before))
+
+
+def layer_verdict(ratio, low, high):
+    """`"too_low"`, `"too_high"` or `"healthy"` for a ratio and its bounds."""
+    if not np.isfinite(ratio) or ratio > high:
+        return "too_high"
+    if ratio < low:
+        return "too_low"
+    return "healthy"

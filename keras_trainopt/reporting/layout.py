@@ -1,0 +1,42 @@
+"""The TensorBoard custom-scalars layout: ready-made charts for the monitors."""
+
+from tensorboard.plugins.custom_scalar import layout_pb2
+from tensorboard.plugins.custom_scalar import summary as custom_scalar_summary
+
+# (chart title, tag regular expressions); tags of every run are matched.
+CHARTS = (
+    ("accuracy: train and validation", (r"^epoch_accuracy$",)),
+    ("generalization gap (train - validation)",
+     (r"^generalization_gap$", r"^epoch_generalization_gap$")),
+    ("learning rate", (r"^epoch_learning_rate$",
+                       r"^loss_monitor/learning_rate$")),
+    ("batch loss", (r"^loss_monitor/batch_loss$",)),
+    ("weight-update / weight ratio (healthy ~1e-3)", (r"^update_ratio/.*/",)),
+    ("saturated fraction", (r"^activations/.*/saturated_fraction$",)),
+    ("dead ReLU fraction", (r"^activations/.*/dead_fraction$",)),
+)
+
+
+def custom_scalars_layout():
+    """The layout as a `tensorboard` `Layout` protocol buffer."""
+    return layout_pb2.Layout(
+        category=[
+            layout_pb2.Category(
+                title="keras_trainopt",
+                chart=[
+                    layout_pb2.Chart(
+                        title=title,
+                        multiline=layout_pb2.MultilineChartContent(
+                            tag=list(tags)
+                        ),
+                    )
+                    for title, tags in CHARTS
+                ],
+            )
+        ]
+    )
+
+
+def layout_summary():
+    """The layout as a `Summary` protocol buffer, ready to write."""
+    return custom_scalar_summary.pb(custom_scalars_layout())
