@@ -59,8 +59,6 @@ class UpdateProbe:
         probe = self
 
         def apply(grads, trainable_variables=None):
-            t = ops.convert_to_tensor(optimizer.iterations)
-
             def measured():
                 before = [ops.copy(v.value) for v in probe.variables]
                 original(grads, trainable_variables)
@@ -70,13 +68,16 @@ class UpdateProbe:
                     for v, b in zip(probe.variables, before)
                 ]
                 probe._ratios.assign(ops.cast(ops.stack(ratios), "float32"))
-                probe._step.assign(ops.cast(t + 1, "int64"))
+                # The step count after the update: t + 1.
+                probe._step.assign(ops.cast(optimizer.iterations, "int64"))
                 return ops.convert_to_tensor(True)
 
             def plain():
                 original(grads, trainable_variables)
                 return ops.convert_to_tensor(False)
 
+            # `t`, the updates applied before this one, decides.
+            t = optimizer.iterations
             ops.cond(ops.equal(ops.mod(t, probe.every), 0), measured, plain)
 
         optimizer.apply = apply

@@ -62,8 +62,9 @@ class LossMonitor(keras.callbacks.Callback):
         min_steps: readings before divergence or shape is judged (int >= 1).
         stop_on_divergence: set `model.stop_training` on a non-finite or
             diverged loss.
-        restore_weights: on divergence, put back the weights saved at the
-            start of the epoch (costs one copy of the weights per epoch).
+        restore_weights: on divergence, put back the last good weights: those
+            of the latest epoch start at which the smoothed loss was within
+            1.5x its best (one copy of the weights per epoch).
         oscillation_threshold, linearity_threshold: see
             `keras_trainopt.diagnostics.diagnose_loss_curve`.
         verbose: 1 prints the verdict and advice.
@@ -168,7 +169,7 @@ class LossMonitor(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self._reader.reset()
         self._last_read = 0
-        if self.restore_weights and self.diverged_at_step is None:
+        if self.restore_weights and self._looks_healthy():
             self._good_weights = training.copy_weights(self.model)
 
     def on_train_batch_end(self, batch, logs=None):
@@ -228,6 +229,15 @@ class LossMonitor(keras.callbacks.Callback):
             return
         self._best = min(self._best, smoothed)
 
+    def _looks_healthy(self):
+        """No divergence seen, and the smoothed loss within 1.5x its best."""
+        if self.diverged_at_step is not None:
+            return False
+        if not self.losses:
+            return True
+        smoothed = self._average / (1.0 - 0.98 ** len(self.losses))
+        return smoothed <= 1.5 * self._best
+
     def _diverged(self, step, what):
         if self.diverged_at_step is not None:
             return
@@ -242,7 +252,7 @@ class LossMonitor(keras.callbacks.Callback):
             self.model.stop_training = True
         if self.restore_weights and self._good_weights is not None:
             self.model.set_weights(self._good_weights)
-            self.reason += "; weights restored from the start of the epoch"
+            self.reason += "; the last good weights were restored"
         if self.verbose:
             print(f"\nLossMonitor: stopping: {self.reason}.", flush=True)
 

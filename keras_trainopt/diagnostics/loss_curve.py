@@ -43,6 +43,7 @@ def diagnose_loss_curve(
     min_steps=20,
     oscillation_threshold=0.5,
     linearity_threshold=0.6,
+    flat_tolerance=0.02,
 ):
     """Diagnoses the learning rate from a batch-loss series.
 
@@ -52,6 +53,9 @@ def diagnose_loss_curve(
     - *violent oscillation*: the median batch-to-batch change is more than
       `oscillation_threshold` times the median loss of the second half, and
       the second half is no lower than the first: `"learning_rate_too_high"`;
+    - *no progress*: the smoothed loss moved by less than `flat_tolerance`
+      of its start: `"learning_rate_too_low"` (judge from the start of
+      training: a converged model is flat too);
     - *slow, nearly linear decrease*: the loss falls in both halves and the
       second half falls by at least `linearity_threshold` of what the first
       half fell (a good rate falls fast, then flattens, so this ratio is
@@ -68,6 +72,8 @@ def diagnose_loss_curve(
             violent oscillation.
         linearity_threshold: ratio of second-half to first-half decrease that
             counts as linear.
+        flat_tolerance: relative change of the smoothed loss below which it
+            has not moved.
 
     Returns:
         A `Diagnosis(verdict, reason)`.
@@ -96,6 +102,14 @@ def diagnose_loss_curve(
     curve = smooth(losses)
     start, middle, end = curve[0], curve[half], curve[-1]
     drop_first, drop_second = start - middle, middle - end
+    change = abs(end - start) / max(abs(start), 1e-12)
+    if change < flat_tolerance:
+        return Diagnosis(
+            "learning_rate_too_low",
+            f"the loss barely moved ({start:.4g} to {end:.4g}, "
+            f"{change:.1%}) over {n} readings: raise the learning rate, e.g. "
+            "by 10x, or find one with find_learning_rate",
+        )
     if drop_first > 0 and drop_second > 0:
         linearity = drop_second / drop_first
         if linearity >= linearity_threshold:

@@ -1,0 +1,137 @@
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from keras_trainopt import LossMonitor
+from tests import tb
+
+
+def linear_problem(n=256, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 4)).astype("float32")
+    w = np.array([[1.0], [-2.0], [0.5], [3.0]], "float32")
+    return x, x @ w + 0.1 * rng.normal(size=(n, 1)).astype("float32")
+
+
+def linear_model(lr, seed=0):
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(lr), loss="mse")
+    return model
+
+
+class WeightRecorder(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.before = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.before.append([np.array(w) for w in self.model.get_weights()])
+
+
+def test_batch_losses_equal_an_independent_computation(tmp_path):
+    x, y = linear_problem(n=64)
+    model = linear_model(0.05)
+    recorder = WeightRecorder()
+    monitor = LossMonitor(str(tmp_path), every=1, verbose=0)
+    model.fit(x, y, batch_size=16, epochs=2, shuffle=False,
+              callbacks=[recorder, monitor], verbose=0)
+    expected = []
+    for i, (kernel, bias) in enumerate(recorder.before):
+        b = i % 4
+        xb, yb = x[16 * b:16 * (b + 1)], y[16 * b:16 * (b + 1)]
+        expected.append(float(np.mean((xb @ kernel + bias - yb) ** 2)))
+    assert monitor.steps == list(range(1, 9))
+    np.testing.assert_allclose(monitor.losses, expected, rtol=1e-4)
+    assert monitor.learning_rates == pytest.approx([0.05] * 8)
+    written = tb.scalars(str(tmp_path / "monitors"), "loss_monitor/batch_loss")
+    assert [s for s, _ in written] == list(range(1, 9))
+    np.testing.assert_allclose([v for _, v in written], expected, rtol=1e-4)
+
+
+def test_every_n_reads_mean_of_the_span():
+    x, y = linear_problem(n=64)
+    fine, coarse = LossMonitor(every=1, verbose=0), LossMonitor(every=2,
+                                                                 verbose=0)
+    linear_model(0.05).fit(x, y, batch_size=8, epochs=1, shuffle=False,
+                           callbacks=[fine], verbose=0)
+    linear_model(0.05).fit(x, y, batch_size=8, epochs=1, shuffle=False,
+                           callbacks=[coarse], verbose=0)
+    assert coarse.steps == [2, 4, 6, 8]
+    pairs = np.asarray(fine.losses).reshape(4, 2).mean(axis=1)
+    np.testing.assert_allclose(coarse.losses, pairs, rtol=1e-4)
+
+
+def test_divergence_stops_and_restores_weights():
+    x, y = linear_problem()
+    model = linear_model(5.0)  # far above 2 / lambda_max for this problem
+    start = [np.array(w) for w in model.get_weights()]
+    monitor = LossMonitor(every=1, restore_weights=True, verbose=0)
+    history = model.fit(x, y, batch_size=16, epochs=50, callbacks=[monitor],
+                        verbose=0)
+    assert len(history.epoch) <= 2  # stopped at once, not after 50 epochs
+    assert monitor.diagnosis == "learning_rate_too_high"
+    assert monitor.diverged_at_step is not None
+    assert "restored" in monitor.reason
+    for got, want in zip(model.get_weights(), start):
+        np.testing.assert_array_equal(got, want)
+        assert np.all(np.isfinite(got))
+
+
+def test_nan_loss_is_caught_at_once():
+    x, y = linear_problem()
+    y[40] = np.nan
+    monitor = LossMonitor(every=1, verbose=0)
+    linear_model(0.01).fit(x, y, batch_size=16, epochs=3, shuffle=False,
+                           callbacks=[monitor], verbose=0)
+    assert monitor.diverged_at_step == 3  # the batch holding sample 40
+    assert monitor.diagnosis == "learning_rate_too_high"
+    assert "nan" in monitor.reason
+
+
+@pytest.mark.parametrize("lr", [3e-3, 1e-5])
+def test_too_low_learning_rate_is_diagnosed(lr):
+    # Full-batch gradient descent: with lr 3e-3 the loss falls slowly and
+    # almost linearly; with 1e-5 it barely moves.
+    x, y = linear_problem()
+    monitor = LossMonitor(every=1, verbose=0)
+    linear_model(lr).fit(x, y, batch_size=256, epochs=40,
+                         callbacks=[monitor], verbose=0)
+    assert monitor.diagnosis == "learning_rate_too_low", monitor.reason
+
+
+def test_good_learning_rate_is_diagnosed_good():
+    x, y = linear_problem()
+    monitor = LossMonitor(every=1, verbose=0)
+    linear_model(0.05).fit(x, y, batch_size=16, epochs=4, callbacks=[monitor],
+                           verbose=0)
+    assert monitor.diagnosis == "good", monitor.reason
+
+
+def test_state_round_trip():
+    x, y = linear_problem(n=64)
+    monitor = LossMonitor(every=1, verbose=0)
+    linear_model(0.05).fit(x, y, batch_size=16, epochs=1, callbacks=[monitor],
+                           verbose=0)
+    fresh = LossMonitor(verbose=0)
+    fresh.set_state(monitor.get_state())
+    assert fresh.get_state() == monitor.get_state()
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, name",
+    [
+        (dict(every=0), ValueError, "every"),
+        (dict(divergence_threshold=1.0), ValueError, "divergence_threshold"),
+        (dict(divergence_threshold=math.nan), ValueError,
+         "divergence_threshold"),
+        (dict(min_steps=True), TypeError, "min_steps"),
+        (dict(restore_weights="yes"), TypeError, "restore_weights"),
+        (dict(oscillation_threshold=0), ValueError, "oscillation_threshold"),
+    ],
+)
+def test_bad_arguments(kwargs, error, name):
+    with pytest.raises(error, match=f"`{name}`"):
+        LossMonitor(**kwargs)

@@ -1,0 +1,116 @@
+import keras
+import numpy as np
+import pytest
+
+from keras_trainopt import OverfittingMonitor
+from tests import tb
+
+
+def classifier(input_dim, hidden=None, seed=0):
+    keras.utils.set_random_seed(seed)
+    layers = [keras.Input((input_dim,))]
+    if hidden:
+        layers.append(keras.layers.Dense(hidden, activation="relu"))
+    layers.append(keras.layers.Dense(2, activation="softmax"))
+    model = keras.Sequential(layers)
+    model.compile(optimizer=keras.optimizers.Adam(0.01),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def test_memorizing_random_labels_is_overfitting(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 30)).astype("float32")
+    y = rng.integers(0, 2, 200)
+    monitor = OverfittingMonitor(log_dir=str(tmp_path), verbose=0)
+    history = classifier(30, hidden=256).fit(
+        x, y, validation_split=0.5, epochs=40, batch_size=20,
+        callbacks=[monitor], verbose=0,
+    )
+    assert monitor.diagnosis == "overfitting", monitor.reason
+    h = history.history
+    expected = [a - v for a, v in zip(h["accuracy"], h["val_accuracy"])]
+    np.testing.assert_allclose(h["generalization_gap"], expected, atol=1e-7)
+    written = tb.scalars(str(tmp_path / "monitors"), "generalization_gap")
+    assert [s for s, _ in written] == list(range(40))
+    np.testing.assert_allclose([v for _, v in written], expected, atol=1e-6)
+
+
+def test_linear_model_on_circles_is_underfitting():
+    sklearn = pytest.importorskip("sklearn.datasets")
+    x, y = sklearn.make_circles(400, noise=0.05, factor=0.5, random_state=0)
+    monitor = OverfittingMonitor(verbose=0)
+    classifier(2).fit(x.astype("float32"), y, validation_split=0.5,
+                      epochs=20, callbacks=[monitor], verbose=0)
+    assert monitor.diagnosis == "underfitting", monitor.reason
+
+
+def test_a_good_fit():
+    sklearn = pytest.importorskip("sklearn.datasets")
+    x, y = sklearn.make_circles(400, noise=0.05, factor=0.5, random_state=0)
+    monitor = OverfittingMonitor(verbose=0)
+    classifier(2, hidden=32).fit(x.astype("float32"), y, validation_split=0.5,
+                                 epochs=40, callbacks=[monitor], verbose=0)
+    assert monitor.diagnosis == "good_fit", monitor.reason
+
+
+def test_loss_metric_gap_is_validation_minus_training():
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(100, 5)), rng.integers(0, 2, 100)
+    monitor = OverfittingMonitor("loss", verbose=0)
+    history = classifier(5).fit(x, y, validation_split=0.3, epochs=3,
+                                callbacks=[monitor], verbose=0)
+    h = history.history
+    np.testing.assert_allclose(
+        monitor.gaps, np.subtract(h["val_loss"], h["loss"]), atol=1e-7
+    )
+    assert monitor.lower_is_better and monitor.underfitting_value is None
+
+
+def test_stop_and_restore_best_weights():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 30)).astype("float32")
+    y = rng.integers(0, 2, 200)
+    model = classifier(30, hidden=256)
+    best = {}
+
+    class KeepBest(keras.callbacks.Callback):  # independent bookkeeping
+        def on_epoch_end(self, epoch, logs=None):
+            if not best or logs["val_accuracy"] > best["value"]:
+                best.update(value=logs["val_accuracy"],
+                            weights=self.model.get_weights())
+
+    monitor = OverfittingMonitor(stop_on_overfitting=True, patience=3,
+                                 restore_best_weights=True, verbose=0)
+    history = model.fit(x, y, validation_split=0.5, epochs=100, batch_size=20,
+                        callbacks=[KeepBest(), monitor], verbose=0)
+    assert len(history.epoch) < 100
+    for got, want in zip(model.get_weights(), best["weights"]):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_missing_metric_lists_the_keys():
+    model = classifier(3)
+    x, y = np.ones((8, 3)), np.zeros(8)
+    with pytest.raises(ValueError, match=r"no 'auc'.*\['accuracy', 'loss'"):
+        model.fit(x, y, validation_split=0.5, epochs=1, verbose=0,
+                  callbacks=[OverfittingMonitor("auc", verbose=0)])
+    with pytest.raises(ValueError, match="needs validation data"):
+        model.fit(x, y, epochs=1, verbose=0,
+                  callbacks=[OverfittingMonitor(verbose=0)])
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, name",
+    [
+        (dict(metric=3), TypeError, "metric"),
+        (dict(mode="maximum"), ValueError, "mode"),
+        (dict(overfitting_gap=-0.1), ValueError, "overfitting_gap"),
+        (dict(underfitting_value="high"), TypeError, "underfitting_value"),
+        (dict(patience=0), ValueError, "patience"),
+        (dict(stop_on_overfitting=1), TypeError, "stop_on_overfitting"),
+    ],
+)
+def test_bad_arguments(kwargs, error, name):
+    with pytest.raises(error, match=f"`{name}`"):
+        OverfittingMonitor(**kwargs)

@@ -1,0 +1,126 @@
+import keras
+import numpy as np
+import pytest
+
+from keras_trainopt import UpdateRatioLogger
+from tests import tb
+
+
+def data(n=96, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 6)).astype("float32")
+    return x, (x @ rng.normal(size=(6, 2))).astype("float32")
+
+
+def model(lr=0.05, steps_per_execution=1, momentum=0.0, seed=0):
+    keras.utils.set_random_seed(seed)
+    net = keras.Sequential([
+        keras.Input((6,)),
+        keras.layers.Dense(5, activation="tanh", name="hidden",
+                           bias_initializer="ones"),
+        keras.layers.Dense(2, name="out", bias_initializer="ones"),
+    ])
+    net.compile(keras.optimizers.SGD(lr, momentum=momentum), loss="mse",
+                steps_per_execution=steps_per_execution)
+    return net
+
+
+class Trajectory(keras.callbacks.Callback):
+    """Records the trainable weights before every update (spe = 1)."""
+
+    def __init__(self):
+        super().__init__()
+        self.weights = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.weights.append([keras.ops.convert_to_numpy(v) for v in self.model.trainable_weights])
+
+    def on_train_end(self, logs=None):
+        self.weights.append([keras.ops.convert_to_numpy(v) for v in self.model.trainable_weights])
+
+
+def reference_ratios(trajectory, t):
+    """cs231n's ratio across update t, from recorded weights, in NumPy."""
+    before, after = trajectory.weights[t], trajectory.weights[t + 1]
+    return [np.linalg.norm(a - b) / np.linalg.norm(b)
+            for b, a in zip(before, after)]
+
+
+KEYS = ["hidden/kernel", "hidden/bias", "out/kernel", "out/bias"]
+
+
+@pytest.mark.parametrize("steps_per_execution", [1, 4])
+def test_ratios_match_recorded_weights(steps_per_execution, tmp_path):
+    x, y = data()
+    trajectory = Trajectory()
+    model(momentum=0.9).fit(x, y, batch_size=8, epochs=2, shuffle=False,
+                            callbacks=[trajectory], verbose=0)
+
+    logger = UpdateRatioLogger(str(tmp_path), every=5, verbose=0)
+    model(momentum=0.9, steps_per_execution=steps_per_execution).fit(
+        x, y, batch_size=8, epochs=2, shuffle=False, callbacks=[logger],
+        verbose=0,
+    )
+    # 24 updates; updates 0, 5, 10, 15, 20 are measured, logged at t + 1.
+    assert [s for s, _ in logger.history["out/kernel"]] == [1, 6, 11, 16, 21]
+    assert sorted(logger.ratios) == sorted(KEYS)
+    for key_index, key in enumerate(KEYS):
+        got = [value for _, value in logger.history[key]]
+        want = [reference_ratios(trajectory, t)[key_index]
+                for t in (0, 5, 10, 15, 20)]
+        np.testing.assert_allclose(got, want, rtol=1e-4)
+        written = tb.scalars(str(tmp_path / "monitors"), f"update_ratio/{key}")
+        assert [s for s, _ in written] == [1, 6, 11, 16, 21]
+        np.testing.assert_allclose([v for _, v in written], want, rtol=1e-4)
+    assert "update_ratio/log10_all_weights" in tb.load(
+        str(tmp_path / "monitors")).Tags()["tensors"]
+
+
+def test_plain_sgd_ratio_doubles_with_the_learning_rate():
+    x, y = data()
+    first = {}
+    for lr in (0.01, 0.02):
+        logger = UpdateRatioLogger(every=1, verbose=0)
+        model(lr=lr).fit(x[:8], y[:8], batch_size=8, epochs=1,
+                         callbacks=[logger], verbose=0)
+        first[lr] = logger.ratios
+    for key in KEYS:
+        assert first[0.02][key] / first[0.01][key] == pytest.approx(2.0,
+                                                                    rel=1e-4)
+
+
+def test_training_is_unchanged_and_the_wrapper_removed():
+    x, y = data()
+    plain = model(momentum=0.9)
+    plain.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    watched = model(momentum=0.9)
+    watched.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0,
+                callbacks=[UpdateRatioLogger(every=3, verbose=0)])
+    for a, b in zip(plain.get_weights(), watched.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert "apply" not in vars(watched.optimizer)
+    watched.fit(x, y, batch_size=8, epochs=1, verbose=0)  # no stale probe
+
+
+def test_layer_verdicts_and_warning(capsys):
+    x, y = data()
+    logger = UpdateRatioLogger(every=1, verbose=1)
+    model(lr=5.0).fit(x[:16], y[:16], batch_size=8, epochs=1,
+                      callbacks=[logger], verbose=0)
+    assert set(logger.layer_ratios) == {"hidden", "out"}
+    assert logger.layer_ratios["out"] == logger.ratios["out/kernel"]
+    assert "lower the learning rate" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, name",
+    [
+        (dict(every=0), ValueError, "every"),
+        (dict(every=1.5), TypeError, "every"),
+        (dict(low=0.0), ValueError, "low"),
+        (dict(low=1e-2, high=1e-3), ValueError, "low"),
+    ],
+)
+def test_bad_arguments(kwargs, error, name):
+    with pytest.raises(error, match=f"`{name}`"):
+        UpdateRatioLogger(**kwargs)

@@ -1,0 +1,39 @@
+import numpy as np
+import pytest
+
+from keras_trainopt.diagnostics import diagnose_loss_curve
+from keras_trainopt.diagnostics import smooth
+from keras_trainopt.diagnostics.loss_curve import is_diverging
+
+t = np.arange(200)
+
+
+def test_smooth_matches_the_lr_finder_formula():
+    losses = [3.0, 1.0, 2.0]
+    avg, expected = 0.0, []
+    for i, loss in enumerate(losses):
+        avg = 0.98 * avg + 0.02 * loss
+        expected.append(avg / (1 - 0.98 ** (i + 1)))
+    np.testing.assert_allclose(smooth(losses), expected)
+    assert smooth([5.0])[0] == pytest.approx(5.0)  # bias-corrected
+
+
+@pytest.mark.parametrize(
+    "losses, verdict",
+    [
+        (2.0 * np.exp(-t / 20) + 0.1, "good"),
+        (2.0 - 0.004 * t, "learning_rate_too_low"),
+        (np.full(200, 2.0), "learning_rate_too_low"),
+        (1.0 + 0.9 * (t % 2), "learning_rate_too_high"),
+        (np.ones(5), "insufficient_data"),
+    ],
+    ids=["exponential", "linear", "flat", "oscillating", "short"],
+)
+def test_shapes(losses, verdict):
+    assert diagnose_loss_curve(losses).verdict == verdict
+
+
+def test_divergence_rule():
+    assert is_diverging(4.1, 1.0, 4.0)
+    assert not is_diverging(3.9, 1.0, 4.0)
+    assert is_diverging(float("nan"), 1.0, 4.0)

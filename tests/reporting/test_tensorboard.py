@@ -1,0 +1,101 @@
+"""Our runs beside Keras' TensorBoard callback, the layout, chief-only writes."""
+
+import json
+import os
+
+import keras
+import numpy as np
+from tensorboard.plugins.custom_scalar import layout_pb2
+
+import keras_trainopt as kt
+from keras_trainopt.reporting import tensorboard
+from tests import tb
+
+
+def test_all_monitors_beside_keras_tensorboard(tmp_path):
+    log_dir = str(tmp_path)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 8)).astype("float32")
+    y = (x[:, 0] > 0).astype("int64")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((8,)),
+        keras.layers.Dense(16, activation="relu", name="hidden"),
+        keras.layers.Dense(2, activation="softmax", name="out"),
+    ])
+    model.compile(optimizer=kt.nesterov_sgd(0.05),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    callbacks = [
+        kt.StepDecay(factor=0.5, every=2),
+        kt.OverfittingMonitor(log_dir=log_dir, verbose=0),
+        kt.LossMonitor(log_dir, every=1, verbose=0),
+        kt.UpdateRatioLogger(log_dir, every=5, verbose=0),
+        kt.ActivationMonitor(x[:64], log_dir, verbose=0),
+        keras.callbacks.TensorBoard(log_dir),
+    ]
+    model.fit(x, y, validation_split=0.25, epochs=3, batch_size=30,
+              callbacks=callbacks, verbose=0)
+
+    assert tb.runs(log_dir) == ["monitors", "train", "validation"]
+    monitors = os.path.join(log_dir, "monitors")
+    # One shared event file for all our monitors, not one per callback.
+    assert len(os.listdir(monitors)) == 1
+    tags = tb.tags(monitors)
+    assert {"loss_monitor/batch_loss", "loss_monitor/learning_rate",
+            "generalization_gap", "update_ratio/hidden/kernel",
+            "activations/hidden/dead_fraction"} <= tags
+
+    # Epoch-level series line up with Keras' own: same steps (epochs).
+    keras_acc = tb.scalars(os.path.join(log_dir, "train"), "epoch_accuracy")
+    keras_val = tb.scalars(os.path.join(log_dir, "validation"),
+                           "epoch_accuracy")
+    gap = tb.scalars(monitors, "generalization_gap")
+    assert [s for s, _ in gap] == [s for s, _ in keras_acc] == [0, 1, 2]
+    for (_, g), (_, a), (_, v) in zip(gap, keras_acc, keras_val):
+        assert abs(g - (a - v)) < 1e-6
+    # Keras records the rate we set (and the gap, placed before it).
+    assert [round(v, 6) for _, v in tb.scalars(
+        os.path.join(log_dir, "train"), "epoch_learning_rate")] == [
+            0.05, 0.05, 0.025]
+    # Batch-level series use the optimizer's step count, as Keras does.
+    steps = [s for s, _ in tb.scalars(monitors, "loss_monitor/batch_loss")]
+    assert steps == list(range(1, 16))
+
+
+def test_custom_scalars_layout_is_written(tmp_path):
+    writer = tensorboard.open_run(str(tmp_path), "monitors")
+    tensorboard.close_run(writer)
+    accumulator = tb.load(str(tmp_path / "monitors"))
+    content = accumulator.PluginTagToContent("custom_scalars")
+    assert content, "no custom_scalars layout in the run"
+    (tag,) = accumulator.Tags()["tensors"]
+    proto = accumulator.Tensors(tag)[0].tensor_proto
+    layout = layout_pb2.Layout()
+    layout.ParseFromString(proto.string_val[0])
+    titles = [chart.title for chart in layout.category[0].chart]
+    assert "generalization gap (train - validation)" in titles
+    assert any("update" in title for title in titles)
+
+
+def test_only_the_chief_writes(tmp_path, monkeypatch):
+    worker_1 = {"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
+                "task": {"type": "worker", "index": 1}}
+    monkeypatch.setenv("TF_CONFIG", json.dumps(worker_1))
+    assert tensorboard.open_run(str(tmp_path), "monitors") is None
+    assert not os.listdir(tmp_path)
+    worker_1["task"]["index"] = 0
+    monkeypatch.setenv("TF_CONFIG", json.dumps(worker_1))
+    writer = tensorboard.open_run(str(tmp_path), "monitors")
+    assert writer is not None
+    tensorboard.close_run(writer)
+
+
+def test_no_log_dir_writes_nothing_but_keeps_attributes(tmp_path, monkeypatch):
+    monitor = kt.LossMonitor(None, every=1, verbose=0)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    monkeypatch.chdir(tmp_path)
+    model.fit(np.ones((8, 2)), np.ones((8, 1)), batch_size=4, epochs=1,
+              callbacks=[monitor], verbose=0)
+    assert len(monitor.losses) == 2
+    assert os.listdir(tmp_path) == []
