@@ -126,13 +126,21 @@ class _Clock(keras.callbacks.Callback):
 
 
 def measure(variants, model="mlp", rounds=7, steps=100, batch_size=128,
-            seed=0):
+            seed=0, validation_steps=0):
     """Times every variant; returns {name: {"ratios": [...], "ms": [...]}}.
 
-    The first variant is the baseline (plain `fit`).
+    The first variant is the baseline (plain `fit`). With
+    `validation_steps > 0` every variant, the baseline included, validates on
+    that many batches after each epoch (monitors of the train/validation gap
+    need it); the timed epoch then includes validation.
     """
     build, input_shape = MODELS[model]
     x, y = synthetic_data(input_shape, steps, batch_size, seed)
+    fit_kwargs = {}
+    if validation_steps:
+        fit_kwargs["validation_data"] = synthetic_data(
+            input_shape, validation_steps, batch_size, seed + 1
+        )
     runs = {}
     shared = None
     for variant in variants:
@@ -156,7 +164,7 @@ def measure(variants, model="mlp", rounds=7, steps=100, batch_size=128,
             _Clock(times, "stop"),
         ]
         net.fit(x, y, batch_size=batch_size, epochs=1, callbacks=callbacks,
-                verbose=0)  # warm-up: tracing, not timed
+                verbose=0, **fit_kwargs)  # warm-up: tracing, not timed
         runs[variant.name] = (net, callbacks, times, spent)
 
     def epoch_ms(name):
@@ -164,7 +172,7 @@ def measure(variants, model="mlp", rounds=7, steps=100, batch_size=128,
         del times[:]
         spent[0] = 0.0
         net.fit(x, y, batch_size=batch_size, epochs=1, callbacks=callbacks,
-                verbose=0)
+                verbose=0, **fit_kwargs)
         start, stop = times
         hook_ms[name].append(1000.0 * spent[0] / steps)
         return 1000.0 * (stop - start) / steps

@@ -1,7 +1,7 @@
 """Overhead of keras_trainopt callbacks relative to plain `model.fit`.
 
-    python benchmarks/overhead.py                 # MLP and CNN, all suites
-    python benchmarks/overhead.py --model mlp --rounds 15 --suite decay
+    python benchmarks/overhead.py --suite decay --model mlp --rounds 20 --steps 50
+    python benchmarks/overhead.py --suite monitors --model mlp --rounds 15
 
 Prints one Markdown table per model: the median over rounds of the ratio of
 step time with the callback to plain `fit` in the same round (see harness.py).
@@ -10,7 +10,9 @@ step time with the callback to plain `fit` in the same round (see harness.py).
 import argparse
 import json
 import os
+import shutil
 import sys
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -61,7 +63,39 @@ def decay_suite(steps):
     ]
 
 
-SUITES = {"decay": decay_suite}
+def monitors_suite(steps, x_probe, log_dir):
+    """Issue 3: each monitor at its defaults, all four, and the ratio every step.
+
+    Epochs validate on 5 batches here (for OverfittingMonitor), the baseline
+    too; monitors write TensorBoard files to a temporary folder.
+    """
+    def all_four():
+        return [
+            kt.LossMonitor(log_dir, verbose=0),
+            kt.OverfittingMonitor("loss", log_dir=log_dir, verbose=0),
+            kt.UpdateRatioLogger(log_dir, verbose=0),
+            kt.ActivationMonitor(x_probe, log_dir, verbose=0),
+        ]
+
+    return [
+        harness.Variant("LossMonitor()", sgd,
+                        lambda: [kt.LossMonitor(log_dir, verbose=0)]),
+        harness.Variant(
+            "OverfittingMonitor(\"loss\")", sgd,
+            lambda: [kt.OverfittingMonitor("loss", log_dir=log_dir, verbose=0)]),
+        harness.Variant("UpdateRatioLogger()", sgd,
+                        lambda: [kt.UpdateRatioLogger(log_dir, verbose=0)]),
+        harness.Variant(
+            "ActivationMonitor(x[:256])", sgd,
+            lambda: [kt.ActivationMonitor(x_probe, log_dir, verbose=0)]),
+        harness.Variant("all four monitors", sgd, all_four),
+        harness.Variant(
+            "UpdateRatioLogger(every=1)", sgd,
+            lambda: [kt.UpdateRatioLogger(log_dir, every=1, verbose=0)]),
+    ]
+
+
+SUITES = {"decay": decay_suite, "monitors": monitors_suite}
 
 
 def main(argv=None):
@@ -80,15 +114,24 @@ def main(argv=None):
     raw = {}
     print(f"keras {keras.__version__}, backend {keras.backend.backend()}, "
           f"{args.rounds} rounds x {args.steps} steps, batch 128")
+    log_dir = tempfile.mkdtemp(prefix="keras_trainopt_bench_")
     for model in models:
+        input_shape = harness.MODELS[model][1]
+        x_probe, _ = harness.synthetic_data(input_shape, 2, 128, seed=2)
         variants = [harness.Variant("plain fit", sgd)]
         for suite in suites:
-            variants += SUITES[suite](args.steps)
-        results = harness.measure(variants, model=model, rounds=args.rounds,
-                                  steps=args.steps)
+            if suite == "monitors":
+                variants += monitors_suite(args.steps, x_probe, log_dir)
+            else:
+                variants += SUITES[suite](args.steps)
+        results = harness.measure(
+            variants, model=model, rounds=args.rounds, steps=args.steps,
+            validation_steps=5 if "monitors" in suites else 0,
+        )
         raw[model] = results
         print()
         print(harness.markdown_table(model, harness.summarize(results)))
+    shutil.rmtree(log_dir, ignore_errors=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(raw, f, indent=1)

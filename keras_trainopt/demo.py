@@ -1,9 +1,11 @@
 """The demo: a small network on scikit-learn's bundled 8x8 digits.
 
 Run it with `python -m keras_trainopt demo` (or `keras-trainopt demo`). It
-trains with `nesterov_sgd` and `StepDecay`, writes TensorBoard logs and a
-Markdown report under `./runs/<timestamp>/`, and prints where they are.
-Nothing is downloaded: the digits ship inside scikit-learn.
+trains with `nesterov_sgd` and `StepDecay`, watched by the four monitors
+(`LossMonitor`, `OverfittingMonitor`, `UpdateRatioLogger`,
+`ActivationMonitor`), writes TensorBoard logs and a Markdown report under
+`./runs/<timestamp>/`, and prints where they are. Nothing is downloaded: the
+digits ship inside scikit-learn.
 """
 
 import datetime
@@ -71,8 +73,7 @@ def run_demo(epochs=30, logdir="runs", seed=0, verbose=1):
     """
     import keras
 
-    from keras_trainopt import StepDecay
-    from keras_trainopt import nesterov_sgd
+    import keras_trainopt as kt
 
     keras.utils.set_random_seed(seed)
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = load_digits_split(
@@ -82,11 +83,17 @@ def run_demo(epochs=30, logdir="runs", seed=0, verbose=1):
     model = build_model()
     initial_learning_rate = 0.1
     model.compile(
-        optimizer=nesterov_sgd(initial_learning_rate, momentum=0.9),
+        optimizer=kt.nesterov_sgd(initial_learning_rate, momentum=0.9),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
-    decay = StepDecay(factor=0.5, every=max(1, epochs // 3))
+    decay = kt.StepDecay(factor=0.5, every=max(1, epochs // 3))
+    monitors = {
+        "loss": kt.LossMonitor(run_dir, every=1, verbose=0),
+        "fit": kt.OverfittingMonitor(log_dir=run_dir, verbose=0),
+        "update_ratio": kt.UpdateRatioLogger(run_dir, every=10, verbose=0),
+        "activations": kt.ActivationMonitor(x_val[:256], run_dir, verbose=0),
+    }
     started = time.perf_counter()
     history = model.fit(
         x_train,
@@ -94,7 +101,11 @@ def run_demo(epochs=30, logdir="runs", seed=0, verbose=1):
         validation_data=(x_val, y_val),
         epochs=epochs,
         batch_size=32,
-        callbacks=[decay, keras.callbacks.TensorBoard(log_dir=run_dir)],
+        callbacks=[
+            decay,
+            *monitors.values(),
+            keras.callbacks.TensorBoard(log_dir=run_dir),
+        ],
         verbose=2 if verbose else 0,
     )
     seconds = time.perf_counter() - started
@@ -110,6 +121,17 @@ def run_demo(epochs=30, logdir="runs", seed=0, verbose=1):
         "val_accuracy": history.history["val_accuracy"][-1],
         "test_accuracy": float(test_accuracy),
         "test_loss": float(test_loss),
+        "loss_diagnosis": [monitors["loss"].diagnosis, monitors["loss"].reason],
+        "fit_diagnosis": [monitors["fit"].diagnosis, monitors["fit"].reason],
+        "update_ratios": monitors["update_ratio"].layer_ratios,
+        "activations": {
+            name: {
+                key: stats[key]
+                for key in ("mean", "std", "saturated_fraction",
+                            "dead_fraction")
+            }
+            for name, stats in monitors["activations"].stats.items()
+        },
     }
     _write_report(run_dir, summary, history.history)
     if verbose:
@@ -128,15 +150,42 @@ def _write_report(run_dir, summary, history):
         f"- test accuracy: {summary['test_accuracy']:.4f}",
         f"- training time: {summary['seconds']:.1f} s",
         "",
-        "| epoch | learning rate | loss | accuracy | val loss | val accuracy |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "## What the monitors say",
+        "",
+        f"- LossMonitor: **{summary['loss_diagnosis'][0]}**: "
+        f"{summary['loss_diagnosis'][1]}",
+        f"- OverfittingMonitor: **{summary['fit_diagnosis'][0]}**: "
+        f"{summary['fit_diagnosis'][1]}",
+        "- UpdateRatioLogger (healthy ~1e-3): "
+        + ", ".join(
+            f"{layer} {ratio:.2g}"
+            for layer, ratio in summary["update_ratios"].items()
+        ),
+        "- ActivationMonitor: "
+        + ", ".join(
+            f"{layer} " + ", ".join(
+                f"{key.split('_')[0]} {value:.0%}"
+                for key, value in stats.items()
+                if key.endswith("fraction") and value is not None
+            )
+            for layer, stats in summary["activations"].items()
+            if any(key.endswith("fraction") and value is not None
+                   for key, value in stats.items())
+        ),
+        "",
+        "## Epochs",
+        "",
+        "| epoch | learning rate | loss | accuracy | val loss | val accuracy "
+        "| gap |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for i in range(len(history["loss"])):
         lines.append(
             f"| {i + 1} | {history['learning_rate'][i]:.6g} "
             f"| {history['loss'][i]:.4f} | {history['accuracy'][i]:.4f} "
             f"| {history['val_loss'][i]:.4f} "
-            f"| {history['val_accuracy'][i]:.4f} |"
+            f"| {history['val_accuracy'][i]:.4f} "
+            f"| {history['generalization_gap'][i]:+.4f} |"
         )
     with open(os.path.join(run_dir, "report.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
@@ -153,6 +202,13 @@ def _summary_text(summary):
             f"  accuracy  train {summary['train_accuracy']:.4f}  "
             f"val {summary['val_accuracy']:.4f}  "
             f"test {summary['test_accuracy']:.4f}",
+            f"  LossMonitor: {summary['loss_diagnosis'][0]}; "
+            f"OverfittingMonitor: {summary['fit_diagnosis'][0]}",
+            "  update ratio per layer (healthy ~1e-3): "
+            + ", ".join(
+                f"{layer} {ratio:.2g}"
+                for layer, ratio in summary["update_ratios"].items()
+            ),
             f"  report: {os.path.join(summary['run_dir'], 'report.md')}",
             f"  open TensorBoard: tensorboard --logdir {summary['run_dir']}",
         ]

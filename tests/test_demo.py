@@ -45,3 +45,15 @@ def test_quick_demo_writes_logs_and_report(tmp_path):
     losses = scalar_series(run_dir, "train", "epoch_loss")
     assert len(losses) == 4 and losses[-1] < losses[0]
     assert len(scalar_series(run_dir, "validation", "epoch_accuracy")) == 4
+
+    # The monitors ran and wrote their shared run.
+    gaps = scalar_series(run_dir, "monitors", "generalization_gap")
+    assert len(gaps) == 4
+    assert summary["fit_diagnosis"][0] in ("good_fit", "overfitting",
+                                           "underfitting")
+    assert summary["loss_diagnosis"][0] in ("good", "learning_rate_too_low",
+                                            "learning_rate_too_high")
+    assert set(summary["update_ratios"]) == {"hidden", "output"}
+    assert summary["activations"]["hidden"]["dead_fraction"] is not None
+    report = open(os.path.join(run_dir, "report.md")).read()
+    assert "What the monitors say" in report and "| gap |" in report

@@ -87,6 +87,12 @@ def set_learning_rate(optimizer, value):
         variable.assign(value)
 
 
+def assign_learning_rate_in_step(optimizer, value):
+    """Assigns a tensor to the learning-rate variable inside a train step."""
+    variable = unwrap(optimizer)._learning_rate
+    variable.assign(ops.cast(value, variable.dtype))
+
+
 def get_iterations(optimizer):
     """Updates applied so far, as a Python int.
 

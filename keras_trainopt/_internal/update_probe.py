@@ -2,35 +2,35 @@
 
 A callback only sees the weights between *executions* of the train function,
 and with `steps_per_execution = s` an execution applies `s` updates. To
-measure exactly one update, the probe wraps the optimizer's `apply` so that,
-on every update whose index `t` (updates already applied) is a multiple of
-`every`, the compiled step copies the trainable weights, applies the update,
-and stores `||w_after - w_before|| / ||w_before||` per weight in a vector
-variable, with `t + 1` (the step count after the update) beside it. Other
-updates run untouched: the copy happens only inside the measuring branch of
-an `ops.cond`.
+measure exactly one update, the probe registers an `around` hook
+(`apply_hooks`): on every update whose index `t` (updates already applied) is
+a multiple of `every`, the compiled step copies the trainable weights, applies
+the update, and stores `||w_after - w_before|| / ||w_before||` per weight in a
+vector variable, with `t + 1` (the step count after the update) beside it.
+Other updates run untouched: the copy happens only inside the measuring branch
+of an `ops.cond`.
 
-This is the one place that changes how a model trains (the wrapper lives on
-the optimizer instance while the callback runs, and `uninstall` removes it).
-It runs on the TensorFlow and PyTorch backends; on JAX the optimizer applies
-updates statelessly inside `jax.jit`, and the probe refuses clearly.
+It runs on the TensorFlow and PyTorch backends. On JAX the update runs
+statelessly inside `jax.jit` and the probe's variables are not part of the
+optimizer's state, so the probe refuses clearly.
 """
 
 import keras
 import numpy as np
 from keras import ops
 
+from keras_trainopt._internal import apply_hooks
 from keras_trainopt._internal import optimizers
 
 
 class UpdateProbe:
-    """Installs the measuring wrapper on a compiled model's optimizer."""
+    """Measures every `every`-th update of a compiled model."""
 
     def __init__(self, model, every):
         self.model = model
         self.every = every
         self.variables = list(model.trainable_variables)
-        self._optimizer = None
+        self._hook = None
         self._ratios = None
         self._step = None
 
@@ -48,48 +48,49 @@ class UpdateProbe:
                 "UpdateRatioLogger: the model has no trainable weights."
             )
         optimizer = optimizers.unwrap(self.model.optimizer)
-        self._optimizer = optimizer
         self._ratios = keras.Variable(
             np.zeros(len(self.variables), "float32"), trainable=False,
             name="update_ratios",
         )
         self._step = keras.Variable(0, dtype="int64", trainable=False,
                                     name="update_ratio_step")
-        original = type(optimizer).apply.__get__(optimizer)
         probe = self
 
-        def apply(grads, trainable_variables=None):
-            def measured():
-                before = [ops.copy(v.value) for v in probe.variables]
-                original(grads, trainable_variables)
-                ratios = [
-                    ops.sqrt(ops.sum(ops.square(v.value - b)))
-                    / ops.sqrt(ops.sum(ops.square(b)))
-                    for v, b in zip(probe.variables, before)
-                ]
-                probe._ratios.assign(ops.cast(ops.stack(ratios), "float32"))
-                # The step count after the update: t + 1.
-                probe._step.assign(ops.cast(optimizer.iterations, "int64"))
-                return ops.convert_to_tensor(True)
+        def around(apply):
+            def measured_apply(grads, trainable_variables=None):
+                def measured():
+                    before = [ops.copy(v.value) for v in probe.variables]
+                    apply(grads, trainable_variables)
+                    ratios = [
+                        ops.sqrt(ops.sum(ops.square(v.value - b)))
+                        / ops.sqrt(ops.sum(ops.square(b)))
+                        for v, b in zip(probe.variables, before)
+                    ]
+                    probe._ratios.assign(ops.cast(ops.stack(ratios), "float32"))
+                    # The step count after the update: t + 1.
+                    probe._step.assign(
+                        ops.cast(optimizer.iterations, "int64")
+                    )
+                    return ops.convert_to_tensor(True)
 
-            def plain():
-                original(grads, trainable_variables)
-                return ops.convert_to_tensor(False)
+                def plain():
+                    apply(grads, trainable_variables)
+                    return ops.convert_to_tensor(False)
 
-            # `t`, the updates applied before this one, decides.
-            t = optimizer.iterations
-            ops.cond(ops.equal(ops.mod(t, probe.every), 0), measured, plain)
+                # `t`, the updates applied before this one, decides.
+                t = optimizer.iterations
+                ops.cond(ops.equal(ops.mod(t, probe.every), 0), measured,
+                         plain)
 
-        optimizer.apply = apply
-        self.model.make_train_function(force=True)
+            return measured_apply
+
+        self._hook = apply_hooks.Hook(around=around)
+        apply_hooks.add(self.model, self._hook)
 
     def uninstall(self):
-        if self._optimizer is not None and "apply" in vars(self._optimizer):
-            del self._optimizer.apply
-            # The traced train function still calls the wrapper: rebuild it
-            # at the next fit, evaluate or predict.
-            self.model.train_function = None
-        self._optimizer = None
+        if self._hook is not None:
+            apply_hooks.remove(self.model, self._hook)
+            self._hook = None
 
     def read(self):
         """`(step, ratios)` of the latest measured update (step 0: none yet)."""

@@ -7,6 +7,7 @@ value into the optimizer.
 
 import keras
 
+from keras_trainopt._internal import apply_hooks
 from keras_trainopt._internal import optimizers
 from keras_trainopt._internal import validation
 
@@ -19,8 +20,12 @@ class DecayCallback(keras.callbacks.Callback):
 
     Time is global: with `unit="epoch"`, `t` is the epoch index Keras passes
     (so `initial_epoch=3`, or a run restored by `BackupAndRestore`, continues
-    at t = 3); with `unit="step"`, `t` is `optimizer.iterations`, the number of
-    updates already applied, read before each batch.
+    at t = 3), and the rate is set from the host at each epoch begin. With
+    `unit="step"`, `t` is `optimizer.iterations`, the number of updates
+    already applied, and the rate is computed *inside the compiled train
+    step*, around every update (`_internal.apply_hooks`): exact for every
+    update, also with `steps_per_execution > 1`, with no host round trip;
+    between steps the variable holds the rate of the next update.
     """
 
     UNITS = ("epoch", "step")
@@ -64,6 +69,7 @@ class DecayCallback(keras.callbacks.Callback):
         self.initial_learning_rate = initial_learning_rate
         self._rate_at_set_model = None
         self._last_set = None
+        self._hook = None
 
     # -- the curve ---------------------------------------------------------
 
@@ -173,6 +179,24 @@ class DecayCallback(keras.callbacks.Callback):
         if self._schedule is None:
             self._schedule = self._make_schedule(self._rate_at_set_model)
         self._last_set = None
+        if self.unit == "step":
+            self._hook = apply_hooks.Hook(
+                before=self._assign_in_step, after=self._assign_in_step
+            )
+            apply_hooks.add(self.model, self._hook)
+
+    def on_train_end(self, logs=None):
+        if self._hook is not None:
+            apply_hooks.remove(self.model, self._hook)
+            self._hook = None
+
+    def _assign_in_step(self):
+        """Inside the step: the rate for the update that comes next."""
+        optimizer = self.model.optimizer
+        optimizers.assign_learning_rate_in_step(
+            optimizer,
+            self._schedule(optimizers.unwrap(optimizer).iterations),
+        )
 
     def on_epoch_begin(self, epoch, logs=None):
         self._last_set = None
@@ -183,10 +207,6 @@ class DecayCallback(keras.callbacks.Callback):
                     f"\nEpoch {epoch + 1}: {type(self).__name__} setting "
                     f"learning rate to {rate:.6g}."
                 )
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if self.unit == "step":
-            self._apply(optimizers.get_iterations(self.model.optimizer))
 
     def on_epoch_end(self, epoch, logs=None):
         rate = optimizers.get_learning_rate(self.model.optimizer)

@@ -34,9 +34,11 @@ class UpdateRatioLogger(keras.callbacks.Callback):
     step (so it holds with `steps_per_execution > 1`, and skipped loss-scaled
     steps are not measured). The latest values are in `ratios`, keyed
     `"<layer>/<weight>"`; with `log_dir` they go to TensorBoard as scalars
-    `update_ratio/<layer>/<weight>`, plus a histogram of `log10(ratio)` over
-    all weights (`update_ratio/log10_all_weights`). Each layer is judged by
-    its largest weight (a bias starting at zero has no meaningful ratio), and
+    `update_ratio/<layer>/<weight>`, with a per-layer summary: one scalar per
+    layer, `update_ratio_by_layer/<layer>` (one chart with a line per layer in
+    the custom-scalars tab), and a histogram of `log10(ratio)` over all
+    weights (`update_ratio/log10_all_weights`). Each layer is judged by its
+    largest weight (a bias starting at zero has no meaningful ratio), and
     with `verbose` a layer outside `[low, high]` gets a warning.
 
     Example:
@@ -152,8 +154,13 @@ class UpdateRatioLogger(keras.callbacks.Callback):
     def _flush(self):
         if self._writer is not None:
             for step, values in self._pending:
-                for key, value in zip(self._keys, values):
+                by_key = dict(zip(self._keys, values))
+                for key, value in by_key.items():
                     self._writer.scalar(f"update_ratio/{key}", value, step)
+                for layer, (key, _) in self._largest.items():
+                    self._writer.scalar(
+                        f"update_ratio_by_layer/{layer}", by_key[key], step
+                    )
                 finite = values[np.isfinite(values) & (values > 0)]
                 if finite.size:
                     self._writer.histogram(

@@ -11,7 +11,9 @@ CHARTS = (
     ("learning rate", (r"^epoch_learning_rate$",
                        r"^loss_monitor/learning_rate$")),
     ("batch loss", (r"^loss_monitor/batch_loss$",)),
-    ("weight-update / weight ratio (healthy ~1e-3)", (r"^update_ratio/.*/",)),
+    ("weight-update / weight ratio per layer (healthy ~1e-3)",
+     (r"^update_ratio_by_layer/",)),
+    ("weight-update / weight ratio per weight", (r"^update_ratio/.*/",)),
     ("saturated fraction", (r"^activations/.*/saturated_fraction$",)),
     ("dead ReLU fraction", (r"^activations/.*/dead_fraction$",)),
 )

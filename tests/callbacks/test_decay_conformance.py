@@ -277,3 +277,28 @@ def test_verbose_messages(capsys):
     out = capsys.readouterr().out
     assert "\nEpoch 1: StepDecay setting learning rate to 0.2." in out
     assert "\nEpoch 2: StepDecay setting learning rate to 0.1." in out
+
+
+@pytest.mark.parametrize("case", IDS)
+def test_step_unit_is_exact_inside_each_execution(case):
+    # With steps_per_execution=4 the batch hooks fire once per 4 updates, yet
+    # every update must use lr(t): the run equals one with the schedule
+    # compiled into the optimizer.
+    make, _ = CASES[case]
+    callback = make(initial_learning_rate=LR0, unit="step")
+    with_callback = tiny_model()
+    with_callback.compile(nesterov_sgd(LR0), loss="mse", steps_per_execution=4)
+    fit(with_callback, [callback], 3)
+    reference = tiny_model(nesterov_sgd(callback.to_schedule()))
+    fit(reference, [], 3)
+    for a, b in zip(with_callback.get_weights(), reference.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_step_unit_leaves_nothing_behind():
+    model = tiny_model(keras.optimizers.SGD(LR0))
+    fit(model, [StepDecay(factor=0.5, every=1, unit="step")], 1)
+    assert "apply" not in vars(model.optimizer)
+    rate = float(model.optimizer.learning_rate)
+    fit(model, [], 2)  # a plain fit afterwards keeps the rate as it is
+    assert float(model.optimizer.learning_rate) == rate

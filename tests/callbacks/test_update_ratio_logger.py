@@ -72,8 +72,12 @@ def test_ratios_match_recorded_weights(steps_per_execution, tmp_path):
         written = tb.scalars(str(tmp_path / "monitors"), f"update_ratio/{key}")
         assert [s for s, _ in written] == [1, 6, 11, 16, 21]
         np.testing.assert_allclose([v for _, v in written], want, rtol=1e-4)
-    assert "update_ratio/log10_all_weights" in tb.load(
-        str(tmp_path / "monitors")).Tags()["tensors"]
+    tags = tb.tags(str(tmp_path / "monitors"))
+    assert "update_ratio/log10_all_weights" in tags
+    by_layer = tb.scalars(str(tmp_path / "monitors"),
+                          "update_ratio_by_layer/out")
+    assert [v for _, v in by_layer] == pytest.approx(
+        [value for _, value in logger.history["out/kernel"]], rel=1e-6)
 
 
 def test_plain_sgd_ratio_doubles_with_the_learning_rate():

@@ -1,0 +1,97 @@
+"""Running code inside the compiled train step, around the optimizer update.
+
+Work that must happen at every update, exactly, without a host round trip
+(a per-step learning rate, a measurement of one update) cannot live in batch
+hooks: with `steps_per_execution = s` they fire once per `s` updates, and any
+read of a device value stalls the step pipeline. So callbacks register hooks
+here, and one wrapper on the optimizer instance's `apply` runs them:
+
+    before hooks  ->  around hooks wrapping the real apply  ->  after hooks
+
+`apply` is what Keras' TensorFlow and PyTorch train steps call, and what
+`stateless_apply` calls under JAX, so hooks that only touch the optimizer's
+own variables (its learning rate) run on every backend. The wrapper sits on
+the optimizer that owns the learning rate (inside a `LossScaleOptimizer`, so
+skipped steps run no hook). Adding or removing a hook rebuilds the model's
+train function; the wrapper is removed with the last hook.
+
+Keras' `fit` does not call `on_train_end` when training raises, so a hook can
+outlive a failed `fit`; `remove_all(model)` clears them.
+"""
+
+import dataclasses
+
+from keras_trainopt._internal import optimizers
+
+
+@dataclasses.dataclass(eq=False)
+class Hook:
+    """What a callback runs in the step; `None` fields are skipped.
+
+    before(): called before each update; after(): after it;
+    around(apply) -> apply: wraps the update itself.
+    """
+
+    before: callable = None
+    after: callable = None
+    around: callable = None
+
+
+class _Wrapper:
+    def __init__(self, optimizer):
+        self.optimizer = optimizer
+        self.hooks = []
+        self.original = type(optimizer).apply.__get__(optimizer)
+
+    def __call__(self, grads, trainable_variables=None):
+        for hook in self.hooks:
+            if hook.before is not None:
+                hook.before()
+        apply = self.original
+        for hook in self.hooks:
+            if hook.around is not None:
+                apply = hook.around(apply)
+        apply(grads, trainable_variables)
+        for hook in self.hooks:
+            if hook.after is not None:
+                hook.after()
+
+
+def _wrapper(optimizer, create):
+    wrapper = vars(optimizer).get("apply")
+    if isinstance(wrapper, _Wrapper):
+        return wrapper
+    if not create:
+        return None
+    wrapper = _Wrapper(optimizer)
+    optimizer.apply = wrapper
+    return wrapper
+
+
+def add(model, hook):
+    """Runs `hook` in every update of `model`'s train step from now on."""
+    optimizer = optimizers.unwrap(model.optimizer)
+    _wrapper(optimizer, create=True).hooks.append(hook)
+    model.make_train_function(force=True)
+
+
+def remove(model, hook):
+    """Stops running `hook`; removes the wrapper with the last hook."""
+    optimizer = optimizers.unwrap(model.optimizer)
+    wrapper = _wrapper(optimizer, create=False)
+    if wrapper is None or hook not in wrapper.hooks:
+        return
+    wrapper.hooks.remove(hook)
+    if not wrapper.hooks:
+        del optimizer.apply
+    # The traced train function still runs the old hooks: rebuild it at the
+    # next fit.
+    model.train_function = None
+
+
+def remove_all(model):
+    """Removes every hook (e.g. after a `fit` that raised)."""
+    optimizer = optimizers.unwrap(model.optimizer)
+    if isinstance(vars(optimizer).get("apply"), _Wrapper):
+        del optimizer.apply
+        model.train_function = None
