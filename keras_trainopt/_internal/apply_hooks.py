@@ -12,16 +12,26 @@ here, and one wrapper on the optimizer instance's `apply` runs them:
 `stateless_apply` calls under JAX, so hooks that only touch the optimizer's
 own variables (its learning rate) run on every backend. The wrapper sits on
 the optimizer that owns the learning rate (inside a `LossScaleOptimizer`, so
-skipped steps run no hook). Adding or removing a hook rebuilds the model's
-train function; the wrapper is removed with the last hook.
+skipped steps run no hook).
+
+A traced train function bakes the hooks in, so the set of hooks decides which
+function `fit` must run. Keras' own function (no hooks) is kept aside while
+hooks are installed and put back when the last one goes; functions built with
+hooks are cached per set of hooks, so calling `fit` again with the same
+callbacks reuses the traced function instead of tracing anew (a recompile of
+the model, which replaces Keras' function, empties the cache).
 
 Keras' `fit` does not call `on_train_end` when training raises, so a hook can
 outlive a failed `fit`; `remove_all(model)` clears them.
 """
 
 import dataclasses
+import weakref
 
 from keras_trainopt._internal import optimizers
+
+# model -> {"plain": Keras' train function, "hooked": {hook ids: function}}
+_FUNCTIONS = weakref.WeakKeyDictionary()
 
 
 @dataclasses.dataclass(eq=False)
@@ -68,11 +78,39 @@ def _wrapper(optimizer, create):
     return wrapper
 
 
+def _functions(model):
+    state = _FUNCTIONS.setdefault(model, {"plain": None, "hooked": {}})
+    current = model.train_function
+    if current is not None and current is not state["plain"] and all(
+        current is not f for f in state["hooked"].values()
+    ):
+        # Keras built a new function (first fit, or after a recompile):
+        # functions traced for the old one are stale.
+        state["plain"], state["hooked"] = current, {}
+    return state
+
+
+def _select_function(model, wrapper):
+    state = _functions(model)
+    if wrapper is None or not wrapper.hooks:
+        model.train_function = state["plain"]
+        return
+    key = tuple(id(hook) for hook in wrapper.hooks)
+    cached = state["hooked"].get(key)
+    if cached is not None:
+        model.train_function = cached
+    else:
+        model.make_train_function(force=True)
+        state["hooked"][key] = model.train_function
+
+
 def add(model, hook):
     """Runs `hook` in every update of `model`'s train step from now on."""
+    _functions(model)  # note Keras' own function before it is replaced
     optimizer = optimizers.unwrap(model.optimizer)
-    _wrapper(optimizer, create=True).hooks.append(hook)
-    model.make_train_function(force=True)
+    wrapper = _wrapper(optimizer, create=True)
+    wrapper.hooks.append(hook)
+    _select_function(model, wrapper)
 
 
 def remove(model, hook):
@@ -84,9 +122,7 @@ def remove(model, hook):
     wrapper.hooks.remove(hook)
     if not wrapper.hooks:
         del optimizer.apply
-    # The traced train function still runs the old hooks: rebuild it at the
-    # next fit.
-    model.train_function = None
+    _select_function(model, wrapper)
 
 
 def remove_all(model):
@@ -94,4 +130,4 @@ def remove_all(model):
     optimizer = optimizers.unwrap(model.optimizer)
     if isinstance(vars(optimizer).get("apply"), _Wrapper):
         del optimizer.apply
-        model.train_function = None
+    _select_function(model, None)

@@ -27,14 +27,6 @@ class UpdateProbe:
     """Measures every `every`-th update of a compiled model."""
 
     def __init__(self, model, every):
-        self.model = model
-        self.every = every
-        self.variables = list(model.trainable_variables)
-        self._hook = None
-        self._ratios = None
-        self._step = None
-
-    def install(self):
         backend = keras.backend.backend()
         if backend not in ("tensorflow", "torch"):
             raise NotImplementedError(
@@ -43,54 +35,58 @@ class UpdateProbe:
                 f"the {backend!r} backend applies updates statelessly inside "
                 "jax.jit. Set KERAS_BACKEND=tensorflow or torch to use it."
             )
+        self.model = model
+        self.every = every
+        self.variables = list(model.trainable_variables)
         if not self.variables:
             raise ValueError(
                 "UpdateRatioLogger: the model has no trainable weights."
             )
-        optimizer = optimizers.unwrap(self.model.optimizer)
         self._ratios = keras.Variable(
             np.zeros(len(self.variables), "float32"), trainable=False,
             name="update_ratios",
         )
         self._step = keras.Variable(0, dtype="int64", trainable=False,
                                     name="update_ratio_step")
-        probe = self
+        self._hook = apply_hooks.Hook(around=self._around)
+        self._installed = False
 
-        def around(apply):
-            def measured_apply(grads, trainable_variables=None):
-                def measured():
-                    before = [ops.copy(v.value) for v in probe.variables]
-                    apply(grads, trainable_variables)
-                    ratios = [
-                        ops.sqrt(ops.sum(ops.square(v.value - b)))
-                        / ops.sqrt(ops.sum(ops.square(b)))
-                        for v, b in zip(probe.variables, before)
-                    ]
-                    probe._ratios.assign(ops.cast(ops.stack(ratios), "float32"))
-                    # The step count after the update: t + 1.
-                    probe._step.assign(
-                        ops.cast(optimizer.iterations, "int64")
-                    )
-                    return ops.convert_to_tensor(True)
+    def _around(self, apply):
+        optimizer = optimizers.unwrap(self.model.optimizer)
 
-                def plain():
-                    apply(grads, trainable_variables)
-                    return ops.convert_to_tensor(False)
+        def measured_apply(grads, trainable_variables=None):
+            def measured():
+                before = [ops.copy(v.value) for v in self.variables]
+                apply(grads, trainable_variables)
+                ratios = [
+                    ops.sqrt(ops.sum(ops.square(v.value - b)))
+                    / ops.sqrt(ops.sum(ops.square(b)))
+                    for v, b in zip(self.variables, before)
+                ]
+                self._ratios.assign(ops.cast(ops.stack(ratios), "float32"))
+                # The step count after the update: t + 1.
+                self._step.assign(ops.cast(optimizer.iterations, "int64"))
+                return ops.convert_to_tensor(True)
 
-                # `t`, the updates applied before this one, decides.
-                t = optimizer.iterations
-                ops.cond(ops.equal(ops.mod(t, probe.every), 0), measured,
-                         plain)
+            def plain():
+                apply(grads, trainable_variables)
+                return ops.convert_to_tensor(False)
 
-            return measured_apply
+            # `t`, the updates applied before this one, decides.
+            t = optimizer.iterations
+            ops.cond(ops.equal(ops.mod(t, self.every), 0), measured, plain)
 
-        self._hook = apply_hooks.Hook(around=around)
-        apply_hooks.add(self.model, self._hook)
+        return measured_apply
+
+    def install(self):
+        if not self._installed:
+            apply_hooks.add(self.model, self._hook)
+            self._installed = True
 
     def uninstall(self):
-        if self._hook is not None:
+        if self._installed:
             apply_hooks.remove(self.model, self._hook)
-            self._hook = None
+            self._installed = False
 
     def read(self):
         """`(step, ratios)` of the latest measured update (step 0: none yet)."""

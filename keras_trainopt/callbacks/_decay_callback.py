@@ -69,7 +69,12 @@ class DecayCallback(keras.callbacks.Callback):
         self.initial_learning_rate = initial_learning_rate
         self._rate_at_set_model = None
         self._last_set = None
-        self._hook = None
+        # One hook object for the callback's life: `fit` calls with the same
+        # callback then reuse the train function traced with it.
+        self._hook = apply_hooks.Hook(
+            before=self._assign_in_step, after=self._assign_in_step
+        )
+        self._hook_model = None
 
     # -- the curve ---------------------------------------------------------
 
@@ -179,16 +184,18 @@ class DecayCallback(keras.callbacks.Callback):
         if self._schedule is None:
             self._schedule = self._make_schedule(self._rate_at_set_model)
         self._last_set = None
+        self._remove_hook()  # left over by a fit that raised
         if self.unit == "step":
-            self._hook = apply_hooks.Hook(
-                before=self._assign_in_step, after=self._assign_in_step
-            )
             apply_hooks.add(self.model, self._hook)
+            self._hook_model = self.model
 
     def on_train_end(self, logs=None):
-        if self._hook is not None:
-            apply_hooks.remove(self.model, self._hook)
-            self._hook = None
+        self._remove_hook()
+
+    def _remove_hook(self):
+        if self._hook_model is not None:
+            apply_hooks.remove(self._hook_model, self._hook)
+            self._hook_model = None
 
     def _assign_in_step(self):
         """Inside the step: the rate for the update that comes next."""

@@ -100,7 +100,14 @@ class UpdateRatioLogger(keras.callbacks.Callback):
         self._pending = []
 
     def on_train_begin(self, logs=None):
-        self._probe = update_probe.UpdateProbe(self.model, self.every)
+        if self._probe is not None:
+            self._probe.uninstall()  # left over by a fit that raised
+            if self._probe.model is not self.model:
+                self._probe = None
+        if self._probe is None:
+            # Kept across `fit` calls: its hook is then the same, and the
+            # train function traced with it is reused.
+            self._probe = update_probe.UpdateProbe(self.model, self.every)
         self._keys = [weight_key(v) for v in self._probe.variables]
         self._largest = {}
         for key, variable in zip(self._keys, self._probe.variables):

@@ -302,3 +302,20 @@ def test_step_unit_leaves_nothing_behind():
     rate = float(model.optimizer.learning_rate)
     fit(model, [], 2)  # a plain fit afterwards keeps the rate as it is
     assert float(model.optimizer.learning_rate) == rate
+
+
+def test_step_hooks_reuse_the_traced_function_across_fits():
+    seen = []
+
+    class Spy(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            seen.append(self.model.train_function)
+
+    model = tiny_model(keras.optimizers.SGD(LR0))
+    decay = ExponentialDecay(decay=0.1, unit="step")
+    fit(model, [decay, Spy()], 1)
+    fit(model, [decay, Spy()], 2, initial_epoch=1)
+    assert seen[0] is seen[-1]  # no retrace for the second fit
+    model.compile(keras.optimizers.SGD(LR0), loss="mse")
+    fit(model, [decay, Spy()], 1)
+    assert seen[-1] is not seen[0]  # a recompile gets a fresh function
