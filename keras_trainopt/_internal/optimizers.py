@@ -74,17 +74,8 @@ def get_learning_rate(optimizer):
 
 
 def set_learning_rate(optimizer, value):
-    """Assigns `value` to the optimizer's learning-rate variable.
-
-    Called before every batch by step-unit callbacks, so it takes the
-    cheapest route each backend offers: on TensorFlow an assign that does not
-    read the value back (about half the cost of `optimizer.learning_rate =`).
-    """
-    variable = unwrap(optimizer)._learning_rate
-    if keras.backend.backend() == "tensorflow":
-        variable.value.assign(value, read_value=False)
-    else:
-        variable.assign(value)
+    """Assigns the Python float `value` to the optimizer's learning rate."""
+    unwrap(optimizer).learning_rate = value
 
 
 def assign_learning_rate_in_step(optimizer, value):

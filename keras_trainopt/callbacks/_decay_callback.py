@@ -68,7 +68,6 @@ class DecayCallback(keras.callbacks.Callback):
             self._schedule = self._make_schedule(initial_learning_rate)
         self.initial_learning_rate = initial_learning_rate
         self._rate_at_set_model = None
-        self._last_set = None
         # One hook object for the callback's life: `fit` calls with the same
         # callback then reuse the train function traced with it.
         self._hook = apply_hooks.Hook(
@@ -183,7 +182,6 @@ class DecayCallback(keras.callbacks.Callback):
         )
         if self._schedule is None:
             self._schedule = self._make_schedule(self._rate_at_set_model)
-        self._last_set = None
         self._remove_hook()  # left over by a fit that raised
         if self.unit == "step":
             apply_hooks.add(self.model, self._hook)
@@ -206,9 +204,9 @@ class DecayCallback(keras.callbacks.Callback):
         )
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._last_set = None
         if self.unit == "epoch":
-            rate = self._apply(epoch)
+            rate = self._schedule.value(epoch)
+            optimizers.set_learning_rate(self.model.optimizer, rate)
             if self.verbose:
                 io_print(
                     f"\nEpoch {epoch + 1}: {type(self).__name__} setting "
@@ -225,13 +223,6 @@ class DecayCallback(keras.callbacks.Callback):
                 f"is {rate:.6g} after step "
                 f"{optimizers.get_iterations(self.model.optimizer)}."
             )
-
-    def _apply(self, t):
-        rate = self._schedule.value(t)
-        if rate != self._last_set:
-            optimizers.set_learning_rate(self.model.optimizer, rate)
-            self._last_set = rate
-        return rate
 
 
 def io_print(message):

@@ -112,17 +112,21 @@ class ActivationMonitor(keras.callbacks.Callback):
         self.verbose = validation.check_int("verbose", verbose, low=0)
         self.stats = {}
         self._probe = None
+        self._probe_of = None
         self._probed_layers = []
         self._writer = None
 
     def on_train_begin(self, logs=None):
-        self._probed_layers = self._select_layers()
-        inputs = self.model.inputs
-        self._probe = keras.Model(
-            inputs[0] if len(inputs) == 1 else inputs,
-            [layer.output for layer in self._probed_layers],
-            name="activation_probe",
-        )
+        # The probe model is built once per model and reused by later fits.
+        if self._probe is None or self._probe_of is not self.model:
+            self._probed_layers = self._select_layers()
+            inputs = self.model.inputs
+            self._probe = keras.Model(
+                inputs[0] if len(inputs) == 1 else inputs,
+                [layer.output for layer in self._probed_layers],
+                name="activation_probe",
+            )
+            self._probe_of = self.model
         self._writer = tensorboard.open_run(self.log_dir, "monitors")
 
     def on_epoch_end(self, epoch, logs=None):

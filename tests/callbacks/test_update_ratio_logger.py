@@ -32,11 +32,16 @@ class Trajectory(keras.callbacks.Callback):
         super().__init__()
         self.weights = []
 
+    def _record(self):
+        self.weights.append(
+            [keras.ops.convert_to_numpy(v) for v in self.model.trainable_weights]
+        )
+
     def on_train_batch_begin(self, batch, logs=None):
-        self.weights.append([keras.ops.convert_to_numpy(v) for v in self.model.trainable_weights])
+        self._record()
 
     def on_train_end(self, logs=None):
-        self.weights.append([keras.ops.convert_to_numpy(v) for v in self.model.trainable_weights])
+        self._record()
 
 
 def reference_ratios(trajectory, t):
