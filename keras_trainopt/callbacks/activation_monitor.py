@@ -1,7 +1,6 @@
 """`ActivationMonitor`: per-layer activation statistics on a probe batch."""
 
 import keras
-import numpy as np
 from keras import ops
 
 from keras_trainopt._internal import validation
@@ -197,10 +196,8 @@ class ActivationMonitor(keras.callbacks.Callback):
             if stats[key] is not None:
                 self._writer.scalar(prefix + key, stats[key], step)
         counts, edges = stats["histogram"]
-        centers = (edges[:-1] + edges[1:]) / 2
-        self._writer.histogram(
-            prefix + "histogram", np.repeat(centers, counts), step,
-            buckets=len(counts),
+        self._writer.histogram_from_counts(
+            prefix + "histogram", counts, edges, step
         )
 
     def _warn(self, name, stats, step):

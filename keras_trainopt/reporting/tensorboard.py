@@ -21,10 +21,12 @@ import time
 import numpy as np
 from tensorboard.compat.proto import event_pb2
 from tensorboard.compat.proto import summary_pb2
+from tensorboard.plugins.histogram import metadata as histogram_metadata
 from tensorboard.plugins.histogram import summary_v2 as histogram_summary
 from tensorboard.plugins.scalar import summary_v2 as scalar_summary
 from tensorboard.plugins.text import summary_v2 as text_summary
 from tensorboard.summary.writer import event_file_writer
+from tensorboard.util import tensor_util
 
 from keras_trainopt._internal import distribute
 
@@ -76,6 +78,25 @@ class RunWriter:
         """A histogram of `values` (any array-like; flattened)."""
         values = np.asarray(values, dtype="float64").ravel()
         self._add(histogram_summary.histogram_pb(tag, values, buckets), step)
+
+    def histogram_from_counts(self, tag, counts, edges, step):
+        """A histogram already bucketed by `np.histogram(...)`.
+
+        Written in the format of TensorBoard's histogram plugin: a `[k, 3]`
+        tensor of (left edge, right edge, count), with its metadata.
+        """
+        buckets = np.stack(
+            [edges[:-1], edges[1:], np.asarray(counts, "float64")], axis=1
+        )
+        summary = summary_pb2.Summary()
+        summary.value.add(
+            tag=tag,
+            metadata=histogram_metadata.create_summary_metadata(
+                display_name=None, description=None
+            ),
+            tensor=tensor_util.make_tensor_proto(buckets),
+        )
+        self._add(summary, step)
 
     def text(self, tag, text, step):
         """Markdown text for TensorBoard's text plugin."""
