@@ -126,7 +126,7 @@ class LossMonitor(keras.callbacks.Callback):
         self.diagnosis = "insufficient_data"
         self.reason = "training has not started"
         self.diverged_at_step = None
-        self._average = 0.0
+        self._smooth = loss_curve.RunningSmooth()
         self._best = math.inf
         self._written = 0
         self._writer = None
@@ -144,7 +144,7 @@ class LossMonitor(keras.callbacks.Callback):
             "diagnosis": self.diagnosis,
             "reason": self.reason,
             "diverged_at_step": self.diverged_at_step,
-            "average": self._average,
+            "smooth": [self._smooth.average, self._smooth.count],
             "best": self._best,
         }
 
@@ -155,7 +155,8 @@ class LossMonitor(keras.callbacks.Callback):
         self.diagnosis = state.get("diagnosis", "insufficient_data")
         self.reason = state.get("reason", "")
         self.diverged_at_step = state.get("diverged_at_step")
-        self._average = state.get("average", 0.0)
+        average, count = state.get("smooth", (0.0, 0))
+        self._smooth = loss_curve.RunningSmooth(average=average, count=count)
         self._best = state.get("best", math.inf)
         self._written = len(self.steps)
 
@@ -214,10 +215,8 @@ class LossMonitor(keras.callbacks.Callback):
         if not math.isfinite(loss):
             self._diverged(step, f"the loss became {loss} at step {step}")
             return
-        n = len(self.losses)
-        self._average = 0.98 * self._average + 0.02 * loss
-        smoothed = self._average / (1.0 - 0.98 ** n)
-        if n >= self.min_steps and loss_curve.is_diverging(
+        smoothed = self._smooth.update(loss)
+        if self._smooth.count >= self.min_steps and loss_curve.is_diverging(
             smoothed, self._best, self.divergence_threshold
         ):
             self._diverged(
@@ -233,10 +232,7 @@ class LossMonitor(keras.callbacks.Callback):
         """No divergence seen, and the smoothed loss within 1.5x its best."""
         if self.diverged_at_step is not None:
             return False
-        if not self.losses:
-            return True
-        smoothed = self._average / (1.0 - 0.98 ** len(self.losses))
-        return smoothed <= 1.5 * self._best
+        return self._smooth.count == 0 or self._smooth.value <= 1.5 * self._best
 
     def _diverged(self, step, what):
         if self.diverged_at_step is not None:

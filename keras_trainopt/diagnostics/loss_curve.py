@@ -20,21 +20,36 @@ class Diagnosis(NamedTuple):
     reason: str
 
 
-def smooth(losses, beta=0.98):
-    """Bias-corrected exponential moving average of a loss series.
+class RunningSmooth:
+    """The bias-corrected moving average of a loss, one value at a time.
 
         avg_i = beta * avg_{i-1} + (1 - beta) * loss_i,  avg_{-1} = 0
         smooth_i = avg_i / (1 - beta ** (i + 1))
 
     (the smoothing of fastai's and Lightning's learning-rate finders).
     """
-    losses = np.asarray(losses, dtype="float64")
-    out = np.empty_like(losses)
-    avg = 0.0
-    for i, loss in enumerate(losses):
-        avg = beta * avg + (1.0 - beta) * loss
-        out[i] = avg / (1.0 - beta ** (i + 1))
-    return out
+
+    def __init__(self, beta=0.98, average=0.0, count=0):
+        self.beta, self.average, self.count = beta, average, count
+
+    def update(self, loss):
+        """Adds `loss`; returns the smoothed value."""
+        self.average = self.beta * self.average + (1.0 - self.beta) * loss
+        self.count += 1
+        return self.value
+
+    @property
+    def value(self):
+        """The smoothed value (NaN before the first loss)."""
+        if self.count == 0:
+            return math.nan
+        return self.average / (1.0 - self.beta**self.count)
+
+
+def smooth(losses, beta=0.98):
+    """`RunningSmooth` over a whole loss series, as an array."""
+    running = RunningSmooth(beta)
+    return np.array([running.update(float(loss)) for loss in losses])
 
 
 def diagnose_loss_curve(
