@@ -19,6 +19,15 @@ def test_all_names_exported_and_documented():
         assert "Reference" in doc, f"{name}: no reference"
 
 
+def test_diagnostics_functions_have_examples():
+    from keras_trainopt import diagnostics
+
+    for name in diagnostics.__all__:
+        obj = getattr(diagnostics, name)
+        if inspect.isfunction(obj):
+            assert ">>>" in (inspect.getdoc(obj) or ""), name
+
+
 def test_cli_rejects_bad_flags(capsys):
     from keras_trainopt import cli
 

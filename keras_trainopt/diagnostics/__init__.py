@@ -1,7 +1,19 @@
 """What the monitors conclude, as pure functions of recorded numbers."""
 
+from keras_trainopt.diagnostics.activations import activation_stats
+from keras_trainopt.diagnostics.generalization import diagnose_fit
 from keras_trainopt.diagnostics.loss_curve import Diagnosis
+from keras_trainopt.diagnostics.loss_curve import RunningSmooth
 from keras_trainopt.diagnostics.loss_curve import diagnose_loss_curve
 from keras_trainopt.diagnostics.loss_curve import smooth
+from keras_trainopt.diagnostics.update_ratio import update_ratio
 
-__all__ = ["Diagnosis", "diagnose_loss_curve", "smooth"]
+__all__ = [
+    "Diagnosis",
+    "RunningSmooth",
+    "activation_stats",
+    "diagnose_fit",
+    "diagnose_loss_curve",
+    "smooth",
+    "update_ratio",
+]

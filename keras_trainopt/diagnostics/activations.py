@@ -52,6 +52,14 @@ def activation_stats(values, kind, tolerance=0.05, bins=30,
     Every statistic uses all values, except the histogram, which is drawn
     from an evenly strided sample of at most `histogram_sample` values (a
     conv layer on a probe batch easily has millions).
+
+    >>> import numpy as np
+    >>> from keras_trainopt.diagnostics import activation_stats
+    >>> outputs = np.tanh(np.array([[-9.0, 0.1], [8.0, -0.2]]))
+    >>> activation_stats(outputs, "tanh")["saturated_fraction"]
+    0.5
+    >>> activation_stats(np.maximum(outputs, 0), "relu")["dead_fraction"]
+    0.0
     """
     values = np.asarray(values)
     flat = values.ravel()

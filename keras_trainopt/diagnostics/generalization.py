@@ -32,6 +32,16 @@ def diagnose_fit(
       tracks training) and training itself is worse than
       `underfitting_value` (`None` skips this check);
     - `"good_fit"` otherwise.
+
+    >>> from keras_trainopt.diagnostics import diagnose_fit
+    >>> diagnose_fit(0.99, 0.75, lower_better=False, overfitting_gap=0.1,
+    ...              underfitting_gap=0.05, underfitting_value=0.8).verdict
+    'overfitting'
+    >>> diagnose_fit(0.55, 0.54, lower_better=False, overfitting_gap=0.1,
+    ...              underfitting_gap=0.05, underfitting_value=0.8).verdict
+    'underfitting'
+
+    Reference: cs231n, "Neural Networks Part 3", train/validation accuracy.
     """
     gap = generalization_gap(train, validation, lower_better)
     if gap > overfitting_gap:

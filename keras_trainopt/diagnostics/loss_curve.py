@@ -47,7 +47,12 @@ class RunningSmooth:
 
 
 def smooth(losses, beta=0.98):
-    """`RunningSmooth` over a whole loss series, as an array."""
+    """`RunningSmooth` over a whole loss series, as an array.
+
+    >>> from keras_trainopt.diagnostics import smooth
+    >>> smooth([3.0, 1.0]).round(4).tolist()  # bias-corrected from the start
+    [3.0, 1.9899]
+    """
     running = RunningSmooth(beta)
     return np.array([running.update(float(loss)) for loss in losses])
 
@@ -92,6 +97,16 @@ def diagnose_loss_curve(
 
     Returns:
         A `Diagnosis(verdict, reason)`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from keras_trainopt.diagnostics import diagnose_loss_curve
+    >>> t = np.arange(200)
+    >>> diagnose_loss_curve(2.0 * np.exp(-t / 20) + 0.1).verdict
+    'good'
+    >>> diagnose_loss_curve(2.0 - 0.004 * t).verdict  # slow and linear
+    'learning_rate_too_low'
     """
     losses = np.asarray(losses, dtype="float64")
     losses = losses[np.isfinite(losses)]

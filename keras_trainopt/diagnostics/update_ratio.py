@@ -10,6 +10,10 @@ def update_ratio(before, after):
     higher that it is too high (cs231n, "Neural Networks Part 3", ratio of
     weights:updates). A zero-norm `before` gives `inf` (or `nan` if nothing
     moved).
+
+    >>> from keras_trainopt.diagnostics import update_ratio
+    >>> round(update_ratio([3.0, 4.0], [3.003, 4.004]), 9)  # 0.005 / 5
+    0.001
     """
     before = np.asarray(before, dtype="float64")
     after = np.asarray(after, dtype="float64")
