@@ -9,7 +9,7 @@ import numpy as np
 from keras_trainopt._internal import optimizers
 from keras_trainopt._internal import update_probe
 from keras_trainopt._internal import validation
-from keras_trainopt.diagnostics import update_ratio
+from keras_trainopt.diagnostics.update_ratio import layer_verdict
 from keras_trainopt.reporting import tensorboard
 
 
@@ -179,7 +179,7 @@ class UpdateRatioLogger(keras.callbacks.Callback):
 
     def _warn(self, epoch):
         for layer, ratio in self.layer_ratios.items():
-            verdict = update_ratio.layer_verdict(ratio, self.low, self.high)
+            verdict = layer_verdict(ratio, self.low, self.high)
             if verdict == "healthy":
                 continue
             direction = "raise" if verdict == "too_low" else "lower"
