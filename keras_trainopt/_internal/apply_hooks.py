@@ -100,8 +100,28 @@ def _select_function(model, wrapper):
     if cached is not None:
         model.train_function = cached
     else:
-        model.make_train_function(force=True)
+        _build_train_function(model)
         state["hooked"][key] = model.train_function
+
+
+def _build_train_function(model):
+    """Builds a train function that is traced with the current hooks.
+
+    JAX caches traces by the step function, so a function jitted from Keras'
+    own bound `train_step` could pick up a trace made with other hooks (or
+    leave one behind for Keras' own function). Building from a fresh wrapper
+    gives the hooked function a trace of its own.
+    """
+    train_step = type(model).train_step
+
+    def hooked_train_step(*args, **kwargs):
+        return train_step(model, *args, **kwargs)
+
+    model.train_step = hooked_train_step
+    try:
+        model.make_train_function(force=True)
+    finally:
+        del model.train_step
 
 
 def add(model, hook):

@@ -52,6 +52,19 @@ class BatchLossReader:
         return float(loss)
 
 
+def sync_state(model):
+    """Makes the model's variables current in the middle of an epoch.
+
+    Keras' JAX trainer keeps the live training state outside the variables
+    during an epoch (their values are purged); `model.jax_state_sync()` is
+    its way for a callback to write that state back before reading
+    variables. On the other backends the variables are always current.
+    """
+    sync = getattr(model, "jax_state_sync", None)
+    if sync is not None:
+        sync()
+
+
 def copy_weights(model):
     """The model's weights as host NumPy arrays (a snapshot)."""
     return [np.array(ops.convert_to_numpy(v)) for v in model.weights]

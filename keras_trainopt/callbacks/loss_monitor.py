@@ -179,6 +179,7 @@ class LossMonitor(keras.callbacks.Callback):
         if done - self._last_read < self.every and not last:
             return
         self._last_read = done
+        training.sync_state(self.model)
         loss = self._reader.read(logs)
         if loss is None:
             return
@@ -247,6 +248,7 @@ class LossMonitor(keras.callbacks.Callback):
         if self.stop_on_divergence:
             self.model.stop_training = True
         if self.restore_weights and self._good_weights is not None:
+            training.sync_state(self.model)  # else JAX's live state wins
             self.model.set_weights(self._good_weights)
             self.reason += "; the last good weights were restored"
         if self.verbose:
