@@ -10,9 +10,11 @@ vector variable, with `t + 1` (the step count after the update) beside it.
 Other updates run untouched: the copy happens only inside the measuring branch
 of an `ops.cond`.
 
-It runs on the TensorFlow and PyTorch backends. On JAX the update runs
-statelessly inside `jax.jit` and the probe's variables are not part of the
-optimizer's state, so the probe refuses clearly.
+On TensorFlow and PyTorch the result lands in two variables that the
+callback reads. On JAX the update runs statelessly inside `jax.jit`, where a
+variable outside the optimizer's state cannot be written; there the measuring
+branch hands the ratios to the host with `jax.debug.callback` instead (it runs
+only for measured updates), and `read` drains what arrived.
 """
 
 import keras
@@ -27,14 +29,6 @@ class UpdateProbe:
     """Measures every `every`-th update of a compiled model."""
 
     def __init__(self, model, every):
-        backend = keras.backend.backend()
-        if backend not in ("tensorflow", "torch"):
-            raise NotImplementedError(
-                "UpdateRatioLogger measures updates inside the train step, "
-                "which is supported on the TensorFlow and PyTorch backends; "
-                f"the {backend!r} backend applies updates statelessly inside "
-                "jax.jit. Set KERAS_BACKEND=tensorflow or torch to use it."
-            )
         self.model = model
         self.every = every
         self.variables = list(model.trainable_variables)
@@ -42,14 +36,49 @@ class UpdateProbe:
             raise ValueError(
                 "UpdateRatioLogger: the model has no trainable weights."
             )
-        self._ratios = keras.Variable(
-            np.zeros(len(self.variables), "float32"), trainable=False,
-            name="update_ratios",
+        self._jax = keras.backend.backend() == "jax"
+        self._arrived = []  # (step, ratios) handed over by jax.debug.callback
+        if not self._jax:
+            self._ratios = keras.Variable(
+                np.zeros(len(self.variables), "float32"), trainable=False,
+                name="update_ratios",
+            )
+            self._step = keras.Variable(0, dtype="int64", trainable=False,
+                                        name="update_ratio_step")
+        self._hook = apply_hooks.Hook(
+            around=self._around_jax if self._jax else self._around
         )
-        self._step = keras.Variable(0, dtype="int64", trainable=False,
-                                    name="update_ratio_step")
-        self._hook = apply_hooks.Hook(around=self._around)
         self._installed = False
+
+    def _ratios_of(self, before, after):
+        return ops.stack([
+            ops.sqrt(ops.sum(ops.square(a - b))) / ops.sqrt(ops.sum(ops.square(b)))
+            for b, a in zip(before, after)
+        ])
+
+    def _around_jax(self, apply):
+        import jax
+
+        optimizer = optimizers.unwrap(self.model.optimizer)
+
+        def receive(step, ratios):
+            self._arrived.append((int(step), np.asarray(ratios, "float64")))
+
+        def measured_apply(grads, trainable_variables=None):
+            t = optimizer.iterations.value
+            before = [v.value for v in self.variables]  # immutable: no copy
+            apply(grads, trainable_variables)
+            after = [v.value for v in self.variables]
+
+            def report(before, after):
+                jax.debug.callback(receive, t + 1, self._ratios_of(before, after))
+
+            jax.lax.cond(
+                t % self.every == 0, report, lambda before, after: None,
+                before, after,
+            )
+
+        return measured_apply
 
     def _around(self, apply):
         optimizer = optimizers.unwrap(self.model.optimizer)
@@ -58,12 +87,10 @@ class UpdateProbe:
             def measured():
                 before = [ops.copy(v.value) for v in self.variables]
                 apply(grads, trainable_variables)
-                ratios = [
-                    ops.sqrt(ops.sum(ops.square(v.value - b)))
-                    / ops.sqrt(ops.sum(ops.square(b)))
-                    for v, b in zip(self.variables, before)
-                ]
-                self._ratios.assign(ops.cast(ops.stack(ratios), "float32"))
+                after = [v.value for v in self.variables]
+                self._ratios.assign(
+                    ops.cast(self._ratios_of(before, after), "float32")
+                )
                 # The step count after the update: t + 1.
                 self._step.assign(ops.cast(optimizer.iterations, "int64"))
                 return ops.convert_to_tensor(True)
@@ -88,7 +115,21 @@ class UpdateProbe:
             apply_hooks.remove(self.model, self._hook)
             self._installed = False
 
-    def read(self):
-        """`(step, ratios)` of the latest measured update (step 0: none yet)."""
+    def read(self, wait=False):
+        """`[(step, ratios), ...]` measured since the previous read.
+
+        `step` is the optimizer's step count after the measured update. With
+        `wait=True` (at epoch end) JAX's pending host callbacks are waited
+        for first.
+        """
+        if self._jax:
+            if wait:
+                import jax
+
+                jax.effects_barrier()
+            arrived, self._arrived = self._arrived, []
+            return arrived
         step = int(self._step)
-        return step, np.asarray(ops.convert_to_numpy(self._ratios), "float64")
+        if step == 0:
+            return []
+        return [(step, np.asarray(ops.convert_to_numpy(self._ratios), "float64"))]

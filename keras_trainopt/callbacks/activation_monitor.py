@@ -1,7 +1,6 @@
 """`ActivationMonitor`: per-layer activation statistics on a probe batch."""
 
 import keras
-from keras import ops
 
 from keras_trainopt._internal import validation
 from keras_trainopt.diagnostics import activations
@@ -143,13 +142,15 @@ class ActivationMonitor(keras.callbacks.Callback):
                 "ActivationMonitor.probe() runs once training has started "
                 "(it needs the model); pass the callback to `fit`."
             )
-        outputs = self._probe(self.x, training=False)
+        # A compiled forward pass (traced once per probe model), in inference
+        # mode: about half the time of an eager call.
+        outputs = self._probe.predict_on_batch(self.x)
         if not isinstance(outputs, (list, tuple)):
             outputs = [outputs]
         for layer, output in zip(self._probed_layers, outputs):
             kind = activation_kind(layer)
             stats = activations.activation_stats(
-                ops.convert_to_numpy(output), kind, self.saturation_tolerance
+                output, kind, self.saturation_tolerance
             )
             self.stats[layer.name] = stats
             self._write(layer.name, stats, step)

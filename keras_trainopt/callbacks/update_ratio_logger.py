@@ -32,7 +32,7 @@ class UpdateRatioLogger(keras.callbacks.Callback):
 
     across exactly one real optimizer update, from inside the compiled train
     step (so it holds with `steps_per_execution > 1`, and skipped loss-scaled
-    steps are not measured). The latest values are in `ratios`, keyed
+    steps are not measured), on the TensorFlow, JAX and PyTorch backends. The latest values are in `ratios`, keyed
     `"<layer>/<weight>"`; with `log_dir` they go to TensorBoard as scalars
     `update_ratio/<layer>/<weight>`, with a per-layer summary: one scalar per
     layer, `update_ratio_by_layer/<layer>` (one chart with a line per layer in
@@ -134,7 +134,7 @@ class UpdateRatioLogger(keras.callbacks.Callback):
             self._collect()
 
     def on_epoch_end(self, epoch, logs=None):
-        self._collect()
+        self._collect(wait=True)
         self._flush()
         if self.verbose:
             self._warn(epoch)
@@ -145,18 +145,19 @@ class UpdateRatioLogger(keras.callbacks.Callback):
         tensorboard.close_run(self._writer)
         self._writer = None
 
-    def _collect(self):
-        step, values = self._probe.read()
-        if step == 0 or step == self.step:
-            return
-        self.step = step
-        self.ratios = dict(zip(self._keys, values.tolist()))
-        self.layer_ratios = {
-            layer: self.ratios[key] for layer, (key, _) in self._largest.items()
-        }
-        for key, value in self.ratios.items():
-            self.history[key].append((step, value))
-        self._pending.append((step, values))
+    def _collect(self, wait=False):
+        for step, values in self._probe.read(wait=wait):
+            if step == self.step:
+                continue
+            self.step = step
+            self.ratios = dict(zip(self._keys, values.tolist()))
+            self.layer_ratios = {
+                layer: self.ratios[key]
+                for layer, (key, _) in self._largest.items()
+            }
+            for key, value in self.ratios.items():
+                self.history[key].append((step, value))
+            self._pending.append((step, values))
 
     def _flush(self):
         if self._writer is not None:
