@@ -22,7 +22,8 @@ callbacks reuses the traced function instead of tracing anew (a recompile of
 the model, which replaces Keras' function, empties the cache).
 
 Keras' `fit` does not call `on_train_end` when training raises, so a hook can
-outlive a failed `fit`; `remove_all(model)` clears them.
+outlive a failed `fit`: the owning callback removes it when it starts its
+next `fit`, and compiling the model with a new optimizer drops it.
 """
 
 import dataclasses
@@ -143,11 +144,3 @@ def remove(model, hook):
     if not wrapper.hooks:
         del optimizer.apply
     _select_function(model, wrapper)
-
-
-def remove_all(model):
-    """Removes every hook (e.g. after a `fit` that raised)."""
-    optimizer = optimizers.unwrap(model.optimizer)
-    if isinstance(vars(optimizer).get("apply"), _Wrapper):
-        del optimizer.apply
-    _select_function(model, None)
