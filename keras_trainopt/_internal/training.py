@@ -46,7 +46,7 @@ class BatchLossReader:
         total = float(self._tracker.total)
         count = float(self._tracker.count)
         if count <= self._count:  # nothing new since the previous read
-            return float("nan") if not np.isfinite(total) else None
+            return None
         loss = (total - self._total) / (count - self._count)
         self._total, self._count = total, count
         return float(loss)

@@ -27,6 +27,11 @@ class RunningSmooth:
         smooth_i = avg_i / (1 - beta ** (i + 1))
 
     (the smoothing of fastai's and Lightning's learning-rate finders).
+
+    >>> from keras_trainopt.diagnostics import RunningSmooth
+    >>> running = RunningSmooth()
+    >>> running.update(3.0), round(running.update(1.0), 4)
+    (3.0, 1.9899)
     """
 
     def __init__(self, beta=0.98, average=0.0, count=0):

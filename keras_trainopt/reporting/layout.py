@@ -20,7 +20,12 @@ CHARTS = (
 
 
 def custom_scalars_layout():
-    """The layout as a `tensorboard` `Layout` protocol buffer."""
+    """The layout as a `tensorboard` `Layout` protocol buffer.
+
+    >>> from keras_trainopt.reporting import custom_scalars_layout
+    >>> [chart.title for chart in custom_scalars_layout().category[0].chart][:2]
+    ['accuracy: train and validation', 'generalization gap (train - validation)']
+    """
     return layout_pb2.Layout(
         category=[
             layout_pb2.Category(

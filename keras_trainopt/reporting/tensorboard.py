@@ -113,6 +113,17 @@ def open_run(log_dir, run):
     """A shared writer for `<log_dir>/<run>`, or `None` (no `log_dir`, or not chief).
 
     Every `open_run` needs a matching `close_run`.
+
+    >>> import tempfile
+    >>> from keras_trainopt.reporting import close_run, open_run
+    >>> log_dir = tempfile.mkdtemp()
+    >>> writer = open_run(log_dir, "monitors")
+    >>> writer is open_run(log_dir, "monitors")  # shared per folder
+    True
+    >>> writer.scalar("generalization_gap", 0.05, step=0)
+    >>> close_run(writer); close_run(writer)
+    >>> open_run(None, "monitors") is None
+    True
     """
     if log_dir is None or not distribute.is_chief():
         return None

@@ -27,6 +27,19 @@ class DecaySchedule(keras.optimizers.schedules.LearningRateSchedule):
             per epoch inside the optimizer, counting `steps_per_epoch` steps as
             one epoch.
         name: optional name of the schedule.
+
+    Example, a custom shape (cosine over 100 units) with the shared warm-up:
+
+    >>> import math
+    >>> from keras_trainopt.schedules import DecaySchedule
+    >>> class Cosine(DecaySchedule):
+    ...     def _shape(self, t, xp):
+    ...         return 0.5 * (1 + xp.cos(math.pi * xp.minimum(t, 100) / 100))
+    ...     def _shape_config(self):
+    ...         return {}
+    >>> schedule = Cosine(0.1, warmup=4)
+    >>> [round(schedule.value(t), 4) for t in (0, 4, 54, 104)]
+    [0.02, 0.1, 0.05, 0.0]
     """
 
     def __init__(
@@ -124,6 +137,11 @@ class ContinuousDecaySchedule(DecaySchedule):
         every: block length for `staircase=True` (int >= 1).
         min_learning_rate, warmup, steps_per_epoch, name: see
             `DecaySchedule`.
+
+    >>> from keras_trainopt.schedules import ExponentialDecaySchedule
+    >>> held = ExponentialDecaySchedule(0.1, 0.5, staircase=True, every=2)
+    >>> [round(held.value(t), 4) for t in range(4)]  # exp(-0.5 * 2) at t=2
+    [0.1, 0.1, 0.0368, 0.0368]
     """
 
     # The multiplier as a function of (t, decay, xp), set by subclasses.
