@@ -17,9 +17,9 @@ import tempfile
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import harness  # noqa: E402
 import keras  # noqa: E402
 
-import harness  # noqa: E402
 import keras_trainopt as kt  # noqa: E402
 
 LR = 0.01
@@ -95,7 +95,44 @@ def monitors_suite(steps, x_probe, log_dir):
     ]
 
 
-SUITES = {"decay": decay_suite, "monitors": monitors_suite}
+class NaiveEMA(keras.callbacks.Callback):
+    """The textbook callback: an EMA in NumPy after every batch (reference)."""
+
+    def __init__(self, decay=0.999):
+        super().__init__()
+        self.decay = decay
+        self.average = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        weights = self.model.get_weights()
+        if self.average is None:
+            self.average = weights
+        else:
+            d = self.decay
+            self.average = [d * a + (1 - d) * w
+                            for a, w in zip(self.average, weights)]
+
+
+def averaging_suite(steps):
+    """Issue 4: weight averages and snapshot ensembles, next to Keras' EMA."""
+    return [
+        harness.Variant("ExponentialMovingAverage()", sgd,
+                        lambda: [kt.ExponentialMovingAverage()]),
+        harness.Variant("ExponentialMovingAverage(every=10)", sgd,
+                        lambda: [kt.ExponentialMovingAverage(every=10)]),
+        harness.Variant("plain fit (own model, control)", sgd, own_model=True),
+        harness.Variant(
+            "keras SGD(use_ema=True) (own model, reference)",
+            lambda: keras.optimizers.SGD(LR, momentum=0.9, nesterov=True,
+                                         use_ema=True, ema_momentum=0.999),
+            own_model=True),
+        harness.Variant("naive NumPy EMA callback (reference)", sgd,
+                        lambda: [NaiveEMA()]),
+    ]
+
+
+SUITES = {"averaging": averaging_suite, "decay": decay_suite,
+          "monitors": monitors_suite}
 
 
 def main(argv=None):

@@ -1,5 +1,6 @@
 """Which process writes: only the chief of a multi-worker run does."""
 
+import contextlib
 import json
 import os
 
@@ -33,3 +34,16 @@ def is_chief():
 
         return jax.process_index() == 0
     return True
+
+
+def variable_scope(model):
+    """The scope to create variables in for `model`.
+
+    Under a `tf.distribute` strategy, variables must be created in the
+    strategy's scope to be mirrored on every replica; other backends (and
+    TensorFlow without a strategy) need no scope.
+    """
+    strategy = getattr(model, "distribute_strategy", None)
+    if strategy is None:
+        return contextlib.nullcontext()
+    return strategy.scope()

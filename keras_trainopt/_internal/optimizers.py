@@ -10,6 +10,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_trainopt._internal import distribute
+
 _Schedule = keras.optimizers.schedules.LearningRateSchedule
 
 
@@ -91,3 +93,73 @@ def get_iterations(optimizer):
     skipped for non-finite gradients are not counted.
     """
     return int(unwrap(optimizer).iterations)
+
+
+# -- state kept in the optimizer ---------------------------------------------
+#
+# A callback whose state changes *inside* the train step (a running average of
+# the weights) keeps that state in variables of the optimizer: under JAX the
+# step is a pure function of the model's and the optimizer's variables, so
+# nothing else can be written there, and everything the optimizer holds is
+# saved by `model.save_weights`, hence by `keras.callbacks.BackupAndRestore`
+# and restored with it. The callback attaches its variables when a `fit`
+# starts and detaches them when it ends, so a model saved after training has
+# exactly the optimizer variables its own optimizer would create.
+
+
+def build_optimizer(model):
+    """Creates the optimizer's own variables now if it has none yet.
+
+    Keras builds the optimizer lazily, at the first step; state variables
+    must come after the optimizer's own, in a fixed order, so that a
+    checkpoint taken in one process loads in another (this is what
+    `BackupAndRestore` does before it loads).
+    """
+    optimizer = model.optimizer
+    if not optimizer.built:
+        with distribute.variable_scope(model):
+            optimizer.build(model.trainable_variables)
+
+
+def add_state_variable(model, reference=None, *, shape=(), dtype="int64", name):
+    """A new variable for state kept in `model.optimizer` (see above).
+
+    Shaped like `reference` when it is given. The variable is created under
+    the model's distribution strategy and aggregated "only first replica":
+    every replica computes the same value, so the first replica's is kept.
+    It is not attached to the optimizer yet (`attach_state_variables`).
+    """
+    if reference is not None:
+        shape, dtype = reference.shape, reference.dtype
+    with distribute.variable_scope(model):
+        return keras.Variable(
+            initializer=np.zeros(shape, dtype=dtype),
+            dtype=dtype,
+            trainable=False,
+            aggregation="only_first_replica",
+            name=name,
+        )
+
+
+def attach_state_variables(optimizer, variables):
+    """Makes `variables` part of the optimizer's state, after its own ones."""
+    inner = unwrap(optimizer)
+    tracked = {id(v) for v in inner.variables}
+    locked = inner._tracker.locked
+    inner._tracker.unlock()
+    try:
+        for variable in variables:
+            if id(variable) not in tracked:
+                inner._track_variable(variable)
+    finally:
+        if locked:
+            inner._tracker.lock()
+
+
+def detach_state_variables(optimizer, variables):
+    """Takes `variables` out of the optimizer's state again."""
+    inner = unwrap(optimizer)
+    tracked = {id(v) for v in inner.variables}
+    for variable in variables:
+        if id(variable) in tracked:
+            inner._untrack_variable(variable)

@@ -1,9 +1,7 @@
 """`InverseTimeDecay`: the learning rate `lr0 / (1 + decay * t)`."""
 
 from keras_trainopt.callbacks._decay_callback import DecayCallback
-from keras_trainopt.schedules.inverse_time_decay import (
-    InverseTimeDecaySchedule,
-)
+from keras_trainopt.schedules.inverse_time_decay import InverseTimeDecaySchedule
 
 
 class InverseTimeDecay(DecayCallback):

@@ -75,3 +75,29 @@ def warmup_then_decay(
         ramp = initial_learning_rate * (t + 1.0) / (warmup + 1.0)
         value = xp.where(t < warmup, ramp, value)
     return xp.maximum(value, min_learning_rate)
+
+
+def cyclic_cosine(t, period, xp=np):
+    """Cyclic cosine annealing multiplier (Huang et al. 2017, snapshot ensembles).
+
+        (cos(pi * (t mod period) / period) + 1) / 2
+
+    with `t` the 0-based step: 1 at the start of each cycle of `period`
+    steps, falling along a half cosine to just above 0 at its last step, then
+    back to 1 ("warm restart").
+    """
+    return 0.5 * (xp.cos(np.pi * xp.mod(t, period) / period) + 1.0)
+
+
+def linear_cycle(t, start, period, high, low):
+    """SWA's cyclic rate (Izmailov et al. 2018, eq. 2), one cycle per period.
+
+        s = ((t - start) mod period + 1) / period,  lr = (1 - s) * high + s * low
+
+    For the `t`-th update (0-based) of cycles that begin at step `start`: the
+    rate falls linearly from near `high` to exactly `low` at the last update
+    of each cycle, where SWA takes its snapshot. Works with NumPy values and
+    with tensors alike.
+    """
+    s = ((t - start) % period + 1.0) / period
+    return (1.0 - s) * high + s * low

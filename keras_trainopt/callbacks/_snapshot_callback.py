@@ -1,0 +1,167 @@
+"""The base of the callbacks that collect weight snapshots for an ensemble."""
+
+import os
+import re
+
+import keras
+import numpy as np
+
+from keras_trainopt._internal import optimizers
+from keras_trainopt._internal import training
+from keras_trainopt._internal import validation
+from keras_trainopt.ensembles.ensemble_model import EnsembleModel
+
+_FILE = re.compile(r"^snapshot-step(\d+)\.weights\.h5$")
+
+
+class SnapshotCallback(keras.callbacks.Callback):
+    """Collects snapshots of the weights during `fit`; builds their ensemble.
+
+    Subclasses decide when to take a snapshot (`_take_snapshot(step)`); this
+    class keeps them, optionally writes each to `directory` as
+    `snapshot-step<step>.weights.h5` (loadable with `model.load_weights`),
+    and turns them into an `EnsembleModel`.
+
+    A snapshot is identified by the optimizer step it was taken at. Files are
+    written atomically (to a temporary name, then renamed), and a run that
+    was interrupted and resumed (`keras.callbacks.BackupAndRestore`) reloads
+    from `directory` the snapshots taken up to the step it resumes from, so
+    the ensemble is the same as without the interruption.
+
+    Attributes:
+        snapshots: list of snapshots, each a list of NumPy arrays aligned with
+            `model.weights`, oldest first.
+        snapshot_steps: the optimizer step of each snapshot.
+
+    Args:
+        directory: where to write the snapshots, or `None` to keep them in
+            memory only.
+        verbose: 1 to print a line per snapshot.
+    """
+
+    def __init__(self, *, directory=None, verbose=0):
+        super().__init__()
+        if directory is not None and not isinstance(directory, (str, os.PathLike)):
+            raise TypeError(
+                "`directory` must be a path or None. Received: "
+                f"directory={directory!r} (of type {type(directory).__name__})"
+            )
+        self.directory = None if directory is None else os.fspath(directory)
+        self.verbose = validation.check_int("verbose", verbose, low=0)
+        self.snapshots = []
+        self.snapshot_steps = []
+        self._epoch_begin_step = 0
+        self._resumed = False
+
+    # -- snapshots -----------------------------------------------------------
+
+    def _take_snapshot(self, step):
+        """Records the model's current weights as the snapshot of `step`."""
+        if self.snapshot_steps and self.snapshot_steps[-1] >= step:
+            return
+        training.sync_state(self.model)
+        self.snapshots.append(training.copy_weights(self.model))
+        self.snapshot_steps.append(int(step))
+        if self.directory is not None:
+            os.makedirs(self.directory, exist_ok=True)
+            path = self._path(step)
+            partial = path[: -len(".weights.h5")] + ".partial.weights.h5"
+            self.model.save_weights(partial, overwrite=True)
+            os.replace(partial, path)
+        if self.verbose:
+            print(
+                f"\n{type(self).__name__}: snapshot {len(self.snapshots)} "
+                f"taken at step {step}.",
+                flush=True,
+            )
+
+    def _drop_oldest(self):
+        self.snapshots.pop(0)
+        step = self.snapshot_steps.pop(0)
+        if self.directory is not None:
+            path = self._path(step)
+            if os.path.exists(path):
+                os.remove(path)
+
+    def _path(self, step):
+        return os.path.join(self.directory, f"snapshot-step{int(step):09d}.weights.h5")
+
+    def _reload(self, up_to_step):
+        """Snapshots in `directory` taken at or before `up_to_step`."""
+        if self.directory is None or not os.path.isdir(self.directory):
+            return
+        steps = sorted(
+            int(m.group(1))
+            for m in map(_FILE.match, os.listdir(self.directory))
+            if m is not None and int(m.group(1)) <= up_to_step
+        )
+        if not steps:
+            return
+        clone = keras.models.clone_model(self.model)
+        for step in steps:
+            clone.load_weights(self._path(step))
+            self.snapshots.append(training.copy_weights(clone))
+            self.snapshot_steps.append(step)
+
+    def ensemble(self, last=None):
+        """An `EnsembleModel` averaging the predictions of the snapshots.
+
+        Each member is a clone of the model (`keras.models.clone_model`)
+        holding one snapshot's weights.
+
+        Args:
+            last: use only the `last` most recent snapshots (int >= 1), or
+                all of them (`None`).
+        """
+        if not self.snapshots:
+            raise ValueError(
+                f"{type(self).__name__} has no snapshots yet: they are taken "
+                "during `fit` with this callback."
+            )
+        validation.check_int("last", last, low=1, allow_none=True)
+        chosen = self.snapshots if last is None else self.snapshots[-last:]
+        members = []
+        for weights in chosen:
+            member = keras.models.clone_model(self.model)
+            member.set_weights(weights)
+            members.append(member)
+        return EnsembleModel(members, name=f"{self.model.name}_ensemble")
+
+    # -- state ---------------------------------------------------------------
+
+    def get_state(self):
+        """The snapshots and their steps (NumPy arrays and ints)."""
+        return {
+            "snapshots": [[np.array(w) for w in s] for s in self.snapshots],
+            "snapshot_steps": list(self.snapshot_steps),
+        }
+
+    def set_state(self, state):
+        """Restores what `get_state` returned."""
+        if len(state["snapshots"]) != len(state["snapshot_steps"]):
+            raise ValueError(
+                "The state has "
+                f"{len(state['snapshots'])} snapshots but "
+                f"{len(state['snapshot_steps'])} steps."
+            )
+        self.snapshots = [[np.array(w) for w in s] for s in state["snapshots"]]
+        self.snapshot_steps = [int(s) for s in state["snapshot_steps"]]
+        self._resumed = True
+
+    # -- Keras hooks ---------------------------------------------------------
+
+    def on_train_begin(self, logs=None):
+        self._resumed = bool(self.snapshots)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        # Read here, after every on_train_begin (BackupAndRestore may have
+        # restored the optimizer's step count there).
+        step = optimizers.get_iterations(self.model.optimizer)
+        if not self._resumed:
+            self._reload(step)
+            self._resumed = True
+        # a resumed run drops what the interrupted one took after its backup
+        while self.snapshot_steps and self.snapshot_steps[-1] > step:
+            self.snapshots.pop()
+            self.snapshot_steps.pop()
+        self._epoch_begin_step = step

@@ -1,0 +1,175 @@
+"""`SnapshotEnsemble`: M models for the price of one run (Huang et al. 2017)."""
+
+import math
+import warnings
+
+from keras_trainopt._internal import apply_hooks
+from keras_trainopt._internal import optimizers
+from keras_trainopt._internal import validation
+from keras_trainopt.callbacks._snapshot_callback import SnapshotCallback
+from keras_trainopt.schedules.cyclic_cosine import CyclicCosineSchedule
+
+
+class SnapshotEnsemble(SnapshotCallback):
+    """Cyclic cosine annealing with a snapshot at the end of every cycle.
+
+    An ensemble usually costs one training run per member. A snapshot
+    ensemble gets its members from a single run: the learning rate follows
+    `cycles` cosine cycles, each annealing the model into a local minimum and
+    then restarting high to escape it, and the weights at the end of each
+    cycle are kept (Huang et al. 2017). Averaging the snapshots' predictions
+    (`ensemble()`) typically beats the single final model at the same
+    training cost. With `t` the 0-based optimizer step and `T` the total
+    number of steps of the `fit` call,
+
+        lr(t) = lr0 / 2 * (cos(pi * (t mod L) / L) + 1),   L = ceil(T / cycles)
+
+    set inside the compiled train step before every update (exact with
+    `steps_per_execution > 1`), and a snapshot is taken after the update that
+    ends each cycle: after steps L, 2L, ... and after the last step T. `t`
+    counts the optimizer's updates, so a run resumed with
+    `keras.callbacks.BackupAndRestore` continues the same schedule.
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> from keras_trainopt import SnapshotEnsemble
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    >>> model.compile(keras.optimizers.SGD(0.05), loss="mse")
+    >>> x, y = np.ones((64, 4)), np.ones((64, 1))
+    >>> snapshots = SnapshotEnsemble(cycles=3)
+    >>> _ = model.fit(x, y, batch_size=16, epochs=6, callbacks=[snapshots],
+    ...               verbose=0)
+    >>> snapshots.cycle_steps, snapshots.snapshot_steps
+    (8, [8, 16, 24])
+    >>> ensemble = snapshots.ensemble()  # a keras.Model
+
+    Args:
+        cycles: `M`, the number of cycles and snapshots (int >= 1).
+        initial_learning_rate: `lr0`, the rate at the start of every cycle;
+            `None` takes the optimizer's rate when training starts.
+        directory: also write each snapshot there (see `SnapshotCallback`).
+        verbose: 1 to print a line per snapshot.
+
+    Reference: G. Huang, Y. Li, G. Pleiss, Z. Liu, J. E. Hopcroft and
+    K. Q. Weinberger, "Snapshot Ensembles: Train 1, get M for free",
+    ICLR 2017.
+    """
+
+    def __init__(
+        self, cycles=5, initial_learning_rate=None, *, directory=None, verbose=0
+    ):
+        super().__init__(directory=directory, verbose=verbose)
+        self.cycles = validation.check_int("cycles", cycles, low=1)
+        self.initial_learning_rate = validation.check_real(
+            "initial_learning_rate", initial_learning_rate, low=0.0,
+            low_open=True, allow_none=True,
+        )
+        self.cycle_steps = None  # L, known when training starts
+        self.total_steps = None  # T
+        self._schedule = None
+        self._hooks = {}  # (lr0, L) -> Hook: one traced step per schedule
+        self._hook = None
+        self._rate_at_set_model = None
+        self._previous_step = 0
+
+    def learning_rate(self, t):
+        """The rate of update `t` (0-based) in the current or last `fit`."""
+        if self._schedule is None:
+            raise ValueError(
+                "SnapshotEnsemble's cycle length depends on the number of "
+                "steps of `fit`, so its schedule is known once training "
+                "starts."
+            )
+        return self._schedule.value(t)
+
+    def set_model(self, model):
+        super().set_model(model)
+        # before BackupAndRestore reloads a rate changed by the schedule
+        optimizer = getattr(model, "optimizer", None)
+        if self._rate_at_set_model is None and optimizers.has_settable_learning_rate(
+            optimizer
+        ):
+            self._rate_at_set_model = optimizers.get_learning_rate(optimizer)
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        optimizers.check_settable_learning_rate(
+            self.model.optimizer, type(self).__name__
+        )
+        steps = (self.params or {}).get("steps")
+        epochs = (self.params or {}).get("epochs")
+        if not steps:
+            raise ValueError(
+                "SnapshotEnsemble spreads its cycles over the whole run, so it "
+                "needs the number of steps per epoch, which Keras does not "
+                "know for this data. Pass `steps_per_epoch` to `fit`. "
+                f"Received: steps={steps!r}"
+            )
+        self.total_steps = int(epochs) * int(steps)
+        if self.cycles > self.total_steps:
+            raise ValueError(
+                f"`cycles` must be at most the number of training steps "
+                f"({self.total_steps} = {epochs} epochs x {steps} steps). "
+                f"Received: cycles={self.cycles}"
+            )
+        self.cycle_steps = math.ceil(self.total_steps / self.cycles)
+        rate = self.initial_learning_rate or self._rate_at_set_model
+        self._schedule = CyclicCosineSchedule(rate, self.cycle_steps)
+        key = (rate, self.cycle_steps)
+        if key not in self._hooks:
+            schedule = self._schedule
+            self._hooks[key] = apply_hooks.Hook(
+                before=lambda: self._assign_rate(schedule)
+            )
+        execution = getattr(self.model, "steps_per_execution", 1) or 1
+        if self.cycle_steps % execution:
+            warnings.warn(
+                f"SnapshotEnsemble: cycles of {self.cycle_steps} steps are not "
+                f"a multiple of steps_per_execution={execution}, so snapshots "
+                "are taken at the end of the execution in which a cycle ends, "
+                "up to that many steps late.",
+                stacklevel=2,
+            )
+        self._remove_hook()
+        self._hook = self._hooks[key]
+        apply_hooks.add(self.model, self._hook)
+
+    def _assign_rate(self, schedule):
+        optimizer = self.model.optimizer
+        optimizers.assign_learning_rate_in_step(
+            optimizer, schedule(optimizers.unwrap(optimizer).iterations)
+        )
+
+    def _remove_hook(self):
+        if self._hook is not None:
+            apply_hooks.remove(self.model, self._hook)
+            self._hook = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        super().on_epoch_begin(epoch, logs)
+        self._previous_step = self._epoch_begin_step
+
+    def on_train_batch_end(self, batch, logs=None):
+        # The optimizer step after this batch, counted on the host (reading
+        # the device every batch would stall the pipeline). With
+        # steps_per_execution > 1 a cycle may end inside an execution; the
+        # snapshot is then taken at the end of that execution.
+        step = self._epoch_begin_step + batch + 1
+        length = self.cycle_steps
+        if step // length > self._previous_step // length or (
+            step == self.total_steps
+        ):
+            self._take_snapshot(step)
+        self._previous_step = step
+
+    def on_train_end(self, logs=None):
+        self._remove_hook()
+
+    def get_config(self):
+        return {
+            "cycles": self.cycles,
+            "initial_learning_rate": self.initial_learning_rate,
+            "directory": self.directory,
+            "verbose": self.verbose,
+        }

@@ -1,0 +1,198 @@
+"""`StochasticWeightAveraging`: the equal average of end-of-epoch weights."""
+
+import numbers
+
+from keras import ops
+
+from keras_trainopt._internal import optimizers
+from keras_trainopt._internal import validation
+from keras_trainopt.averaging import formulas
+from keras_trainopt.callbacks._weight_average_callback import WeightAverageCallback
+from keras_trainopt.schedules import formulas as schedule_formulas
+
+
+class StochasticWeightAveraging(WeightAverageCallback):
+    """Stochastic Weight Averaging (SWA): the mean of the weights of late epochs.
+
+    With a constant or cyclic learning rate, SGD keeps bouncing around the
+    edge of a wide, flat region of the loss surface; the mean of the points it
+    visits lies inside that region, where test error is lower (Izmailov et
+    al. 2018: +0.6 to +1.4 points on CIFAR-100 at no extra training cost).
+    From epoch `start_epoch` (0-based) on, the weights at the end of each
+    epoch enter an equal average,
+
+        swa = swa + (w - swa) / (n + 1),   n = epochs averaged so far,
+
+    computed inside the train step right after the epoch's last update, so it
+    is saved and restored with the optimizer by
+    `keras.callbacks.BackupAndRestore`.
+
+    `swa_learning_rate` optionally takes over the learning rate from
+    `start_epoch` on: a float holds it constant; a pair `(high, low)` makes it
+    cyclic with one cycle per epoch, falling linearly from `high` to `low`
+    over the epoch's updates (Izmailov et al., eq. 2), so each averaged
+    point is taken at the low end of a cycle. Until `start_epoch` the rate is
+    left to the optimizer and other callbacks.
+
+    The model's BatchNorm statistics belong to the last raw weights, not to
+    their average: pass training inputs as `batchnorm_data` and they are
+    recomputed for the average at train end (Izmailov et al., section 3.2).
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> from keras_trainopt import StochasticWeightAveraging
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    >>> model.compile(keras.optimizers.SGD(0.05), loss="mse")
+    >>> x, y = np.ones((64, 4)), np.ones((64, 1))
+    >>> swa = StochasticWeightAveraging(start_epoch=2, swa_learning_rate=0.01)
+    >>> _ = model.fit(x, y, batch_size=16, epochs=5, callbacks=[swa], verbose=0)
+    >>> swa.num_averaged  # epochs 2, 3 and 4
+    3
+
+    Args:
+        start_epoch: the first epoch (0-based) whose final weights are
+            averaged (int >= 0).
+        swa_learning_rate: `None`, a float > 0 (constant) or a pair
+            `(high, low)` with `high >= low > 0` (cyclic per epoch).
+        validate_with_average, apply_at_end, batchnorm_data, verbose: see
+            `WeightAverageCallback`.
+
+    Reference: P. Izmailov, D. Podoprikhin, T. Garipov, D. Vetrov and
+    A. G. Wilson, "Averaging Weights Leads to Wider Optima and Better
+    Generalization", UAI 2018; PyTorch's `torch.optim.swa_utils`.
+    """
+
+    state_name = "swa"
+
+    def __init__(
+        self,
+        start_epoch,
+        swa_learning_rate=None,
+        *,
+        validate_with_average=False,
+        apply_at_end=True,
+        batchnorm_data=None,
+        verbose=0,
+    ):
+        self.start_epoch = validation.check_int("start_epoch", start_epoch, low=0)
+        self.swa_learning_rate = _check_swa_learning_rate(swa_learning_rate)
+        super().__init__(
+            validate_with_average=validate_with_average,
+            apply_at_end=apply_at_end,
+            batchnorm_data=batchnorm_data,
+            verbose=verbose,
+        )
+        self._epoch_start = None  # optimizer step where the epoch began
+        self._epoch_steps = None  # or -1 before start_epoch
+
+    def learning_rate(self, t, epoch_start, steps_per_epoch):
+        """The SWA rate of update `t` (0-based) in an epoch that began at
+        step `epoch_start`; `None` when `swa_learning_rate` is `None`."""
+        rate = self.swa_learning_rate
+        if rate is None or isinstance(rate, float):
+            return rate
+        high, low = rate
+        return float(
+            schedule_formulas.linear_cycle(
+                t, epoch_start, steps_per_epoch, high, low
+            )
+        )
+
+    # -- inside the step -----------------------------------------------------
+
+    def _extra_state(self, model):
+        self._epoch_start = optimizers.add_state_variable(
+            model, name=f"{self.state_name}_epoch_start"
+        )
+        self._epoch_steps = optimizers.add_state_variable(
+            model, name=f"{self.state_name}_epoch_steps"
+        )
+        self._epoch_steps.assign(-1)
+        return [self._epoch_start, self._epoch_steps]
+
+    def _due(self, iterations):
+        # the update that completes an epoch from start_epoch on
+        return ops.logical_and(
+            ops.greater(self._epoch_steps, 0),
+            ops.equal(iterations, self._epoch_start + self._epoch_steps),
+        )
+
+    def _coefficient(self, num_averaged):
+        return formulas.equal_average_coefficient(
+            ops.cast(num_averaged, "float32")
+        )
+
+    def _before_update_in_step(self):
+        """Sets the SWA rate for the coming update (epochs >= start_epoch)."""
+        optimizer = self.model.optimizer
+        inner = optimizers.unwrap(optimizer)
+        active = ops.greater(self._epoch_steps, 0)
+        if isinstance(self.swa_learning_rate, float):
+            rate = ops.convert_to_tensor(self.swa_learning_rate, "float32")
+        else:
+            high, low = self.swa_learning_rate
+            t = ops.cast(inner.iterations, "float32")
+            start = ops.cast(self._epoch_start, "float32")
+            steps = ops.cast(ops.maximum(self._epoch_steps, 1), "float32")
+            rate = schedule_formulas.linear_cycle(t, start, steps, high, low)
+        current = ops.cast(inner.learning_rate, "float32")
+        optimizers.assign_learning_rate_in_step(
+            optimizer, ops.where(active, rate, current)
+        )
+
+    def _uses_before_hook(self):
+        return self.swa_learning_rate is not None
+
+    # -- Keras hooks ---------------------------------------------------------
+
+    def on_train_begin(self, logs=None):
+        if self.swa_learning_rate is not None:
+            optimizers.check_settable_learning_rate(
+                self.model.optimizer, type(self).__name__
+            )
+        super().on_train_begin(logs)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch < self.start_epoch:
+            self._epoch_steps.assign(-1)
+            return
+        steps = self.params.get("steps") if self.params else None
+        if not steps:
+            raise ValueError(
+                "StochasticWeightAveraging averages the weights at the end of "
+                "each epoch, so it needs the number of steps per epoch, which "
+                "Keras does not know for this data. Pass `steps_per_epoch` to "
+                f"`fit`. Received: steps={steps!r}"
+            )
+        self._epoch_start.assign(optimizers.get_iterations(self.model.optimizer))
+        self._epoch_steps.assign(int(steps))
+
+    def get_config(self):
+        rate = self.swa_learning_rate
+        return {
+            "start_epoch": self.start_epoch,
+            "swa_learning_rate": list(rate) if isinstance(rate, tuple) else rate,
+            **super().get_config(),
+        }
+
+
+def _check_swa_learning_rate(value):
+    name = "swa_learning_rate"
+    if value is None:
+        return None
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return validation.check_real(name, value, low=0.0, low_open=True)
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        high = validation.check_real(f"{name}[0]", value[0], low=0.0, low_open=True)
+        low = validation.check_real(f"{name}[1]", value[1], low=0.0, low_open=True)
+        if low > high:
+            raise ValueError(
+                f"`{name}` as a pair is (high, low) with high >= low. "
+                f"Received: {name}={tuple(value)!r}"
+            )
+        return (high, low)
+    raise TypeError(
+        f"`{name}` must be None, a number, or a pair (high, low). "
+        f"Received: {name}={value!r} (of type {type(value).__name__})"
+    )

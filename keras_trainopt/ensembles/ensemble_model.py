@@ -1,0 +1,95 @@
+"""`EnsembleModel`: one Keras model that averages its members' predictions."""
+
+import keras
+from keras import ops
+from keras import tree
+
+
+@keras.saving.register_keras_serializable(package="keras_trainopt")
+class EnsembleModel(keras.Model):
+    """A Keras model whose output is the mean of its members' outputs.
+
+    Independently trained models make partly independent errors, so the
+    average of their predictions is more accurate than any one of them, with
+    diminishing returns as members are added (cs231n, "Model ensembles").
+    The ensemble is an ordinary Keras model: `predict`, `evaluate` (after
+    `compile`) and `save` work as usual, and a saved ensemble loads with
+    `keras.models.load_model(path)`, no `custom_objects` needed once
+    `keras_trainopt` is imported.
+
+    Outputs are averaged as they are: average probabilities (softmax or
+    sigmoid outputs), which is the usual choice; for a model that outputs
+    logits the mean of logits is a geometric-mean ensemble instead.
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> from keras_trainopt import EnsembleModel
+    >>> def member(seed):
+    ...     keras.utils.set_random_seed(seed)
+    ...     return keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    >>> members = [member(0), member(1)]
+    >>> ensemble = EnsembleModel(members)
+    >>> x = np.ones((4, 3), "float32")
+    >>> mean = (members[0].predict(x, verbose=0)
+    ...         + members[1].predict(x, verbose=0)) / 2
+    >>> np.allclose(ensemble.predict(x, verbose=0), mean)
+    True
+
+    Args:
+        models: the members, a non-empty list of Keras models that take the
+            same inputs and give outputs of the same structure and shape.
+        **kwargs: passed to `keras.Model` (e.g. `name`).
+    """
+
+    def __init__(self, models, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(models, keras.Model) or not isinstance(
+            models, (list, tuple)
+        ):
+            raise TypeError(
+                "`models` must be a list of keras.Model instances. Received: "
+                f"models={models!r} (of type {type(models).__name__})"
+            )
+        if not models:
+            raise ValueError("`models` must not be empty. Received: models=[]")
+        for i, model in enumerate(models):
+            if not isinstance(model, keras.Model):
+                raise TypeError(
+                    "`models` must be a list of keras.Model instances. "
+                    f"Received: models[{i}]={model!r} (of type "
+                    f"{type(model).__name__})"
+                )
+        self.members = list(models)
+        if all(m.built for m in self.members):
+            self.built = True
+
+    def call(self, inputs, training=None):
+        outputs = [m(inputs, training=training) for m in self.members]
+        return tree.map_structure(
+            lambda *values: ops.mean(ops.stack(values), axis=0), *outputs
+        )
+
+    def build(self, input_shape):
+        for member in self.members:
+            if not member.built:
+                member.build(input_shape)
+        self.built = True
+
+    def get_config(self):
+        config = {"name": self.name, "trainable": self.trainable}
+        config["models"] = [
+            keras.saving.serialize_keras_object(m) for m in self.members
+        ]
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        models = [
+            keras.saving.deserialize_keras_object(
+                m, custom_objects=custom_objects
+            )
+            for m in config.pop("models")
+        ]
+        return cls(models, **config)

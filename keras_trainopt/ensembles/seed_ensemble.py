@@ -1,0 +1,91 @@
+"""Training the same model from several seeds: a seed ensemble."""
+
+import numbers
+
+import keras
+
+from keras_trainopt._internal import validation
+from keras_trainopt.ensembles.ensemble_model import EnsembleModel
+
+
+def fit_seed_ensemble(build_model, x=None, y=None, *, seeds=5, **fit_kwargs):
+    """Trains one model per seed and returns their `EnsembleModel`.
+
+    The classic ensemble: the same architecture and hyperparameters, trained
+    from different random initializations (and data orders). Each member
+    makes different errors, so their averaged prediction is better than the
+    typical member, with diminishing returns as members are added (cs231n,
+    "Model ensembles"). For each seed, `keras.utils.set_random_seed(seed)` is
+    called, then `build_model()` must return a *compiled* model, which is
+    trained with `model.fit(x, y, **fit_kwargs)`.
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> from keras_trainopt import fit_seed_ensemble
+    >>> def build_model():
+    ...     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    ...     model.compile(keras.optimizers.SGD(0.05), loss="mse")
+    ...     return model
+    >>> x, y = np.ones((32, 4)), np.ones((32, 1))
+    >>> ensemble, histories = fit_seed_ensemble(
+    ...     build_model, x, y, seeds=3, epochs=2, verbose=0)
+    >>> len(ensemble.members), len(histories)
+    (3, 3)
+
+    Args:
+        build_model: a function of no arguments returning a new compiled
+            `keras.Model`.
+        x, y: the training data, as for `fit`.
+        seeds: the number of members (int >= 1, seeds 0, 1, ...) or a list
+            of integer seeds.
+        **fit_kwargs: passed to every member's `fit` (epochs, batch_size,
+            callbacks, validation_data, ...). Callback instances are shared
+            by the members; pass fresh ones per member through `build_model`
+            if they keep state.
+
+    Returns:
+        `(ensemble, histories)`: the `EnsembleModel` of the trained members
+        and their `History` objects, in the order of `seeds`.
+    """
+    if not callable(build_model):
+        raise TypeError(
+            "`build_model` must be a function returning a compiled model. "
+            f"Received: build_model={build_model!r}"
+        )
+    seeds = _check_seeds(seeds)
+    members, histories = [], []
+    for seed in seeds:
+        keras.utils.set_random_seed(seed)
+        model = build_model()
+        if not isinstance(model, keras.Model):
+            raise TypeError(
+                "`build_model` must return a keras.Model. Received: "
+                f"{model!r} (of type {type(model).__name__}) for seed {seed}"
+            )
+        if getattr(model, "optimizer", None) is None:
+            raise ValueError(
+                "`build_model` must return a compiled model (call "
+                f"`model.compile(...)` in it); the model for seed {seed} has "
+                "no optimizer."
+            )
+        histories.append(model.fit(x, y, **fit_kwargs))
+        members.append(model)
+    return EnsembleModel(members, name="seed_ensemble"), histories
+
+
+def _check_seeds(seeds):
+    if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool):
+        return list(range(validation.check_int("seeds", seeds, low=1)))
+    if isinstance(seeds, (list, tuple)) and seeds:
+        for i, seed in enumerate(seeds):
+            validation.check_int(f"seeds[{i}]", seed, low=0)
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(
+                f"`seeds` must be distinct. Received: seeds={list(seeds)}"
+            )
+        return [int(s) for s in seeds]
+    raise TypeError(
+        "`seeds` must be a positive integer or a non-empty list of integers. "
+        f"Received: seeds={seeds!r} (of type {type(seeds).__name__})"
+    )
