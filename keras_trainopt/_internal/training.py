@@ -67,4 +67,4 @@ def sync_state(model):
 
 def copy_weights(model):
     """The model's weights as host NumPy arrays (a snapshot)."""
-    return [np.array(ops.convert_to_numpy(v)) for v in model.weights]
+    return [np.array(ops.convert_to_numpy(v.value)) for v in model.weights]

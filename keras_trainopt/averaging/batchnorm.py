@@ -52,8 +52,9 @@ def recompute_batchnorm_statistics(model, data, batch_size=128):
     """
     validation.check_int("batch_size", batch_size, low=1)
     layers = _batchnorm_layers(model)
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
     for layer in layers:
-        probe = keras.Model(model.input, layer.input)
+        probe = keras.Model(inputs, layer.input)
         axis = layer.axis % len(layer.input.shape)
         total = total_sq = None
         count = 0

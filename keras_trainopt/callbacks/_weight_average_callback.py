@@ -473,8 +473,8 @@ class WeightAverageCallback(keras.callbacks.Callback):
 
 
 def _to_numpy(variable):
-    return np.array(ops.convert_to_numpy(variable))
+    return np.array(ops.convert_to_numpy(variable.value))
 
 
 def _to_int(variable):
-    return int(ops.convert_to_numpy(variable))
+    return int(ops.convert_to_numpy(variable.value))

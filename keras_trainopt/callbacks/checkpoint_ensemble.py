@@ -36,6 +36,9 @@ class CheckpointEnsemble(SnapshotCallback):
         directory: also write each snapshot there (see `SnapshotCallback`);
             files of snapshots that are dropped are deleted.
         verbose: 1 to print a line per snapshot.
+
+    Reference: cs231n, "Neural Networks Part 3: Learning and Evaluation",
+    model ensembles ("different checkpoints of a single model").
     """
 
     def __init__(self, every=1, keep=5, *, directory=None, verbose=0):

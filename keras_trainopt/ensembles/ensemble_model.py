@@ -40,6 +40,10 @@ class EnsembleModel(keras.Model):
         models: the members, a non-empty list of Keras models that take the
             same inputs and give outputs of the same structure and shape.
         **kwargs: passed to `keras.Model` (e.g. `name`).
+
+    Reference: cs231n, "Neural Networks Part 3: Learning and Evaluation",
+    model ensembles; T. G. Dietterich, "Ensemble Methods in Machine
+    Learning", 2000.
     """
 
     def __init__(self, models, **kwargs):

@@ -47,6 +47,9 @@ def fit_seed_ensemble(build_model, x=None, y=None, *, seeds=5, **fit_kwargs):
     Returns:
         `(ensemble, histories)`: the `EnsembleModel` of the trained members
         and their `History` objects, in the order of `seeds`.
+
+    Reference: cs231n, "Neural Networks Part 3: Learning and Evaluation",
+    model ensembles ("same model, different initializations").
     """
     if not callable(build_model):
         raise TypeError(

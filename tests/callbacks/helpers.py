@@ -44,3 +44,33 @@ class RateRecorder(keras.callbacks.Callback):
                 float(keras.ops.convert_to_numpy(optimizer.learning_rate)),
             )
         )
+
+
+def weights_of(model):
+    sync = getattr(model, "jax_state_sync", None)  # JAX: mid-epoch state
+    if sync is not None:
+        sync()
+    return [np.array(keras.ops.convert_to_numpy(v.value)) for v in model.weights]
+
+
+class WeightRecorder(keras.callbacks.Callback):
+    """Records the model's weights at train begin and after every batch.
+
+    `trajectory[0]` holds the weights before the first update, and
+    `trajectory[s]` those after `s` updates (with steps_per_execution=1).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.trajectory = []
+        self.epoch_ends = []
+
+    def on_train_begin(self, logs=None):
+        if not self.trajectory:
+            self.trajectory.append(weights_of(self.model))
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.trajectory.append(weights_of(self.model))
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch_ends.append(weights_of(self.model))

@@ -1,0 +1,81 @@
+import keras
+import numpy as np
+import pytest
+
+from keras_trainopt import recompute_batchnorm_statistics
+
+
+def numpy_forward_stats(model, x):
+    """Mean and variance of each BatchNorm input, by a NumPy forward pass."""
+    stats = []
+    h = x.astype("float64")
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Dense):
+            kernel, bias = (np.asarray(w, "float64") for w in layer.get_weights())
+            h = h @ kernel + bias
+            if layer.activation is keras.activations.relu:
+                h = np.maximum(h, 0)
+        else:  # BatchNormalization with the statistics just computed
+            mean, var = h.mean(axis=0), h.var(axis=0)
+            stats.append((mean, var))
+            gamma, beta = (np.asarray(w, "float64")
+                           for w in layer.get_weights()[:2])
+            h = gamma * (h - mean) / np.sqrt(var + layer.epsilon) + beta
+    return stats
+
+
+def two_bn_model():
+    keras.utils.set_random_seed(3)
+    return keras.Sequential([
+        keras.Input((5,)),
+        keras.layers.Dense(8, activation="relu"),
+        keras.layers.BatchNormalization(),
+        keras.layers.Dense(4),
+        keras.layers.BatchNormalization(),
+    ])
+
+
+@pytest.mark.parametrize("batch_size", [7, 128])
+def test_matches_exact_statistics_layer_after_layer(batch_size):
+    model = two_bn_model()
+    for bn in model.layers[1::2]:  # non-trivial gamma and beta
+        bn.gamma.assign(np.linspace(0.5, 1.5, bn.gamma.shape[0]))
+        bn.beta.assign(np.linspace(-0.2, 0.3, bn.beta.shape[0]))
+    x = np.random.default_rng(0).normal(size=(50, 5)).astype("float32")
+    recompute_batchnorm_statistics(model, x, batch_size=batch_size)
+    expected = numpy_forward_stats(model, x)
+    for bn, (mean, var) in zip(model.layers[1::2], expected):
+        np.testing.assert_allclose(bn.moving_mean.numpy(), mean, rtol=1e-4,
+                                   atol=1e-5)
+        np.testing.assert_allclose(bn.moving_variance.numpy(), var, rtol=1e-4,
+                                   atol=1e-5)
+
+
+def test_accepts_a_dataset_of_x_y_batches():
+    import tensorflow as tf
+
+    model = two_bn_model()
+    x = np.random.default_rng(1).normal(size=(40, 5)).astype("float32")
+    dataset = tf.data.Dataset.from_tensor_slices((x, np.zeros(40))).batch(16)
+    recompute_batchnorm_statistics(model, dataset)
+    mean, var = numpy_forward_stats(model, x)[0]
+    np.testing.assert_allclose(model.layers[1].moving_mean.numpy(), mean,
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_nested_batchnorm_is_refused_with_the_layer_name():
+    inner = keras.Sequential([keras.layers.BatchNormalization(name="inner_bn")])
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, inner(inputs))
+    with pytest.raises(ValueError, match="inner_bn"):
+        recompute_batchnorm_statistics(model, np.zeros((4, 3)))
+
+
+def test_bad_arguments():
+    with pytest.raises(TypeError, match="Received: model="):
+        recompute_batchnorm_statistics("model", np.zeros((4, 3)))
+    with pytest.raises(ValueError, match="Received: batch_size=0"):
+        recompute_batchnorm_statistics(two_bn_model(), np.zeros((4, 5)),
+                                       batch_size=0)
+    with pytest.raises(ValueError, match="yielded no batches"):
+        recompute_batchnorm_statistics(two_bn_model(), np.zeros((0, 5)))

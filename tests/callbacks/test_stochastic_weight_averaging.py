@@ -1,0 +1,184 @@
+import keras
+import numpy as np
+import pytest
+
+from keras_trainopt import StochasticWeightAveraging
+from tests.callbacks.helpers import WeightRecorder
+from tests.callbacks.helpers import tiny_data
+from tests.callbacks.helpers import tiny_model
+from tests.callbacks.helpers import weights_of
+
+
+def fit(model, callbacks, epochs=5, **kwargs):
+    x, y = tiny_data(48)
+    return model.fit(x, y, epochs=epochs, batch_size=8, callbacks=callbacks,
+                     verbose=0, shuffle=False, **kwargs)
+
+
+def plain_mean(epoch_ends):
+    return [np.mean(np.stack(ws), axis=0) for ws in zip(*epoch_ends)]
+
+
+def assert_close(actual, expected, atol=1e-6):
+    for a, e in zip(actual, expected):
+        np.testing.assert_allclose(a, e, rtol=0, atol=atol)
+
+
+class RateAtBatchEnd(keras.callbacks.Callback):
+    """The rate the update just made used (the SWA rate is set before it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.rates = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        rate = self.model.optimizer.learning_rate
+        self.rates.append(float(keras.ops.convert_to_numpy(rate)))
+
+
+@pytest.mark.parametrize("start_epoch", [0, 2, 4])
+def test_equals_the_plain_mean_of_end_of_epoch_weights(start_epoch):
+    model = tiny_model()
+    recorder = WeightRecorder()
+    swa = StochasticWeightAveraging(start_epoch, apply_at_end=False)
+    fit(model, [recorder, swa])
+    assert swa.num_averaged == 5 - start_epoch
+    assert_close(swa.averaged_weights(),
+                 plain_mean(recorder.epoch_ends[start_epoch:]))
+
+
+def test_the_model_holds_the_mean_at_end():
+    model = tiny_model()
+    recorder = WeightRecorder()
+    swa = StochasticWeightAveraging(1)
+    fit(model, [recorder, swa])
+    assert_close(weights_of(model), plain_mean(recorder.epoch_ends[1:]))
+    for raw, last in zip(swa.raw_weights(), recorder.epoch_ends[-1]):
+        np.testing.assert_array_equal(raw, last)
+
+
+def test_constant_swa_rate_from_start_epoch_on():
+    model = tiny_model(keras.optimizers.SGD(0.1))
+    rates = RateAtBatchEnd()
+    fit(model, [StochasticWeightAveraging(2, swa_learning_rate=0.02), rates])
+    steps = 6
+    assert rates.rates[: 2 * steps] == pytest.approx([0.1] * 2 * steps)
+    assert rates.rates[2 * steps:] == pytest.approx([0.02] * 3 * steps)
+
+
+def test_cyclic_swa_rate_matches_izmailov_formula_at_every_step():
+    high, low, steps = 0.05, 0.01, 6
+    model = tiny_model(keras.optimizers.SGD(0.1))
+    rates = RateAtBatchEnd()
+    fit(model, [StochasticWeightAveraging(1, swa_learning_rate=(high, low)),
+                rates])
+    for i, rate in enumerate(rates.rates):
+        if i < steps:
+            expected = 0.1
+        else:
+            # Izmailov et al. eq. 2 with c = steps, i counted from 1
+            t = ((i - steps) % steps + 1) / steps
+            expected = (1 - t) * high + t * low
+        assert rate == pytest.approx(expected, rel=1e-6), i
+    # every averaged point was taken at the low end of a cycle
+    assert rates.rates[steps - 1 + steps:: steps] == pytest.approx(
+        [low] * 4, rel=1e-6
+    )
+
+
+def test_batchnorm_statistics_are_recomputed_for_the_average():
+    x, y = tiny_data(48)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((4,)), keras.layers.Dense(6),
+        keras.layers.BatchNormalization(), keras.layers.Dense(1),
+    ])
+    model.compile(keras.optimizers.SGD(0.05), loss="mse")
+    swa = StochasticWeightAveraging(1, batchnorm_data=x)
+    fit(model, [swa])
+    dense, bn = model.layers[0], model.layers[1]
+    # NumPy reference: the BN input of the averaged Dense layer on x
+    kernel, bias = (np.asarray(v, "float64") for v in dense.get_weights())
+    inputs = x.astype("float64") @ kernel + bias
+    np.testing.assert_allclose(bn.moving_mean.numpy(), inputs.mean(0),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), inputs.var(0),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_no_average_yet_leaves_the_model_alone():
+    model = tiny_model()
+    recorder = WeightRecorder()
+    swa = StochasticWeightAveraging(9)
+    with pytest.warns(UserWarning, match="no weights were averaged"):
+        fit(model, [recorder, swa], epochs=2)
+    for now, last in zip(weights_of(model), recorder.epoch_ends[-1]):
+        np.testing.assert_array_equal(now, last)
+
+
+def test_unknown_epoch_length_is_refused_before_the_first_step():
+    x, y = tiny_data(48)
+
+    def batches():
+        while True:
+            yield x[:8], y[:8]
+
+    model = tiny_model()
+    with pytest.raises(ValueError, match="Pass `steps_per_epoch`"):
+        model.fit(batches(), epochs=1, verbose=0, shuffle=False,
+                  callbacks=[StochasticWeightAveraging(0)])
+
+
+class Interrupt(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 3:
+            raise RuntimeError("simulated preemption")
+
+
+@pytest.mark.parametrize("backup_first", [True, False])
+def test_resumed_with_backup_and_restore_equals_uninterrupted(
+    backup_first, tmp_path
+):
+    def run(extra=()):
+        model = tiny_model()
+        swa = StochasticWeightAveraging(1, swa_learning_rate=(0.1, 0.02))
+        backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+        callbacks = [backup, swa] if backup_first else [swa, backup]
+        fit(model, callbacks + list(extra))
+        return swa
+
+    reference = StochasticWeightAveraging(1, swa_learning_rate=(0.1, 0.02))
+    fit(tiny_model(), [reference])
+    with pytest.raises(RuntimeError, match="simulated preemption"):
+        run([Interrupt()])
+    resumed = run()
+    assert resumed.num_averaged == reference.num_averaged == 4
+    assert_close(resumed.averaged_weights(), reference.averaged_weights())
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, text",
+    [
+        ({"start_epoch": -1}, ValueError, "Received: start_epoch=-1"),
+        ({"start_epoch": 1.5}, TypeError, "Received: start_epoch=1.5"),
+        ({"start_epoch": 0, "swa_learning_rate": 0}, ValueError,
+         "Received: swa_learning_rate=0"),
+        ({"start_epoch": 0, "swa_learning_rate": (0.01, 0.1)}, ValueError,
+         "Received: swa_learning_rate=(0.01, 0.1)"),
+        ({"start_epoch": 0, "swa_learning_rate": "0.1"}, TypeError,
+         "Received: swa_learning_rate='0.1'"),
+        ({"start_epoch": 0, "swa_learning_rate": (0.1, -1)}, ValueError,
+         "Received: swa_learning_rate[1]=-1"),
+    ],
+)
+def test_bad_arguments_are_refused_by_name(kwargs, error, text):
+    with pytest.raises(error) as info:
+        StochasticWeightAveraging(**kwargs)
+    assert text in str(info.value)
+
+
+def test_config_round_trip():
+    swa = StochasticWeightAveraging(3, swa_learning_rate=(0.1, 0.01))
+    again = StochasticWeightAveraging(**swa.get_config())
+    assert again.get_config() == swa.get_config()
+    assert again.swa_learning_rate == (0.1, 0.01)

@@ -1,0 +1,67 @@
+import keras
+import numpy as np
+import pytest
+
+from keras_trainopt import fit_seed_ensemble
+
+X = np.random.default_rng(0).normal(size=(40, 4)).astype("float32")
+Y = (X @ np.array([1.0, -2.0, 0.5, 0.0]) > 0).astype("int32")
+
+
+def build_model():
+    model = keras.Sequential([
+        keras.Input((4,)), keras.layers.Dense(6, activation="relu"),
+        keras.layers.Dense(2, activation="softmax"),
+    ])
+    model.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
+    return model
+
+
+def test_members_are_the_models_each_seed_trains_on_its_own():
+    ensemble, histories = fit_seed_ensemble(
+        build_model, X, Y, seeds=[3, 7], epochs=2, batch_size=8, verbose=0
+    )
+    assert len(histories) == 2
+    for member, seed in zip(ensemble.members, (3, 7)):
+        keras.utils.set_random_seed(seed)
+        alone = build_model()
+        alone.fit(X, Y, epochs=2, batch_size=8, verbose=0)
+        for a, b in zip(member.get_weights(), alone.get_weights()):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+    first, second = (m.get_weights()[0] for m in ensemble.members)
+    assert not np.allclose(first, second)  # different seeds, different models
+    expected = np.mean([m.predict(X, verbose=0) for m in ensemble.members], 0)
+    np.testing.assert_allclose(ensemble.predict(X, verbose=0), expected,
+                               rtol=1e-6)
+
+
+def test_an_int_means_seeds_zero_to_n_minus_one():
+    ensemble, _ = fit_seed_ensemble(build_model, X, Y, seeds=3, epochs=1,
+                                    verbose=0)
+    assert len(ensemble.members) == 3
+
+
+@pytest.mark.parametrize(
+    "seeds, error, text",
+    [
+        (0, ValueError, "Received: seeds=0"),
+        ([1, 1], ValueError, "Received: seeds=[1, 1]"),
+        ([1, -2], ValueError, "Received: seeds[1]=-2"),
+        ("3", TypeError, "Received: seeds='3'"),
+        ([], TypeError, "Received: seeds=[]"),
+    ],
+)
+def test_bad_seeds_are_refused(seeds, error, text):
+    with pytest.raises(error) as info:
+        fit_seed_ensemble(build_model, X, Y, seeds=seeds)
+    assert text in str(info.value)
+
+
+def test_build_model_must_return_a_compiled_model():
+    def uncompiled():
+        return keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+
+    with pytest.raises(ValueError, match="compiled model"):
+        fit_seed_ensemble(uncompiled, X, Y, seeds=1)
+    with pytest.raises(TypeError, match="must be a function"):
+        fit_seed_ensemble("build", X, Y)
