@@ -2,6 +2,7 @@
 
     python benchmarks/overhead.py --suite decay --model mlp --rounds 20 --steps 50
     python benchmarks/overhead.py --suite monitors --model mlp --rounds 15
+    python benchmarks/overhead.py --suite averaging --model mlp --rounds 20 --steps 50
 
 Prints one Markdown table per model: the median over rounds of the ratio of
 step time with the callback to plain `fit` in the same round (see harness.py).
@@ -118,8 +119,16 @@ def averaging_suite(steps):
     return [
         harness.Variant("ExponentialMovingAverage()", sgd,
                         lambda: [kt.ExponentialMovingAverage()]),
-        harness.Variant("ExponentialMovingAverage(every=10)", sgd,
-                        lambda: [kt.ExponentialMovingAverage(every=10)]),
+        harness.Variant("ExponentialMovingAverage(every=1)", sgd,
+                        lambda: [kt.ExponentialMovingAverage(every=1)]),
+        harness.Variant("ExponentialMovingAverage(every=4)", sgd,
+                        lambda: [kt.ExponentialMovingAverage(every=4)]),
+        harness.Variant("StochasticWeightAveraging(0)", sgd,
+                        lambda: [kt.StochasticWeightAveraging(0)]),
+        harness.Variant("SnapshotEnsemble(cycles=5)", sgd,
+                        lambda: [kt.SnapshotEnsemble(5)]),
+        harness.Variant("CheckpointEnsemble()", sgd,
+                        lambda: [kt.CheckpointEnsemble()]),
         harness.Variant("plain fit (own model, control)", sgd, own_model=True),
         harness.Variant(
             "keras SGD(use_ema=True) (own model, reference)",

@@ -25,9 +25,16 @@ class ExponentialMovingAverage(WeightAverageCallback):
 
     so the random initial weights are soon forgotten. `every=k` averages only
     every k-th update, with that decay raised to the power k (the same time
-    constant: `averaging.formulas.ema_decay`), for a lower cost. An update
-    whose weights are not all finite is left out of the average and counted
-    in `num_skipped`, so the average is never poisoned by a NaN.
+    constant: `averaging.formulas.ema_decay`). An update whose weights are not
+    all finite is left out of the average and counted in `num_skipped`, so
+    the average is never poisoned by a NaN.
+
+    The default `every=8` gives the same average for any practical purpose
+    (an EMA over ~1000 steps hardly changes between two samples 8 steps
+    apart) at an eighth of the cost: the update is a few passes over all the
+    weights, bound by memory traffic, which costs about as much as Keras'
+    own `use_ema=True` with `every=1` (about 1.07x a plain step on the
+    benchmark MLP, see the README) and about 1.01x with `every=8`.
 
     Choose `decay` from the number of updates it should remember, about
     `1 / (1 - decay)`: 0.999 averages the last ~1000 steps. With few steps
@@ -48,9 +55,9 @@ class ExponentialMovingAverage(WeightAverageCallback):
     >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
     >>> model.compile(keras.optimizers.SGD(0.05), loss="mse")
     >>> x, y = np.ones((64, 4)), np.ones((64, 1))
-    >>> ema = ExponentialMovingAverage(decay=0.99)
+    >>> ema = ExponentialMovingAverage(decay=0.99, every=1)
     >>> _ = model.fit(x, y, batch_size=8, epochs=2, callbacks=[ema], verbose=0)
-    >>> ema.num_averaged, ema.num_skipped
+    >>> ema.num_averaged, ema.num_skipped  # 16 updates, all averaged
     (16, 0)
     >>> all(np.array_equal(w, a) for w, a in
     ...     zip(model.get_weights(), ema.averaged_weights()))
@@ -59,7 +66,8 @@ class ExponentialMovingAverage(WeightAverageCallback):
     Args:
         decay: `d`, in (0, 1); the weight of the old average.
         warmup: ramp the decay up from 0.1 as above.
-        every: average every `every`-th update (int >= 1).
+        every: average every `every`-th update (int >= 1); 1 for a
+            per-step EMA.
         validate_with_average, apply_at_end, batchnorm_data, verbose: see
             `WeightAverageCallback`.
 
@@ -74,7 +82,7 @@ class ExponentialMovingAverage(WeightAverageCallback):
         self,
         decay=0.999,
         warmup=True,
-        every=1,
+        every=8,
         *,
         validate_with_average=False,
         apply_at_end=True,

@@ -69,7 +69,7 @@ def test_equals_numpy_ema_of_the_recorded_trajectory(decay, warmup, every):
 
 
 def test_warmup_decay_matches_tensorflow_values():
-    ema = ExponentialMovingAverage(0.999)
+    ema = ExponentialMovingAverage(0.999, every=1)
     # tf.train.ExponentialMovingAverage: min(decay, (1 + n) / (10 + n))
     assert ema.decay_at(0) == pytest.approx(0.1)
     assert ema.decay_at(10) == pytest.approx(0.55)
@@ -80,23 +80,35 @@ def test_warmup_decay_matches_tensorflow_values():
     ) == pytest.approx(0.99**5)
 
 
-def test_exact_with_steps_per_execution():
+@pytest.mark.parametrize("every, averaged", [(1, 18), (3, 6)])
+def test_exact_with_steps_per_execution(every, averaged):
     """The update runs inside the step: 4 updates per execution, same EMA."""
     reference = tiny_model()
-    ema_reference = ExponentialMovingAverage(0.9, apply_at_end=False)
+    ema_reference = ExponentialMovingAverage(0.9, every=every,
+                                             apply_at_end=False)
     fit(reference, [ema_reference])
     model = tiny_model()
     model.compile(keras.optimizers.SGD(0.1), loss="mse", steps_per_execution=4)
-    ema = ExponentialMovingAverage(0.9, apply_at_end=False)
+    ema = ExponentialMovingAverage(0.9, every=every, apply_at_end=False)
     fit(model, [ema])
-    assert ema.num_averaged == ema_reference.num_averaged == 18
+    assert ema.num_averaged == ema_reference.num_averaged == averaged
     assert_close(ema.averaged_weights(), ema_reference.averaged_weights())
+
+
+def test_default_averages_every_eighth_update():
+    model = tiny_model()
+    recorder = WeightRecorder()
+    ema = ExponentialMovingAverage(0.99, apply_at_end=False)
+    fit(model, [recorder, ema])
+    assert ema.every == 8 and ema.num_averaged == 18 // 8
+    expected, _ = numpy_ema(recorder.trajectory, 0.99, every=8)
+    assert_close(ema.averaged_weights(), expected)
 
 
 def test_model_holds_the_average_at_end_and_raw_weights_stay_available():
     model = tiny_model()
     recorder = WeightRecorder()
-    ema = ExponentialMovingAverage(0.9)
+    ema = ExponentialMovingAverage(0.9, every=1)
     fit(model, [recorder, ema])
     expected, _ = numpy_ema(recorder.trajectory, 0.9)
     assert_close(weights_of(model), expected)
@@ -207,7 +219,7 @@ def test_a_nan_in_one_step_is_skipped_and_counted():
 
     model = tiny_model()
     recorder = WeightRecorder()
-    ema = ExponentialMovingAverage(0.9, apply_at_end=False)
+    ema = ExponentialMovingAverage(0.9, every=1, apply_at_end=False)
     fit(model, [PoisonOneStep(), ema, recorder])
     assert ema.num_skipped == 1
     averaged = ema.averaged_weights()
