@@ -148,14 +148,16 @@ def plot(results, path, args):
     means = [100 * statistics.mean(r[n] for r in results) for n in names]
     stds = [100 * statistics.stdev([r[n] for r in results])
             if len(results) > 1 else 0.0 for n in names]
-    left.barh(range(len(names)), means, xerr=stds, color="#4c72b0",
-              capsize=3)
+    left.errorbar(means, range(len(names)), xerr=stds, fmt="o",
+                  color="#4c72b0", capsize=3)
     left.set_yticks(range(len(names)), names)
     left.invert_yaxis()
+    left.axvline(means[0], color="#555555", lw=1, ls="--")
     low = min(m - s for m, s in zip(means, stds))
-    left.set_xlim(max(0.0, low - 1.0), 100.0)
+    high = max(m + s for m, s in zip(means, stds))
+    left.set_xlim(low - 0.5, min(100.0, high + 0.5))
     left.set_xlabel("test accuracy (%)")
-    left.set_title("one training run each")
+    left.set_title("one training run each (dashed: final weights)")
     ks = list(range(1, MEMBERS + 1))
     seed_names = ORDER[6:]
     for r in results:
@@ -165,7 +167,7 @@ def plot(results, path, args):
         ks, [100 * statistics.mean(r[n] for r in results) for n in seed_names],
         yerr=[100 * statistics.stdev([r[n] for r in results])
               if len(results) > 1 else 0.0 for n in seed_names],
-        color="#dd8452", lw=2, capsize=3, marker="o", label="mean +- std",
+        color="#dd8452", lw=2, capsize=3, marker="o", label="mean \u00b1 std",
     )
     right.set_xticks(ks)
     right.set_xlabel("members (different seeds)")
@@ -189,7 +191,17 @@ def main(argv=None):
     parser.add_argument("--ema-decay", type=float, default=0.99)
     parser.add_argument("--plot", help="write the figure here (PNG)")
     parser.add_argument("--json", help="write the per-trial scores here")
+    parser.add_argument("--replot", metavar="JSON",
+                        help="only redraw the table and figure from a --json "
+                             "file of an earlier run")
     args = parser.parse_args(argv)
+    if args.replot:
+        with open(args.replot) as f:
+            saved = json.load(f)
+        print(table(saved["trials"]))
+        if args.plot:
+            plot(saved["trials"], args.plot, argparse.Namespace(**saved["args"]))
+        return
 
     data = load_digits_split(seed=0)
     results = []

@@ -1,8 +1,8 @@
 """Overhead of keras_trainopt callbacks relative to plain `model.fit`.
 
-    python benchmarks/overhead.py --suite decay --model mlp --rounds 20 --steps 50
+    python benchmarks/overhead.py --suite decay --model mlp --rounds 20 --steps 100
     python benchmarks/overhead.py --suite monitors --model mlp --rounds 15
-    python benchmarks/overhead.py --suite averaging --model mlp --rounds 20 --steps 50
+    python benchmarks/overhead.py --suite averaging --model mlp --rounds 20 --steps 100
 
 Prints one Markdown table per model: the median over rounds of the ratio of
 step time with the callback to plain `fit` in the same round (see harness.py).

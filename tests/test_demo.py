@@ -35,6 +35,7 @@ def test_quick_demo_writes_logs_and_report(tmp_path):
 
     summary = json.load(open(os.path.join(run_dir, "summary.json")))
     assert summary["test_accuracy"] > 0.85  # digits are easy; chance is 0.1
+    assert summary["ema_test_accuracy"] > 0.85
     assert os.path.exists(os.path.join(run_dir, "report.md"))
 
     # StepDecay(factor=0.5, every=4 // 3 = 1) from 0.1: halves every epoch.
@@ -55,3 +56,4 @@ def test_quick_demo_writes_logs_and_report(tmp_path):
     assert summary["activations"]["hidden"]["dead_fraction"] is not None
     report = open(os.path.join(run_dir, "report.md")).read()
     assert "What the monitors say" in report and "| gap |" in report
+    assert "exponential moving average" in report
