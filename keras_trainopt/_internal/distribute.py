@@ -47,3 +47,19 @@ def variable_scope(model):
     if strategy is None:
         return contextlib.nullcontext()
     return strategy.scope()
+
+
+def in_replica_context():
+    """True inside a `tf.distribute` replica function (`strategy.run`).
+
+    There, a variable update inside a conditional branch is not allowed
+    (mirrored variables synchronize through `merge_call`), so in-step updates
+    compute their new values in the branches and assign after.
+    """
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    return tf.distribute.has_strategy() and not tf.distribute.in_cross_replica_context()

@@ -92,7 +92,7 @@ def get_iterations(optimizer):
     Read from the optimizer that owns the learning rate, so loss-scaled steps
     skipped for non-finite gradients are not counted.
     """
-    return int(unwrap(optimizer).iterations)
+    return int(np.asarray(ops.convert_to_numpy(unwrap(optimizer).iterations.value)))
 
 
 # -- state kept in the optimizer ---------------------------------------------

@@ -22,11 +22,11 @@ import numpy as np
 from keras import ops
 
 from keras_trainopt._internal import apply_hooks
+from keras_trainopt._internal import distribute
 from keras_trainopt._internal import optimizers
 from keras_trainopt._internal import training
 from keras_trainopt._internal import validation
 from keras_trainopt.averaging import batchnorm
-from keras_trainopt.averaging import formulas
 
 
 class _AverageState:
@@ -205,7 +205,7 @@ class WeightAverageCallback(keras.callbacks.Callback):
 
     def _update_in_step(self):
         due = self._due(self._iterations())
-        if keras.backend.backend() == "jax":
+        if keras.backend.backend() == "jax" or distribute.in_replica_context():
             self._update_functional(self._state, due)
         else:
             self._update_stateful(self._state, due)
@@ -253,7 +253,8 @@ class WeightAverageCallback(keras.callbacks.Callback):
             ops.cond(due, update, lambda: ops.convert_to_tensor(False))
 
     def _update_functional(self, state, due):
-        """JAX: branches return new values, assigned (recorded) after."""
+        """JAX and tf.distribute replicas: branches return new values,
+        assigned after (under JAX, the assignment is recorded)."""
         variables = state.updated
 
         def unchanged():

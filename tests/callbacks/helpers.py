@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+import pytest
 
 
 def tiny_model(optimizer=None, seed=0):
@@ -74,3 +75,10 @@ class WeightRecorder(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.epoch_ends.append(weights_of(self.model))
+
+
+# Keras' PyTorch trainer refuses steps_per_execution > 1.
+needs_steps_per_execution = pytest.mark.skipif(
+    keras.backend.backend() == "torch",
+    reason="the PyTorch backend requires steps_per_execution=1",
+)

@@ -6,6 +6,7 @@ import pytest
 
 from keras_trainopt import ExponentialMovingAverage
 from tests.callbacks.helpers import WeightRecorder
+from tests.callbacks.helpers import needs_steps_per_execution
 from tests.callbacks.helpers import tiny_data
 from tests.callbacks.helpers import tiny_model
 from tests.callbacks.helpers import weights_of
@@ -80,6 +81,7 @@ def test_warmup_decay_matches_tensorflow_values():
     ) == pytest.approx(0.99**5)
 
 
+@needs_steps_per_execution
 @pytest.mark.parametrize("every, averaged", [(1, 18), (3, 6)])
 def test_exact_with_steps_per_execution(every, averaged):
     """The update runs inside the step: 4 updates per execution, same EMA."""

@@ -8,6 +8,7 @@ import pytest
 from keras_trainopt import EnsembleModel
 from keras_trainopt import SnapshotEnsemble
 from tests.callbacks.helpers import WeightRecorder
+from tests.callbacks.helpers import needs_steps_per_execution
 from tests.callbacks.helpers import tiny_data
 from tests.callbacks.helpers import tiny_model
 
@@ -136,6 +137,7 @@ def test_more_cycles_than_steps_is_refused_before_training():
         fit(tiny_model(), [SnapshotEnsemble(31)])
 
 
+@needs_steps_per_execution
 def test_steps_per_execution_not_dividing_a_cycle_warns():
     model = tiny_model()
     model.compile(keras.optimizers.SGD(0.1), loss="mse", steps_per_execution=4)
