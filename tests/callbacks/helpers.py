@@ -82,3 +82,27 @@ needs_steps_per_execution = pytest.mark.skipif(
     keras.backend.backend() == "torch",
     reason="the PyTorch backend requires steps_per_execution=1",
 )
+
+
+class RateAtBatchEnd(keras.callbacks.Callback):
+    """The rate each update used: in-step hooks set it before the update."""
+
+    def __init__(self):
+        super().__init__()
+        self.rates = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        rate = self.model.optimizer.learning_rate
+        self.rates.append(float(keras.ops.convert_to_numpy(rate)))
+
+
+class Interrupt(keras.callbacks.Callback):
+    """Raises at the start of epoch `at_epoch`, as a preemption would."""
+
+    def __init__(self, at_epoch):
+        super().__init__()
+        self.at_epoch = at_epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.at_epoch:
+            raise RuntimeError("simulated preemption")

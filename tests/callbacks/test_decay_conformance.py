@@ -14,6 +14,7 @@ from keras_trainopt import ExponentialDecay
 from keras_trainopt import InverseTimeDecay
 from keras_trainopt import StepDecay
 from keras_trainopt import nesterov_sgd
+from tests.callbacks.helpers import Interrupt
 from tests.callbacks.helpers import RateRecorder
 from tests.callbacks.helpers import tiny_data
 from tests.callbacks.helpers import tiny_model
@@ -106,16 +107,6 @@ def test_same_instance_in_two_fit_calls(case, unit):
     for epoch, step, rate in recorder.rows:
         t = epoch if unit == "epoch" else step
         assert rate == pytest.approx(closed(t), rel=1e-6)
-
-
-class Interrupt(keras.callbacks.Callback):
-    def __init__(self, at_epoch):
-        super().__init__()
-        self.at_epoch = at_epoch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.at_epoch:
-            raise RuntimeError("simulated preemption")
 
 
 @pytest.mark.parametrize("case", IDS)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from keras_trainopt import ExponentialMovingAverage
+from tests.callbacks.helpers import Interrupt
 from tests.callbacks.helpers import WeightRecorder
 from tests.callbacks.helpers import needs_steps_per_execution
 from tests.callbacks.helpers import tiny_data
@@ -276,16 +277,6 @@ def test_state_round_trip():
     fit(model, [other], epochs=0)
     assert other.num_averaged == ema.num_averaged
     assert_identical(other.averaged_weights(), ema.averaged_weights())
-
-
-class Interrupt(keras.callbacks.Callback):
-    def __init__(self, at_epoch):
-        super().__init__()
-        self.at_epoch = at_epoch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.at_epoch:
-            raise RuntimeError("simulated preemption")
 
 
 @pytest.mark.parametrize("backup_first", [True, False])

@@ -7,6 +7,8 @@ import pytest
 
 from keras_trainopt import EnsembleModel
 from keras_trainopt import SnapshotEnsemble
+from tests.callbacks.helpers import Interrupt
+from tests.callbacks.helpers import RateAtBatchEnd
 from tests.callbacks.helpers import WeightRecorder
 from tests.callbacks.helpers import needs_steps_per_execution
 from tests.callbacks.helpers import tiny_data
@@ -19,16 +21,6 @@ def fit(model, callbacks, epochs=5, **kwargs):
     x, y = tiny_data(48)
     return model.fit(x, y, epochs=epochs, batch_size=8, callbacks=callbacks,
                      verbose=0, shuffle=False, **kwargs)
-
-
-class RateAtBatchEnd(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.rates = []
-
-    def on_train_batch_end(self, batch, logs=None):
-        rate = self.model.optimizer.learning_rate
-        self.rates.append(float(keras.ops.convert_to_numpy(rate)))
 
 
 def huang(i, lr0, total, cycles):
@@ -97,12 +89,6 @@ def test_snapshots_are_written_to_the_directory(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
-class Interrupt(keras.callbacks.Callback):
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == 3:
-            raise RuntimeError("simulated preemption")
-
-
 def test_resumed_run_has_the_same_snapshots(tmp_path):
     reference = SnapshotEnsemble(3)
     fit(tiny_model(), [reference])
@@ -114,7 +100,7 @@ def test_resumed_run_has_the_same_snapshots(tmp_path):
         return snapshots
 
     with pytest.raises(RuntimeError, match="simulated preemption"):
-        run([Interrupt()])
+        run([Interrupt(3)])
     resumed = run()  # a new callback, as in a new process
     assert resumed.snapshot_steps == reference.snapshot_steps == [10, 20, 30]
     for ours, theirs in zip(resumed.snapshots, reference.snapshots):

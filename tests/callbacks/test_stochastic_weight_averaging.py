@@ -3,6 +3,8 @@ import numpy as np
 import pytest
 
 from keras_trainopt import StochasticWeightAveraging
+from tests.callbacks.helpers import Interrupt
+from tests.callbacks.helpers import RateAtBatchEnd
 from tests.callbacks.helpers import WeightRecorder
 from tests.callbacks.helpers import tiny_data
 from tests.callbacks.helpers import tiny_model
@@ -22,18 +24,6 @@ def plain_mean(epoch_ends):
 def assert_close(actual, expected, atol=1e-6):
     for a, e in zip(actual, expected):
         np.testing.assert_allclose(a, e, rtol=0, atol=atol)
-
-
-class RateAtBatchEnd(keras.callbacks.Callback):
-    """The rate the update just made used (the SWA rate is set before it)."""
-
-    def __init__(self):
-        super().__init__()
-        self.rates = []
-
-    def on_train_batch_end(self, batch, logs=None):
-        rate = self.model.optimizer.learning_rate
-        self.rates.append(float(keras.ops.convert_to_numpy(rate)))
 
 
 @pytest.mark.parametrize("start_epoch", [0, 2, 4])
@@ -129,12 +119,6 @@ def test_unknown_epoch_length_is_refused_before_the_first_step():
                   callbacks=[StochasticWeightAveraging(0)])
 
 
-class Interrupt(keras.callbacks.Callback):
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == 3:
-            raise RuntimeError("simulated preemption")
-
-
 @pytest.mark.parametrize("backup_first", [True, False])
 def test_resumed_with_backup_and_restore_equals_uninterrupted(
     backup_first, tmp_path
@@ -150,7 +134,7 @@ def test_resumed_with_backup_and_restore_equals_uninterrupted(
     reference = StochasticWeightAveraging(1, swa_learning_rate=(0.1, 0.02))
     fit(tiny_model(), [reference])
     with pytest.raises(RuntimeError, match="simulated preemption"):
-        run([Interrupt()])
+        run([Interrupt(3)])
     resumed = run()
     assert resumed.num_averaged == reference.num_averaged == 4
     assert_close(resumed.averaged_weights(), reference.averaged_weights())
