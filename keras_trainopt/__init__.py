@@ -19,6 +19,8 @@ from keras_trainopt.schedules import CyclicCosineSchedule
 from keras_trainopt.schedules import ExponentialDecaySchedule
 from keras_trainopt.schedules import InverseTimeDecaySchedule
 from keras_trainopt.schedules import StepDecaySchedule
+from keras_trainopt.tuning import LearningRateFinderResult
+from keras_trainopt.tuning import find_learning_rate
 
 __version__ = "0.1.0"
 
@@ -32,6 +34,7 @@ __all__ = [
     "ExponentialMovingAverage",
     "InverseTimeDecay",
     "InverseTimeDecaySchedule",
+    "LearningRateFinderResult",
     "LossMonitor",
     "OverfittingMonitor",
     "SnapshotEnsemble",
@@ -39,6 +42,7 @@ __all__ = [
     "StepDecaySchedule",
     "StochasticWeightAveraging",
     "UpdateRatioLogger",
+    "find_learning_rate",
     "fit_seed_ensemble",
     "nesterov_sgd",
     "recompute_batchnorm_statistics",

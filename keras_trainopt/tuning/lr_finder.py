@@ -1,0 +1,326 @@
+"""The learning-rate range test: sweep the rate, watch the loss, pick one."""
+
+import dataclasses
+import math
+import random
+
+import keras
+import numpy as np
+
+from keras_trainopt._internal import optimizers
+from keras_trainopt._internal import training
+from keras_trainopt._internal import validation
+from keras_trainopt.diagnostics import loss_curve
+from keras_trainopt.tuning import suggestions
+
+
+@dataclasses.dataclass
+class LearningRateFinderResult:
+    """What a learning-rate range test saw, and the rate it suggests.
+
+    Returned by `find_learning_rate`; `plot()` draws the curve. The
+    suggestions of every rule are kept, because they disagree by design: on a
+    clean curve "steepest" sits where the loss falls fastest, "minimum" a
+    decade below the lowest loss, "valley" inside the longest fall.
+
+    >>> from keras_trainopt import LearningRateFinderResult
+    >>> result = LearningRateFinderResult(
+    ...     learning_rates=[1e-3, 1e-2, 1e-1], losses=[2.0, 1.0, 5.0],
+    ...     smoothed_losses=[2.0, 1.5, 2.8], suggestion=1e-3,
+    ...     suggestions={"minimum": 1e-3}, rule="minimum", stopped_early=True)
+    >>> result.suggestion
+    0.001
+
+    Args:
+        learning_rates: the rates tried, one per training step.
+        losses: the loss of each step's batch (before its update).
+        smoothed_losses: the bias-corrected moving average of `losses`.
+        suggestion: the rate picked by the rule `rule`.
+        suggestions: the rate every rule picks, by name.
+        rule: the name of the rule behind `suggestion`.
+        stopped_early: `True` if the sweep stopped because the loss diverged.
+
+    Reference: L. N. Smith, "Cyclical Learning Rates for Training Neural
+    Networks", 2015.
+    """
+
+    learning_rates: list
+    losses: list
+    smoothed_losses: list
+    suggestion: float
+    suggestions: dict
+    rule: str
+    stopped_early: bool
+
+    def plot(self, ax=None):
+        """Draws the smoothed loss against the rate (log scale) with matplotlib.
+
+        Returns the axes; marks every rule's suggestion, the chosen one bold.
+        """
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(6, 4))
+        ax.plot(self.learning_rates, self.losses, color="#cccccc", lw=1,
+                label="loss per step")
+        ax.plot(self.learning_rates, self.smoothed_losses, color="#4c72b0",
+                lw=2, label="smoothed")
+        for name, rate in self.suggestions.items():
+            chosen = name == self.rule
+            ax.axvline(rate, ls="-" if chosen else "--",
+                       lw=2 if chosen else 1, color="#dd8452" if chosen
+                       else "#999999", label=f"{name}: {rate:.2g}")
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("loss")
+        finite = [v for v in self.smoothed_losses if math.isfinite(v)]
+        if finite:
+            ax.set_ylim(min(finite) * 0.9, min(max(finite), 4 * finite[0]) * 1.1)
+        ax.legend(fontsize="small")
+        return ax
+
+
+def find_learning_rate(
+    model,
+    x,
+    y=None,
+    batch_size=32,
+    lr_min=1e-7,
+    lr_max=10.0,
+    steps=100,
+    *,
+    rule="steepest",
+    smoothing=0.98,
+    divergence_threshold=4.0,
+    seed=None,
+    verbose=0,
+):
+    """Runs a learning-rate range test and suggests an initial rate.
+
+    The learning rate is the hyperparameter that matters most, and the range
+    test finds a good one in a fraction of an epoch (Smith 2015): train one
+    step at each of `steps` rates rising exponentially from `lr_min` to
+    `lr_max`,
+
+        lr_i = lr_min * (lr_max / lr_min) ** (i / (steps - 1)),
+
+    watch the loss fall, flatten and blow up, and pick a rate from the
+    falling part. The loss is smoothed with a bias-corrected moving average
+    (`smoothing`), and the sweep stops once the smoothed loss exceeds
+    `divergence_threshold` times its minimum, or is not finite. The rules in
+    `keras_trainopt.tuning.suggestions` then pick a rate; `rule` chooses which
+    one is the `suggestion`, and all of them are in `suggestions`.
+
+    The model is left as it was: its weights (BatchNorm statistics
+    included), the optimizer's variables and learning rate, and the random
+    state (Python's, NumPy's and Keras' seed generator) are restored
+    afterwards, also when the sweep raises.
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> from keras_trainopt import find_learning_rate
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=(256, 8)).astype("float32")
+    >>> y = x @ rng.normal(size=(8, 1)).astype("float32")
+    >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(1)])
+    >>> model.compile(keras.optimizers.SGD(0.01), loss="mse")
+    >>> before = model.get_weights()
+    >>> result = find_learning_rate(model, x, y, batch_size=256, steps=100,
+    ...                             lr_min=1e-5, lr_max=10.0)
+    >>> 0.01 < result.suggestion < 1.0  # gradient descent diverges above ~0.8
+    True
+    >>> all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    True
+
+    Args:
+        model: a compiled Keras model with an optimizer whose learning rate
+            is a settable float (not a schedule).
+        x, y: training inputs and targets, NumPy arrays (or lists/dicts of
+            them) with at least `batch_size` samples.
+        batch_size: samples per step (int >= 1).
+        lr_min, lr_max: the sweep's range, `0 < lr_min < lr_max`.
+        steps: number of rates, hence training steps (int >= 2). Batches are
+            drawn in a shuffled order, cycling through the data.
+        rule: "steepest" (default, Lightning), "minimum" (min / 10) or
+            "valley" (fastai).
+        smoothing: the moving-average factor `beta` in [0, 1).
+        divergence_threshold: stop when the smoothed loss exceeds this
+            multiple of its minimum (> 1).
+        seed: seed of the batch order (`None`: a fixed order from seed 0).
+        verbose: 1 to print the suggestion.
+
+    Returns:
+        A `LearningRateFinderResult`.
+
+    Reference: L. N. Smith, "Cyclical Learning Rates for Training Neural
+    Networks", 2015 (arXiv:1506.01186), section 3.3; the learning-rate
+    finders of fastai and PyTorch Lightning.
+    """
+    _check_model(model)
+    batch_size = validation.check_int("batch_size", batch_size, low=1)
+    lr_min = validation.check_real("lr_min", lr_min, low=0.0, low_open=True)
+    lr_max = validation.check_real("lr_max", lr_max, low=0.0, low_open=True)
+    if lr_min >= lr_max:
+        raise ValueError(
+            "`lr_min` must be smaller than `lr_max`. Received: "
+            f"lr_min={lr_min:g}, lr_max={lr_max:g}"
+        )
+    steps = validation.check_int("steps", steps, low=2)
+    rule = validation.check_choice("rule", rule, tuple(suggestions.RULES))
+    smoothing = validation.check_real(
+        "smoothing", smoothing, low=0.0, high=1.0, high_open=True
+    )
+    divergence_threshold = validation.check_real(
+        "divergence_threshold", divergence_threshold, low=1.0, low_open=True
+    )
+    seed = validation.check_int("seed", seed, low=0, allow_none=True)
+    verbose = validation.check_int("verbose", verbose, low=0)
+    n = _num_samples(x)
+    if n < batch_size:
+        raise ValueError(
+            f"The data has {n} samples, fewer than one batch. Received: "
+            f"batch_size={batch_size}"
+        )
+
+    rates = [
+        float(lr_min * (lr_max / lr_min) ** (i / (steps - 1)))
+        for i in range(steps)
+    ]
+    saved = _save(model)
+    try:
+        tried, losses, smoothed, stopped = _sweep(
+            model, x, y, n, batch_size, rates, smoothing,
+            divergence_threshold, seed,
+        )
+    finally:
+        _restore(model, saved)
+    picked = {name: fn(tried, smoothed) for name, fn in suggestions.RULES.items()}
+    result = LearningRateFinderResult(
+        learning_rates=tried,
+        losses=losses,
+        smoothed_losses=smoothed,
+        suggestion=picked[rule],
+        suggestions=picked,
+        rule=rule,
+        stopped_early=stopped,
+    )
+    if verbose:
+        print(
+            f"find_learning_rate: {len(tried)} steps from {lr_min:g}"
+            + (" (stopped: the loss diverged)" if stopped else f" to {lr_max:g}")
+            + f"; suggestion ({rule}) {result.suggestion:.3g}; "
+            + ", ".join(f"{k} {v:.3g}" for k, v in picked.items()),
+            flush=True,
+        )
+    return result
+
+
+def _sweep(model, x, y, n, batch_size, rates, smoothing, threshold, seed):
+    order = np.random.default_rng(0 if seed is None else seed).permutation(n)
+    batches_per_pass = n // batch_size
+    smoother = loss_curve.RunningSmooth(beta=smoothing)
+    tried, losses, smoothed = [], [], []
+    best = math.inf
+    for i, rate in enumerate(rates):
+        if i % batches_per_pass == 0 and i:
+            order = np.random.default_rng(
+                (0 if seed is None else seed) + i
+            ).permutation(n)
+        start = (i % batches_per_pass) * batch_size
+        index = order[start:start + batch_size]
+        optimizers.set_learning_rate(model.optimizer, rate)
+        loss = model.train_on_batch(
+            _take(x, index), None if y is None else _take(y, index),
+            return_dict=True,
+        )["loss"]
+        loss = float(loss)
+        tried.append(rate)
+        losses.append(loss)
+        value = smoother.update(loss) if math.isfinite(loss) else math.inf
+        smoothed.append(value)
+        if not math.isfinite(value):
+            return tried, losses, smoothed, True
+        best = min(best, value)
+        if i >= 1 and value > threshold * best:
+            return tried, losses, smoothed, True
+    return tried, losses, smoothed, False
+
+
+def _check_model(model):
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            "`model` must be a compiled keras.Model. Received: "
+            f"model={model!r} (of type {type(model).__name__})"
+        )
+    if getattr(model, "optimizer", None) is None:
+        raise ValueError(
+            "`model` must be compiled with an optimizer before the range "
+            "test: call `model.compile(optimizer=..., loss=...)` first."
+        )
+    optimizers.check_settable_learning_rate(model.optimizer, "find_learning_rate")
+
+
+def _num_samples(x):
+    first = x
+    if isinstance(x, dict):
+        first = next(iter(x.values()))
+    elif isinstance(x, (list, tuple)):
+        first = x[0]
+    if not hasattr(first, "shape") and not isinstance(first, (list, tuple)):
+        raise TypeError(
+            "`x` must be a NumPy array (or a list or dict of them). Received: "
+            f"x of type {type(x).__name__}"
+        )
+    return len(first)
+
+
+def _take(data, index):
+    if isinstance(data, dict):
+        return {k: np.asarray(v)[index] for k, v in data.items()}
+    if isinstance(data, (list, tuple)) and data and hasattr(data[0], "shape"):
+        return [np.asarray(v)[index] for v in data]
+    return np.asarray(data)[index]
+
+
+def _save(model):
+    optimizer = model.optimizer
+    optimizers.build_optimizer(model)
+    seed_state = _global_seed_state()
+    return {
+        "weights": training.copy_weights(model),
+        "optimizer": [
+            np.array(keras.ops.convert_to_numpy(v.value))
+            for v in optimizer.variables
+        ],
+        "learning_rate": optimizers.get_learning_rate(optimizer),
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "keras_seed": seed_state,
+    }
+
+
+def _restore(model, saved):
+    for variable, value in zip(model.weights, saved["weights"]):
+        variable.assign(value)
+    for variable, value in zip(model.optimizer.variables, saved["optimizer"]):
+        variable.assign(value)
+    optimizers.set_learning_rate(model.optimizer, saved["learning_rate"])
+    random.setstate(saved["python"])
+    np.random.set_state(saved["numpy"])
+    generator = _global_seed_generator()
+    if generator is not None and saved["keras_seed"] is not None:
+        generator.state.assign(saved["keras_seed"])
+
+
+def _global_seed_generator():
+    from keras.src.backend.common import global_state
+
+    return global_state.get_global_attribute("global_seed_generator")
+
+
+def _global_seed_state():
+    generator = _global_seed_generator()
+    if generator is None:
+        return None
+    return np.array(keras.ops.convert_to_numpy(generator.state.value))

@@ -1,0 +1,172 @@
+import random
+
+import keras
+import numpy as np
+import pytest
+
+from keras_trainopt import find_learning_rate
+from tests.callbacks.helpers import weights_of
+
+
+def least_squares(n=512, d=10, seed=0):
+    rng = np.random.default_rng(seed)
+    x = (rng.normal(size=(n, d)) * np.linspace(0.2, 3.0, d)).astype("float32")
+    y = (x @ rng.normal(size=(d, 1))).astype("float32")
+    hessian = 2 * x.astype("float64").T @ x / n  # of mean((Xw - y)^2)
+    bound = 2 / np.linalg.eigvalsh(hessian).max()  # GD diverges above it
+    return x, y, bound
+
+
+def linear_model(d=10, optimizer=None):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((d,)),
+                              keras.layers.Dense(1, use_bias=False)])
+    model.compile(optimizer or keras.optimizers.SGD(0.01), loss="mse")
+    return model
+
+
+@pytest.mark.parametrize("rule", ["steepest", "minimum", "valley"])
+def test_suggestion_sits_below_the_divergence_bound_of_least_squares(rule):
+    x, y, bound = least_squares()
+    result = find_learning_rate(linear_model(), x, y, batch_size=512,
+                                lr_min=1e-5, lr_max=10.0, steps=100, rule=rule)
+    assert result.rule == rule
+    assert bound / 100 < result.suggestion < bound
+    assert result.stopped_early  # the sweep went past the bound and stopped
+
+
+def test_rates_rise_exponentially_and_the_loss_is_smoothed():
+    x, y, _ = least_squares()
+    result = find_learning_rate(linear_model(), x, y, lr_min=1e-6,
+                                lr_max=1e-2, steps=20)
+    expected = [1e-6 * (1e4) ** (i / 19) for i in range(20)]
+    assert result.learning_rates == pytest.approx(expected, rel=1e-12)
+    assert not result.stopped_early and len(result.losses) == 20
+    average, smoothed = 0.0, []
+    for i, loss in enumerate(result.losses):  # REFERENCE.md, beta = 0.98
+        average = 0.98 * average + 0.02 * loss
+        smoothed.append(average / (1 - 0.98 ** (i + 1)))
+    assert result.smoothed_losses == pytest.approx(smoothed, rel=1e-12)
+
+
+def test_stops_once_the_smoothed_loss_passes_four_times_its_minimum():
+    x, y, _ = least_squares()
+    result = find_learning_rate(linear_model(), x, y, lr_min=1e-3,
+                                lr_max=1e3, steps=200)
+    assert result.stopped_early and len(result.losses) < 200
+    last = result.smoothed_losses[-1]
+    assert not np.isfinite(last) or last > 4 * min(result.smoothed_losses)
+    assert all(v <= 4 * min(result.smoothed_losses[: i + 1])
+               for i, v in enumerate(result.smoothed_losses[:-1]))
+
+
+def test_everything_is_restored_afterwards():
+    x, y, _ = least_squares()
+    model = linear_model(optimizer=keras.optimizers.SGD(0.003, momentum=0.9))
+    model.fit(x, y, epochs=1, batch_size=64, verbose=0)  # non-zero momentum
+    weights = weights_of(model)
+    slots = [np.array(keras.ops.convert_to_numpy(v.value))
+             for v in model.optimizer.variables]
+    random.seed(5)
+    np.random.seed(5)
+    expected_draws = (random.random(), np.random.rand())
+    random.seed(5)
+    np.random.seed(5)
+    find_learning_rate(model, x, y, lr_min=1e-4, lr_max=10.0, steps=50)
+    for a, b in zip(weights_of(model), weights):
+        np.testing.assert_array_equal(a, b)
+    for variable, value in zip(model.optimizer.variables, slots):
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(variable.value), value)
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.003)
+    assert (random.random(), np.random.rand()) == expected_draws
+
+
+def test_restored_also_when_the_sweep_raises():
+    x, y, _ = least_squares()
+    model = linear_model()
+    weights = weights_of(model)
+    real = model.train_on_batch
+    calls = []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:
+            raise RuntimeError("boom")
+        return real(*args, **kwargs)
+
+    model.train_on_batch = failing
+    with pytest.raises(RuntimeError, match="boom"):
+        find_learning_rate(model, x, y, steps=50)
+    del model.train_on_batch
+    for a, b in zip(weights_of(model), weights):
+        np.testing.assert_array_equal(a, b)
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.01)
+    assert int(model.optimizer.iterations) == 0
+
+
+def test_keras_seed_generator_state_is_restored():
+    x, y, _ = least_squares()
+    keras.utils.set_random_seed(11)
+    keras.random.uniform(())  # the global generator exists now
+    model = keras.Sequential([keras.Input((10,)), keras.layers.Dropout(0.5),
+                              keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(0.01), loss="mse")
+    keras.utils.set_random_seed(11)
+    keras.random.uniform(())
+    expected = keras.ops.convert_to_numpy(keras.random.uniform((3,)))
+    keras.utils.set_random_seed(11)
+    keras.random.uniform(())
+    find_learning_rate(model, x, y, steps=10)
+    got = keras.ops.convert_to_numpy(keras.random.uniform((3,)))
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_plot_draws_the_curve_and_the_suggestions():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    x, y, _ = least_squares()
+    result = find_learning_rate(linear_model(), x, y, steps=30)
+    ax = result.plot()
+    assert ax.get_xscale() == "log"
+    assert len(ax.lines) == 2 + len(result.suggestions)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, text",
+    [
+        ({"lr_min": 1.0, "lr_max": 0.1}, ValueError,
+         "Received: lr_min=1, lr_max=0.1"),
+        ({"lr_min": 0.0}, ValueError, "Received: lr_min=0"),
+        ({"steps": 1}, ValueError, "`steps` must be >= 2. Received: steps=1"),
+        ({"batch_size": 1000}, ValueError, "Received: batch_size=1000"),
+        ({"rule": "best"}, ValueError, "Received: rule='best'"),
+        ({"smoothing": 1.0}, ValueError, "Received: smoothing=1"),
+        ({"divergence_threshold": 1.0}, ValueError,
+         "Received: divergence_threshold=1"),
+    ],
+)
+def test_bad_arguments_are_refused_before_any_step(kwargs, error, text):
+    x, y, _ = least_squares()
+    model = linear_model()
+    weights = weights_of(model)
+    with pytest.raises(error) as info:
+        find_learning_rate(model, x, y, **kwargs)
+    assert text in str(info.value)
+    assert int(model.optimizer.iterations) == 0
+    for a, b in zip(weights_of(model), weights):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_model_must_be_compiled_with_a_settable_rate():
+    x, y, _ = least_squares()
+    bare = keras.Sequential([keras.Input((10,)), keras.layers.Dense(1)])
+    with pytest.raises(ValueError, match="must be compiled"):
+        find_learning_rate(bare, x, y)
+    scheduled = linear_model(optimizer=keras.optimizers.SGD(
+        keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.5)))
+    with pytest.raises(TypeError, match="find_learning_rate sets the"):
+        find_learning_rate(scheduled, x, y)
+    with pytest.raises(TypeError, match="Received: model='model'"):
+        find_learning_rate("model", x, y)
