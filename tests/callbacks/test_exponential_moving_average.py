@@ -337,3 +337,27 @@ def test_config_round_trip():
                                    validate_with_average=True)
     again = ExponentialMovingAverage(**ema.get_config())
     assert again.get_config() == ema.get_config()
+
+
+def test_train_end_and_begin_swap_bit_for_bit():
+    """End applies the average; the next begin puts the raw weights back."""
+    model = tiny_model()
+    ema = ExponentialMovingAverage(0.9, every=1)
+    fit(model, [ema], epochs=2)
+    raw, averaged = ema.raw_weights(), weights_of(model)
+    probe = WeightRecorder()
+    fit(model, [ema, probe], epochs=2, initial_epoch=2)  # no epoch to run
+    assert_identical(probe.trajectory[0], raw)  # what train begin restored
+    assert_identical(weights_of(model), averaged)  # what train end applied
+    assert_identical(ema.raw_weights(), raw)
+
+
+def test_weights_loaded_after_fit_are_left_alone():
+    model = tiny_model()
+    ema = ExponentialMovingAverage(0.9, every=1)
+    fit(model, [ema], epochs=1)
+    other = [w + 1.0 for w in weights_of(model)]
+    model.set_weights(other)
+    probe = WeightRecorder()
+    fit(model, [ema, probe], epochs=1, initial_epoch=1)
+    assert_identical(probe.trajectory[0], other)
