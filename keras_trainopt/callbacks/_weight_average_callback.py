@@ -4,7 +4,7 @@ Both keep a running average of the trainable weights and update it with one
 rule, `average += c * (weight - average)` (`averaging.formulas`); they differ
 in the coefficient `c` and in which updates are averaged. The update runs
 *inside the compiled train step*, right after the optimizer's update
-(`_internal.apply_hooks`), so it costs a few fused array operations per step
+(`_internal.apply_hooks`), so it costs a few array operations per step
 instead of a host round trip, is exact with `steps_per_execution > 1`, and
 works under JAX, where the step is a pure function.
 
@@ -86,9 +86,10 @@ class WeightAverageCallback(keras.callbacks.Callback):
         apply_at_end: at train end, leave the average in the model. The raw
             weights stay available from `raw_weights()`, and a later `fit`
             with this callback continues from them.
-        batchnorm_data: inputs (an array, a `tf.data.Dataset` or a
-            `keras.utils.PyDataset`) to recompute BatchNorm statistics for the
-            averaged weights at train end; needs `apply_at_end=True`.
+        batchnorm_data: training inputs (an array, a list or dict of arrays,
+            or an iterable of batches such as a `tf.data.Dataset`) to
+            recompute BatchNorm statistics for the averaged weights at train
+            end; needs `apply_at_end=True`.
         verbose: 1 to print what the callback does at train end.
     """
 
@@ -113,6 +114,15 @@ class WeightAverageCallback(keras.callbacks.Callback):
                 "`batchnorm_data` recomputes BatchNorm statistics for the "
                 "average at train end, so it needs apply_at_end=True. "
                 "Received: apply_at_end=False"
+            )
+        if batchnorm_data is not None and not (
+            hasattr(batchnorm_data, "__array__")
+            or hasattr(batchnorm_data, "__iter__")
+        ):
+            raise TypeError(
+                "`batchnorm_data` must be an array or an iterable of input "
+                f"batches. Received: batchnorm_data={batchnorm_data!r} (of "
+                f"type {type(batchnorm_data).__name__})"
             )
         self.batchnorm_data = batchnorm_data
         self.verbose = validation.check_int("verbose", verbose, low=0)
