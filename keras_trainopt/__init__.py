@@ -11,6 +11,7 @@ from keras_trainopt.callbacks import OverfittingMonitor
 from keras_trainopt.callbacks import SnapshotEnsemble
 from keras_trainopt.callbacks import StepDecay
 from keras_trainopt.callbacks import StochasticWeightAveraging
+from keras_trainopt.callbacks import TrainingDoctor
 from keras_trainopt.callbacks import UpdateRatioLogger
 from keras_trainopt.ensembles import EnsembleModel
 from keras_trainopt.ensembles import fit_seed_ensemble
@@ -41,6 +42,7 @@ __all__ = [
     "StepDecay",
     "StepDecaySchedule",
     "StochasticWeightAveraging",
+    "TrainingDoctor",
     "UpdateRatioLogger",
     "find_learning_rate",
     "fit_seed_ensemble",

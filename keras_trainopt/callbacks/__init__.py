@@ -12,6 +12,7 @@ from keras_trainopt.callbacks.step_decay import StepDecay
 from keras_trainopt.callbacks.stochastic_weight_averaging import (
     StochasticWeightAveraging,
 )
+from keras_trainopt.callbacks.training_doctor import TrainingDoctor
 from keras_trainopt.callbacks.update_ratio_logger import UpdateRatioLogger
 
 __all__ = [
@@ -25,5 +26,6 @@ __all__ = [
     "SnapshotEnsemble",
     "StepDecay",
     "StochasticWeightAveraging",
+    "TrainingDoctor",
     "UpdateRatioLogger",
 ]

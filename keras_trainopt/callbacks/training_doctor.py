@@ -1,0 +1,152 @@
+"""`TrainingDoctor`: the four monitors in one callback, and what to do."""
+
+import keras
+
+from keras_trainopt._internal import validation
+from keras_trainopt.callbacks.activation_monitor import ActivationMonitor
+from keras_trainopt.callbacks.loss_monitor import LossMonitor
+from keras_trainopt.callbacks.overfitting_monitor import OverfittingMonitor
+from keras_trainopt.callbacks.update_ratio_logger import UpdateRatioLogger
+from keras_trainopt.diagnostics import advice as advice_rules
+from keras_trainopt.reporting import tensorboard
+
+
+class TrainingDoctor(keras.callbacks.Callback):
+    """Watches training with all the monitors and says what to change.
+
+    Babysitting a run means reading four things at once: the loss curve, the
+    train/validation gap, the weight-update ratios and the activations
+    (cs231n). This callback runs `LossMonitor`, `OverfittingMonitor`,
+    `UpdateRatioLogger` and, given probe inputs, `ActivationMonitor`, with
+    their TensorBoard output in `<log_dir>/monitors`, and at the end of
+    training turns their findings into concrete advice
+    (`keras_trainopt.diagnostics.advise`), e.g. "learning rate too high: the
+    loss diverged at step 120; try about 0.003". The advice is printed
+    (`verbose`), written to TensorBoard's text plugin (`doctor/advice`) and
+    kept in `advice` for reports.
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> from keras_trainopt import TrainingDoctor
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=(256, 8)).astype("float32")
+    >>> y = x @ rng.normal(size=(8, 1)).astype("float32")
+    >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(1)])
+    >>> model.compile(keras.optimizers.SGD(5.0), loss="mse")  # far too high
+    >>> doctor = TrainingDoctor(metric="loss", every=1, verbose=0)
+    >>> _ = model.fit(x, y, validation_split=0.25, epochs=10, verbose=0,
+    ...               callbacks=[doctor])
+    >>> print(doctor.advice[0])  # doctest: +ELLIPSIS
+    learning rate too high: the loss diverged at step ...; try about 0.5
+
+    Args:
+        log_dir: TensorBoard folder (`None`: no files).
+        x_probe: inputs for `ActivationMonitor` (`None`: activations are not
+            watched).
+        metric: the metric `OverfittingMonitor` compares ("accuracy" by
+            default; "loss" for models without metrics).
+        every: `LossMonitor` reads the loss every `every` updates.
+        verbose: 1 prints the advice at train end.
+
+    Attributes:
+        advice: list of `keras_trainopt.diagnostics.Advice`, worst first.
+        monitors: the monitors, by name ("loss", "fit", "update_ratio",
+            "activations").
+
+    Reference: cs231n, "Neural Networks Part 3: Learning and Evaluation",
+    babysitting the learning process.
+    """
+
+    def __init__(self, log_dir=None, x_probe=None, *, metric="accuracy",
+                 every=10, verbose=1):
+        super().__init__()
+        self.log_dir = log_dir
+        self.verbose = validation.check_int("verbose", verbose, low=0)
+        self.monitors = {
+            "loss": LossMonitor(log_dir, every=every, verbose=0),
+            "fit": OverfittingMonitor(metric, log_dir=log_dir, verbose=0),
+            "update_ratio": UpdateRatioLogger(log_dir, verbose=0),
+        }
+        if x_probe is not None:
+            self.monitors["activations"] = ActivationMonitor(
+                x_probe, log_dir, verbose=0
+            )
+        self._all = keras.callbacks.CallbackList(list(self.monitors.values()))
+        self.advice = []
+        self._epochs_done = 0
+
+    # -- forwarding ----------------------------------------------------------
+
+    def set_model(self, model):
+        super().set_model(model)
+        self._all.set_model(model)
+
+    def set_params(self, params):
+        super().set_params(params)
+        self._all.set_params(params)
+
+    def on_train_begin(self, logs=None):
+        self.advice = []
+        self._all.on_train_begin(logs)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._all.on_epoch_begin(epoch, logs)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._all.on_train_batch_begin(batch, logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._all.on_train_batch_end(batch, logs)
+
+    def on_test_begin(self, logs=None):
+        self._all.on_test_begin(logs)
+
+    def on_test_end(self, logs=None):
+        self._all.on_test_end(logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._all.on_epoch_end(epoch, logs)
+        self._epochs_done = epoch + 1
+
+    def on_train_end(self, logs=None):
+        self._all.on_train_end(logs)
+        self.advice = self.diagnose()
+        writer = tensorboard.open_run(self.log_dir, "monitors")
+        if writer is not None:
+            text = "\n".join(f"- **{a.severity}**: {a.message}"
+                             for a in self.advice)
+            writer.text("doctor/advice", text, 0)
+        tensorboard.close_run(writer)
+        if self.verbose:
+            print("\nTrainingDoctor:\n" + "\n".join(
+                f"  - {a.message}" for a in self.advice), flush=True)
+
+    # -- the verdict ---------------------------------------------------------
+
+    def diagnose(self):
+        """The advice from what the monitors have seen so far."""
+        loss = self.monitors["loss"]
+        fit = self.monitors["fit"]
+        activations = self.monitors.get("activations")
+        return advice_rules.advise(
+            loss={
+                "diagnosis": loss.diagnosis,
+                "reason": loss.reason,
+                "diverged_at_step": loss.diverged_at_step,
+                "learning_rate": (
+                    loss.learning_rates[-1] if loss.learning_rates else None
+                ),
+            },
+            fit={
+                "diagnosis": fit.diagnosis,
+                "reason": fit.reason,
+                "gaps": list(fit.gaps),
+                "best_epoch": fit.best_epoch,
+                "epoch": self._epochs_done,
+            },
+            update_ratios=dict(self.monitors["update_ratio"].layer_ratios),
+            activations=(
+                None if activations is None else dict(activations.stats)
+            ),
+        )

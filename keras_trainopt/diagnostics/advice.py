@@ -1,0 +1,164 @@
+"""Turning the monitors' findings into concrete advice."""
+
+import dataclasses
+import math
+
+SEVERITIES = ("problem", "warning", "ok")
+
+
+@dataclasses.dataclass(frozen=True)
+class Advice:
+    """One finding and what to do about it.
+
+    `topic` is one of "learning_rate", "fit", "update_ratio", "activations",
+    "overall"; `severity` one of `SEVERITIES`.
+    """
+
+    topic: str
+    severity: str
+    message: str
+
+    def __str__(self):
+        return self.message
+
+
+def advise(
+    *,
+    loss=None,
+    fit=None,
+    update_ratios=None,
+    activations=None,
+    ratio_band=(1e-4, 1e-2),
+    saturation_threshold=0.5,
+    dead_threshold=0.5,
+):
+    """What the monitors' findings mean, as a list of `Advice`, worst first.
+
+    Each input is optional (a monitor that did not run is skipped):
+
+    - `loss`: `{"diagnosis", "reason", "diverged_at_step", "learning_rate"}`
+      from `LossMonitor` (`learning_rate`: the rate when it diverged, or the
+      last one);
+    - `fit`: `{"diagnosis", "reason", "gaps", "best_epoch", "epoch"}` from
+      `OverfittingMonitor` (`gaps` per epoch, `best_epoch` 0-based or None,
+      `epoch` the 1-based number of the last epoch, default `len(gaps)`);
+    - `update_ratios`: `{layer: ratio}` from `UpdateRatioLogger`;
+    - `activations`: `{layer: {"saturated_fraction", "dead_fraction"}}` from
+      `ActivationMonitor`.
+
+    The rules (cs231n, "Babysitting the learning process"): a diverged or
+    oscillating loss means the learning rate is too high, try a tenth of it;
+    a slow, linear fall that it is too low; a growing train/validation gap
+    calls for regularization or an earlier stop; update ratios far from
+    ~1e-3 single out layers whose rate is off; saturated tanh/sigmoid units
+    and dead ReLUs point at the initial weights or the rate.
+
+    >>> from keras_trainopt.diagnostics import advise
+    >>> for a in advise(loss={"diagnosis": "learning_rate_too_high",
+    ...                       "reason": "the loss diverged at step 120",
+    ...                       "diverged_at_step": 120, "learning_rate": 0.03},
+    ...                 activations={"dense_2": {"saturated_fraction": 0.95,
+    ...                                          "dead_fraction": None}}):
+    ...     print(a)
+    learning rate too high: the loss diverged at step 120; try about 0.003
+    layer dense_2 is 95% saturated: lower its initial weights (e.g. Glorot or He initialization) or normalize its inputs
+
+    Args:
+        loss, fit, update_ratios, activations: the findings, as above.
+        ratio_band: the healthy range of update ratios.
+        saturation_threshold, dead_threshold: fractions of saturated or
+            dead units above which a layer is reported.
+
+    Reference: cs231n, "Neural Networks Part 3: Learning and Evaluation".
+    """
+    found = []
+    found += _learning_rate(loss)
+    found += _fit(fit)
+    found += _ratios(update_ratios, ratio_band)
+    found += _activations(activations, saturation_threshold, dead_threshold)
+    if not any(a.severity != "ok" for a in found):
+        found.append(Advice("overall", "ok",
+                            "no problems seen: the loss, the gap, the update "
+                            "ratios and the activations look healthy"))
+    order = {s: i for i, s in enumerate(SEVERITIES)}
+    return sorted(found, key=lambda a: order[a.severity])
+
+
+def _learning_rate(loss):
+    if not loss:
+        return []
+    diagnosis, reason = loss.get("diagnosis"), loss.get("reason", "")
+    rate = loss.get("learning_rate")
+    if diagnosis == "learning_rate_too_high":
+        step = loss.get("diverged_at_step")
+        what = (f"the loss diverged at step {step}" if step is not None
+                else reason.split(":")[0])
+        hint = f"; try about {rate / 10:.2g}" if rate else "; lower it"
+        return [Advice("learning_rate", "problem",
+                       f"learning rate too high: {what}{hint}")]
+    if diagnosis == "learning_rate_too_low":
+        hint = f"; try about {rate * 3:.2g}" if rate else "; raise it"
+        return [Advice("learning_rate", "warning",
+                       f"learning rate too low: {reason.split(':')[0]}{hint}")]
+    return []
+
+
+def _fit(fit):
+    if not fit:
+        return []
+    diagnosis = fit.get("diagnosis")
+    gaps = fit.get("gaps") or []
+    if gaps and not math.isfinite(gaps[-1]):
+        return []  # a diverged loss, reported as such
+    if diagnosis == "overfitting" and gaps:
+        epoch = fit.get("epoch") or len(gaps)
+        best = fit.get("best_epoch")
+        stop = f", or stop at epoch {best + 1}" if best is not None else ""
+        strength = "strong overfitting" if gaps[-1] > 0.2 else "overfitting"
+        return [Advice("fit", "problem",
+                       f"{strength}: gap {gaps[-1]:.2f} at epoch {epoch}; add "
+                       f"L2 or dropout, or get more data{stop}")]
+    if diagnosis == "underfitting":
+        return [Advice("fit", "warning",
+                       "underfitting: validation tracks training but training "
+                       "itself is poor; use a bigger model, train longer, or "
+                       "regularize less")]
+    return []
+
+
+def _ratios(ratios, band):
+    low, high = band
+    found = []
+    for layer, ratio in (ratios or {}).items():
+        if ratio is None:
+            continue
+        if ratio < low:
+            found.append(Advice(
+                "update_ratio", "warning",
+                f"layer {layer}: update ratio {ratio:.1e} (healthy ~1e-3) is "
+                "low: its learning rate is too low, or its weights too large"))
+        elif ratio > high:
+            found.append(Advice(
+                "update_ratio", "warning",
+                f"layer {layer}: update ratio {ratio:.1e} (healthy ~1e-3) is "
+                "high: its learning rate is too high"))
+    return found
+
+
+def _activations(activations, saturation_threshold, dead_threshold):
+    found = []
+    for layer, stats in (activations or {}).items():
+        saturated = stats.get("saturated_fraction")
+        dead = stats.get("dead_fraction")
+        if saturated is not None and saturated >= saturation_threshold:
+            found.append(Advice(
+                "activations", "problem",
+                f"layer {layer} is {saturated:.0%} saturated: lower its "
+                "initial weights (e.g. Glorot or He initialization) or "
+                "normalize its inputs"))
+        if dead is not None and dead >= dead_threshold:
+            found.append(Advice(
+                "activations", "problem",
+                f"layer {layer} has {dead:.0%} dead units: lower the learning "
+                "rate, or use He initialization or a leaky ReLU"))
+    return found

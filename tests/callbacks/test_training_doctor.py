@@ -1,0 +1,107 @@
+import keras
+import numpy as np
+import pytest
+
+from keras_trainopt import TrainingDoctor
+from tests import tb
+
+
+def regression(learning_rate, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(256, 8)).astype("float32")
+    y = x @ rng.normal(size=(8, 1)).astype("float32")
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((8,)),
+                              keras.layers.Dense(4, activation="relu"),
+                              keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(learning_rate), loss="mse")
+    return model, x, y
+
+
+def test_a_diverging_run_gets_learning_rate_advice_in_tensorboard(
+    tmp_path, capsys
+):
+    model, x, y = regression(5.0)
+    doctor = TrainingDoctor(str(tmp_path), metric="loss", every=1)
+    model.fit(x, y, validation_split=0.25, epochs=10, verbose=0,
+              callbacks=[doctor])
+    step = doctor.monitors["loss"].diverged_at_step
+    assert step is not None
+    first = doctor.advice[0]
+    assert first.topic == "learning_rate"
+    assert str(first) == (f"learning rate too high: the loss diverged at "
+                          f"step {step}; try about 0.5")  # 5.0 / 10
+    assert str(first) in capsys.readouterr().out
+    accumulator = tb.load(str(tmp_path / "monitors"))
+    (event,) = accumulator.Tensors("doctor/advice")
+    text = tb.tensor_util.make_ndarray(event.tensor_proto).item().decode()
+    assert str(first) in text
+
+
+def classifier(seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(512, 8)).astype("float32")
+    y = (x[:, 0] + x[:, 1] > 0).astype("int32")
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((8,)),
+                              keras.layers.Dense(16, activation="relu"),
+                              keras.layers.Dense(2, activation="softmax")])
+    model.compile(keras.optimizers.SGD(0.1),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model, x, y
+
+
+def test_saturated_tanh_layer_is_named():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(128, 8)).astype("float32")
+    y = rng.normal(size=(128, 1)).astype("float32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((8,)),
+        keras.layers.Dense(16, activation="tanh", name="squashed",
+                           kernel_initializer=keras.initializers.RandomNormal(
+                               stddev=10.0)),
+        keras.layers.Dense(1),
+    ])
+    model.compile(keras.optimizers.SGD(1e-4), loss="mse")
+    doctor = TrainingDoctor(x_probe=x[:64], metric="loss", verbose=0)
+    model.fit(x, y, validation_split=0.25, epochs=2, verbose=0,
+              callbacks=[doctor])
+    squashed = [a for a in doctor.advice if "squashed" in str(a)]
+    assert squashed and "saturated" in str(squashed[0])
+    saturated = doctor.monitors["activations"].stats["squashed"][
+        "saturated_fraction"
+    ]
+    assert f"{saturated:.0%} saturated" in str(squashed[0])
+
+
+def test_overfitting_from_epoch_logs():
+    model, x, y = classifier()
+    doctor = TrainingDoctor(verbose=0)
+    model.fit(x, y, validation_split=0.25, epochs=1, verbose=0,
+              callbacks=[doctor])  # wires the monitors to the model
+    doctor.on_train_begin()
+    for epoch, (train, val) in enumerate([(0.80, 0.78), (0.90, 0.84),
+                                          (0.97, 0.80), (0.99, 0.70)]):
+        doctor.on_epoch_end(epoch, {"accuracy": train, "val_accuracy": val})
+    doctor.on_train_end()
+    fit = [a for a in doctor.advice if a.topic == "fit"]
+    assert fit and str(fit[0]).startswith(
+        "strong overfitting: gap 0.29 at epoch 4")
+
+
+def test_a_healthy_run_has_no_rate_or_fit_problem():
+    model, x, y = classifier()
+    doctor = TrainingDoctor(verbose=0)
+    model.fit(x, y, validation_split=0.25, epochs=5, verbose=0,
+              callbacks=[doctor])
+    assert doctor.monitors["fit"].diagnosis == "good_fit"
+    topics = {a.topic for a in doctor.advice}
+    assert "learning_rate" not in topics and "fit" not in topics
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="Received: every=0"):
+        TrainingDoctor(every=0)
+    with pytest.raises(ValueError, match="Received: verbose=-1"):
+        TrainingDoctor(verbose=-1)
