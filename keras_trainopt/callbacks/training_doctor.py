@@ -46,6 +46,9 @@ class TrainingDoctor(keras.callbacks.Callback):
             watched).
         metric: the metric `OverfittingMonitor` compares ("accuracy" by
             default; "loss" for models without metrics).
+        overfitting_gap: the train/validation gap on `metric`'s own scale
+            above which the fit counts as overfitting (twice that is
+            "strong").
         every: `LossMonitor` reads the loss every `every` updates.
         verbose: 1 prints the advice at train end.
 
@@ -59,13 +62,15 @@ class TrainingDoctor(keras.callbacks.Callback):
     """
 
     def __init__(self, log_dir=None, x_probe=None, *, metric="accuracy",
-                 every=10, verbose=1):
+                 overfitting_gap=0.1, every=10, verbose=1):
         super().__init__()
         self.log_dir = log_dir
         self.verbose = validation.check_int("verbose", verbose, low=0)
         self.monitors = {
             "loss": LossMonitor(log_dir, every=every, verbose=0),
-            "fit": OverfittingMonitor(metric, log_dir=log_dir, verbose=0),
+            "fit": OverfittingMonitor(metric, log_dir=log_dir,
+                                      overfitting_gap=overfitting_gap,
+                                      verbose=0),
             "update_ratio": UpdateRatioLogger(log_dir, verbose=0),
         }
         if x_probe is not None:
@@ -149,4 +154,5 @@ class TrainingDoctor(keras.callbacks.Callback):
             activations=(
                 None if activations is None else dict(activations.stats)
             ),
+            strong_gap=2 * fit.overfitting_gap,
         )

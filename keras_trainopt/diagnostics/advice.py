@@ -31,6 +31,7 @@ def advise(
     ratio_band=(1e-4, 1e-2),
     saturation_threshold=0.5,
     dead_threshold=0.5,
+    strong_gap=0.2,
 ):
     """What the monitors' findings mean, as a list of `Advice`, worst first.
 
@@ -68,12 +69,13 @@ def advise(
         ratio_band: the healthy range of update ratios.
         saturation_threshold, dead_threshold: fractions of saturated or
             dead units above which a layer is reported.
+        strong_gap: an overfitting gap above this is called "strong".
 
     Reference: cs231n, "Neural Networks Part 3: Learning and Evaluation".
     """
     found = []
     found += _learning_rate(loss)
-    found += _fit(fit)
+    found += _fit(fit, strong_gap)
     found += _ratios(update_ratios, ratio_band)
     found += _activations(activations, saturation_threshold, dead_threshold)
     if not any(a.severity != "ok" for a in found):
@@ -103,7 +105,7 @@ def _learning_rate(loss):
     return []
 
 
-def _fit(fit):
+def _fit(fit, strong_gap):
     if not fit:
         return []
     diagnosis = fit.get("diagnosis")
@@ -114,7 +116,9 @@ def _fit(fit):
         epoch = fit.get("epoch") or len(gaps)
         best = fit.get("best_epoch")
         stop = f", or stop at epoch {best + 1}" if best is not None else ""
-        strength = "strong overfitting" if gaps[-1] > 0.2 else "overfitting"
+        strength = (
+            "strong overfitting" if gaps[-1] > strong_gap else "overfitting"
+        )
         return [Advice("fit", "problem",
                        f"{strength}: gap {gaps[-1]:.2f} at epoch {epoch}; add "
                        f"L2 or dropout, or get more data{stop}")]

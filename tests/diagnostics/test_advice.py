@@ -77,3 +77,10 @@ def test_problems_come_before_warnings():
     found = advise(update_ratios={"a": 1e-6},
                    activations={"b": {"dead_fraction": 0.9}})
     assert [a.severity for a in found] == ["problem", "warning"]
+
+
+def test_strong_is_relative_to_the_given_gap():
+    fit = {"diagnosis": "overfitting", "gaps": [0.3], "best_epoch": None}
+    assert str(advise(fit=fit)[0]).startswith("strong overfitting: gap 0.30")
+    assert str(advise(fit=fit, strong_gap=0.5)[0]).startswith(
+        "overfitting: gap 0.30")
