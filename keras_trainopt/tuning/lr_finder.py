@@ -8,7 +8,6 @@ import keras
 import numpy as np
 
 from keras_trainopt._internal import optimizers
-from keras_trainopt._internal import training
 from keras_trainopt._internal import validation
 from keras_trainopt.diagnostics import loss_curve
 from keras_trainopt.tuning import suggestions
@@ -111,10 +110,10 @@ def find_learning_rate(
     `keras_trainopt.tuning.suggestions` then pick a rate; `rule` chooses which
     one is the `suggestion`, and all of them are in `suggestions`.
 
-    The model is left as it was: its weights (BatchNorm statistics
-    included), the optimizer's variables and learning rate, and the random
-    state (Python's, NumPy's and Keras' seed generator) are restored
-    afterwards, also when the sweep raises.
+    The model is left as it was: its variables (weights, BatchNorm
+    statistics, the layers' seed generators), the optimizer's variables and
+    learning rate, and the global random state (Python's, NumPy's and
+    Keras') are restored afterwards, also when the sweep raises.
 
     Example:
 
@@ -288,7 +287,12 @@ def _save(model):
     optimizers.build_optimizer(model)
     seed_state = _global_seed_state()
     return {
-        "weights": training.copy_weights(model),
+        # model.variables: the weights and also the layers' seed-generator
+        # states (Dropout), so a later fit draws the same random numbers
+        "variables": [
+            np.array(keras.ops.convert_to_numpy(v.value))
+            for v in model.variables
+        ],
         "optimizer": [
             np.array(keras.ops.convert_to_numpy(v.value))
             for v in optimizer.variables
@@ -301,7 +305,7 @@ def _save(model):
 
 
 def _restore(model, saved):
-    for variable, value in zip(model.weights, saved["weights"]):
+    for variable, value in zip(model.variables, saved["variables"]):
         variable.assign(value)
     for variable, value in zip(model.optimizer.variables, saved["optimizer"]):
         variable.assign(value)

@@ -170,3 +170,19 @@ def test_the_model_must_be_compiled_with_a_settable_rate():
         find_learning_rate(scheduled, x, y)
     with pytest.raises(TypeError, match="Received: model='model'"):
         find_learning_rate("model", x, y)
+
+
+def test_layer_seed_generators_are_restored():
+    x, y, _ = least_squares()
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([keras.Input((10,)), keras.layers.Dropout(0.3),
+                              keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(0.01), loss="mse")
+    before = [np.array(keras.ops.convert_to_numpy(v.value))
+              for v in model.variables]
+    find_learning_rate(model, x, y, steps=10)
+    after = [np.array(keras.ops.convert_to_numpy(v.value))
+             for v in model.variables]
+    assert len(before) == len(after) == 3  # seed state, kernel, bias
+    for a, b in zip(after, before):
+        np.testing.assert_array_equal(a, b)
