@@ -4,6 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_trainopt._internal import arrays
 from keras_trainopt._internal import validation
 
 
@@ -115,24 +116,12 @@ def _batchnorm_layers(model):
 
 
 def _batches(data, batch_size):
-    if isinstance(data, (np.ndarray, list, dict)) or hasattr(data, "__array__"):
-        arrays = data
-        first = arrays if not isinstance(arrays, (list, dict)) else (
-            list(arrays.values())[0] if isinstance(arrays, dict) else arrays[0]
-        )
-        n = len(first)
+    if arrays.is_arrays(data):
+        n = arrays.num_samples(data, "data")
         for start in range(0, n, batch_size):
-            yield _slice(arrays, start, start + batch_size)
+            yield arrays.take(data, slice(start, start + batch_size))
         return
     for batch in data:
         if isinstance(batch, tuple):
             batch = batch[0]
         yield batch
-
-
-def _slice(arrays, start, stop):
-    if isinstance(arrays, dict):
-        return {k: np.asarray(v)[start:stop] for k, v in arrays.items()}
-    if isinstance(arrays, list):
-        return [np.asarray(v)[start:stop] for v in arrays]
-    return np.asarray(arrays)[start:stop]

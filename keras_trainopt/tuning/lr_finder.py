@@ -7,6 +7,7 @@ import random
 import keras
 import numpy as np
 
+from keras_trainopt._internal import arrays
 from keras_trainopt._internal import optimizers
 from keras_trainopt._internal import validation
 from keras_trainopt.diagnostics import loss_curve
@@ -175,7 +176,7 @@ def find_learning_rate(
     )
     seed = validation.check_int("seed", seed, low=0, allow_none=True)
     verbose = validation.check_int("verbose", verbose, low=0)
-    n = _num_samples(x)
+    n = arrays.num_samples(x)
     if n < batch_size:
         raise ValueError(
             f"The data has {n} samples, fewer than one batch. Received: "
@@ -230,7 +231,7 @@ def _sweep(model, x, y, n, batch_size, rates, smoothing, threshold, seed):
         index = order[start:start + batch_size]
         optimizers.set_learning_rate(model.optimizer, rate)
         loss = model.train_on_batch(
-            _take(x, index), None if y is None else _take(y, index),
+            arrays.take(x, index), None if y is None else arrays.take(y, index),
             return_dict=True,
         )["loss"]
         loss = float(loss)
@@ -258,28 +259,6 @@ def _check_model(model):
             "test: call `model.compile(optimizer=..., loss=...)` first."
         )
     optimizers.check_settable_learning_rate(model.optimizer, "find_learning_rate")
-
-
-def _num_samples(x):
-    first = x
-    if isinstance(x, dict):
-        first = next(iter(x.values()))
-    elif isinstance(x, (list, tuple)):
-        first = x[0]
-    if not hasattr(first, "shape") and not isinstance(first, (list, tuple)):
-        raise TypeError(
-            "`x` must be a NumPy array (or a list or dict of them). Received: "
-            f"x of type {type(x).__name__}"
-        )
-    return len(first)
-
-
-def _take(data, index):
-    if isinstance(data, dict):
-        return {k: np.asarray(v)[index] for k, v in data.items()}
-    if isinstance(data, (list, tuple)) and data and hasattr(data[0], "shape"):
-        return [np.asarray(v)[index] for v in data]
-    return np.asarray(data)[index]
 
 
 def _save(model):
