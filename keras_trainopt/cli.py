@@ -36,6 +36,19 @@ def build_parser():
         "--quick", action="store_true", help="a short run for smoke tests"
     )
     demo.add_argument("--seed", type=int, default=0, help="random seed")
+    report = commands.add_parser(
+        "report",
+        help="write an HTML report of the TensorBoard logs under LOGDIR",
+        description="Read every TensorBoard run under LOGDIR (recursively) "
+        "and write one self-contained HTML file: the TrainingDoctor's "
+        "advice, the monitors' findings, logged results and the charts.",
+    )
+    report.add_argument("logdir", metavar="LOGDIR",
+                        help="folder of TensorBoard event files")
+    report.add_argument(
+        "-o", "--output", default=None,
+        help="the HTML file to write (default LOGDIR/report.html)",
+    )
     return parser
 
 
@@ -48,6 +61,19 @@ def main(argv=None):
 
         epochs = args.epochs or (6 if args.quick else 30)
         run_demo(epochs=epochs, logdir=args.logdir, seed=args.seed)
+    elif args.command == "report":
+        from keras_trainopt.reporting import write_report
+
+        try:
+            path = write_report(args.logdir, args.output)
+        except ValueError as error:  # a bad LOGDIR: one line, no traceback
+            message = str(error).replace("`log_dir`", "LOGDIR")
+            print(f"keras-trainopt report: error: {message}", file=sys.stderr)
+            return 2
+        except ImportError as error:
+            print(f"keras-trainopt report: error: {error}", file=sys.stderr)
+            return 1
+        print(path)
     return 0
 
 

@@ -1,12 +1,13 @@
 """The demo: a small network on scikit-learn's bundled 8x8 digits.
 
 Run it with `python -m keras_trainopt demo` (or `keras-trainopt demo`). It
-trains with `nesterov_sgd` and `StepDecay`, watched by the four monitors
-(`LossMonitor`, `OverfittingMonitor`, `UpdateRatioLogger`,
+trains with `nesterov_sgd` and `StepDecay`, watched by a `TrainingDoctor`
+(the four monitors: `LossMonitor`, `OverfittingMonitor`, `UpdateRatioLogger`,
 `ActivationMonitor`), keeps an `ExponentialMovingAverage` of the weights and
-tests both the final weights and their average, writes TensorBoard logs and a Markdown report under
-`./runs/<timestamp>/`, and prints where they are. Nothing is downloaded: the
-digits ship inside scikit-learn.
+tests both the final weights and their average (logged with `log_results`).
+It writes TensorBoard logs, `summary.json`, a Markdown report and, last, the
+HTML report of `write_report` under `./runs/<timestamp>/`, and prints where
+they are. Nothing is downloaded: the digits ship inside scikit-learn.
 """
 
 import datetime
@@ -71,10 +72,16 @@ def run_demo(epochs=30, logdir="runs", seed=0, verbose=1):
         logdir: parent folder of the run folder.
         seed: seed of the data split and of the weights.
         verbose: 0 silent, 1 progress and summary.
+
+    Returns:
+        The summary (also written to `summary.json`), with `report_html`,
+        the path of the HTML report of the run's TensorBoard logs.
     """
     import keras
 
     import keras_trainopt as kt
+    from keras_trainopt.reporting import log_results
+    from keras_trainopt.reporting import write_report
 
     keras.utils.set_random_seed(seed)
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = load_digits_split(
@@ -89,12 +96,12 @@ def run_demo(epochs=30, logdir="runs", seed=0, verbose=1):
         metrics=["accuracy"],
     )
     decay = kt.StepDecay(factor=0.5, every=max(1, epochs // 3))
-    monitors = {
-        "loss": kt.LossMonitor(run_dir, every=1, verbose=0),
-        "fit": kt.OverfittingMonitor(log_dir=run_dir, verbose=0),
-        "update_ratio": kt.UpdateRatioLogger(run_dir, every=10, verbose=0),
-        "activations": kt.ActivationMonitor(x_val[:256], run_dir, verbose=0),
-    }
+    # the four monitors in one callback; at train end it turns what they saw
+    # into advice (TensorBoard text `doctor/advice`, shown in the report)
+    doctor = kt.TrainingDoctor(run_dir, x_probe=x_val[:256], every=1,
+                               verbose=0)
+    doctor.monitors["update_ratio"].every = 10  # read at train begin
+    monitors = doctor.monitors
     # ~34 updates per epoch: a decay of 0.99 remembers about 3 epochs
     ema = kt.ExponentialMovingAverage(decay=0.99, every=1, apply_at_end=False)
     started = time.perf_counter()
@@ -106,7 +113,7 @@ def run_demo(epochs=30, logdir="runs", seed=0, verbose=1):
         batch_size=32,
         callbacks=[
             decay,
-            *monitors.values(),
+            doctor,
             ema,
             keras.callbacks.TensorBoard(log_dir=run_dir),
         ],
@@ -115,9 +122,15 @@ def run_demo(epochs=30, logdir="runs", seed=0, verbose=1):
     seconds = time.perf_counter() - started
     test_loss, test_accuracy = model.evaluate(x_test, y_test, verbose=0)
     # with the callback, evaluate swaps the average in, then back
-    _, ema_test_accuracy = model.evaluate(
+    ema_test_loss, ema_test_accuracy = model.evaluate(
         x_test, y_test, verbose=0, callbacks=[ema]
     )
+    log_results(run_dir, {
+        "test_accuracy/final": test_accuracy,
+        "test_accuracy/ema": ema_test_accuracy,
+        "test_loss/final": test_loss,
+        "test_loss/ema": ema_test_loss,
+    })
     summary = {
         "run_dir": run_dir,
         "epochs": epochs,
@@ -141,8 +154,15 @@ def run_demo(epochs=30, logdir="runs", seed=0, verbose=1):
             }
             for name, stats in monitors["activations"].stats.items()
         },
+        "advice": [str(advice) for advice in doctor.advice],
     }
-    _write_report(run_dir, summary, history.history)
+    # The doctor's monitors see a copy of the epoch logs (Keras's
+    # CallbackList), so the gap is read from OverfittingMonitor itself.
+    epochs_table = dict(history.history,
+                        generalization_gap=list(monitors["fit"].gaps))
+    _write_report(run_dir, summary, epochs_table)
+    # last, so that it reads everything the run wrote
+    summary["report_html"] = write_report(run_dir)
     if verbose:
         print(_summary_text(summary))
     return summary
@@ -216,12 +236,13 @@ def _summary_text(summary):
             f"(EMA of the weights: test {summary['ema_test_accuracy']:.4f})",
             f"  LossMonitor: {summary['loss_diagnosis'][0]}; "
             f"OverfittingMonitor: {summary['fit_diagnosis'][0]}",
+            "  TrainingDoctor: " + "; ".join(summary["advice"]),
             "  update ratio per layer (healthy ~1e-3): "
             + ", ".join(
                 f"{layer} {ratio:.2g}"
                 for layer, ratio in summary["update_ratios"].items()
             ),
-            f"  report: {os.path.join(summary['run_dir'], 'report.md')}",
+            f"  report: {summary['report_html']}",
             f"  open TensorBoard: tensorboard --logdir {summary['run_dir']}",
         ]
     )

@@ -1,8 +1,10 @@
 """The demo, run as a user would, read back with TensorBoard's own reader."""
 
+import base64
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -57,3 +59,26 @@ def test_quick_demo_writes_logs_and_report(tmp_path):
     report = open(os.path.join(run_dir, "report.md")).read()
     assert "What the monitors say" in report and "| gap |" in report
     assert "exponential moving average" in report
+
+    # Last, the HTML report of everything the run logged, its path printed.
+    html_path = os.path.join(os.path.abspath(run_dir), "report.html")
+    assert f"report: {html_path}" in result.stdout
+    page = open(html_path, encoding="utf-8").read()
+    found = re.findall(r'<section id="([\w-]+)">', page)
+    assert found == ["advice", "findings", "results", "batch-loss",
+                     "epoch-loss", "accuracy", "learning-rate",
+                     "update-ratios", "activations"]
+    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert len(images) == 7
+    assert all(base64.b64decode(image).startswith(b"\x89PNG\r\n\x1a\n")
+               for image in images)
+    for advice in summary["advice"]:
+        assert advice.split(":")[0] in page
+    # The test accuracies went to TensorBoard (`log_results`) and the table.
+    for variant, key in (("final", "test_accuracy"),
+                         ("ema", "ema_test_accuracy")):
+        logged = scalar_series(run_dir, "results",
+                               f"results/test_accuracy/{variant}")
+        assert logged == [pytest.approx(summary[key], rel=1e-6)]
+        assert (f"<td>test_accuracy/{variant}</td>"
+                f"<td>{summary[key]:.4g}</td>") in page
