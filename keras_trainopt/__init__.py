@@ -16,12 +16,18 @@ from keras_trainopt.callbacks import UpdateRatioLogger
 from keras_trainopt.ensembles import EnsembleModel
 from keras_trainopt.ensembles import fit_seed_ensemble
 from keras_trainopt.optimizers import nesterov_sgd
+from keras_trainopt.reporting import log_results
+from keras_trainopt.reporting import write_report
 from keras_trainopt.schedules import CyclicCosineSchedule
 from keras_trainopt.schedules import ExponentialDecaySchedule
 from keras_trainopt.schedules import InverseTimeDecaySchedule
 from keras_trainopt.schedules import StepDecaySchedule
+from keras_trainopt.tuning import HyperparameterConfig
 from keras_trainopt.tuning import LearningRateFinderResult
+from keras_trainopt.tuning import SearchResult
+from keras_trainopt.tuning import SearchSpace
 from keras_trainopt.tuning import find_learning_rate
+from keras_trainopt.tuning import search_hyperparameters
 
 __version__ = "0.1.0"
 
@@ -33,11 +39,14 @@ __all__ = [
     "ExponentialDecay",
     "ExponentialDecaySchedule",
     "ExponentialMovingAverage",
+    "HyperparameterConfig",
     "InverseTimeDecay",
     "InverseTimeDecaySchedule",
     "LearningRateFinderResult",
     "LossMonitor",
     "OverfittingMonitor",
+    "SearchResult",
+    "SearchSpace",
     "SnapshotEnsemble",
     "StepDecay",
     "StepDecaySchedule",
@@ -46,6 +55,9 @@ __all__ = [
     "UpdateRatioLogger",
     "find_learning_rate",
     "fit_seed_ensemble",
+    "log_results",
     "nesterov_sgd",
     "recompute_batchnorm_statistics",
+    "search_hyperparameters",
+    "write_report",
 ]

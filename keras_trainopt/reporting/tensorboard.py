@@ -23,6 +23,7 @@ from tensorboard.compat.proto import event_pb2
 from tensorboard.compat.proto import summary_pb2
 from tensorboard.plugins.histogram import metadata as histogram_metadata
 from tensorboard.plugins.histogram import summary_v2 as histogram_summary
+from tensorboard.plugins.hparams import summary_v2 as hparams_summary
 from tensorboard.plugins.scalar import summary_v2 as scalar_summary
 from tensorboard.plugins.text import summary_v2 as text_summary
 from tensorboard.summary.writer import event_file_writer
@@ -101,6 +102,31 @@ class RunWriter:
     def text(self, tag, text, step):
         """Markdown text for TensorBoard's text plugin."""
         self._add(text_summary.text_pb(tag, text), step)
+
+    def hparams(self, values, trial_id=None):
+        """The hyperparameter values of the session this run folder holds.
+
+        For TensorBoard's HParams dashboard: `values` maps names to bools,
+        numbers or strings (`None` values are left out).
+        """
+        values = {k: v for k, v in values.items() if v is not None}
+        self._add(hparams_summary.hparams_pb(values, trial_id=trial_id), 0)
+
+    def hparams_config(self, domains, metrics):
+        """The experiment of an HParams dashboard: the knobs and the metrics.
+
+        Args:
+            domains: `{name: tensorboard.plugins.hparams.summary_v2 Domain}`.
+            metrics: the scalar tags every session records.
+        """
+        self._add(
+            hparams_summary.hparams_config_pb(
+                hparams=[hparams_summary.HParam(name, domain)
+                         for name, domain in domains.items()],
+                metrics=[hparams_summary.Metric(tag) for tag in metrics],
+            ),
+            0,
+        )
 
     def flush(self):
         self._writer.flush()

@@ -1,0 +1,126 @@
+"""One sampled configuration of the three knobs, ready to train with."""
+
+import collections.abc
+
+
+class HyperparameterConfig(collections.abc.Mapping):
+    """The learning rate, decay schedule and regularization of one trial.
+
+    `search_hyperparameters` hands one to `build_model` for every trial and
+    returns the best as `SearchResult.best`. It reads like a dict
+    (`config["dropout"]`) and turns itself into the pieces of a training
+    run: `optimizer()`, `callbacks()` (the decay schedule) and
+    `regularizer()`, so the best configuration can be trained again, longer
+    or on more data, without copying numbers by hand.
+
+    >>> from keras_trainopt.tuning import HyperparameterConfig
+    >>> config = HyperparameterConfig({"learning_rate": 0.05,
+    ...     "schedule": "step", "step_factor": 0.5, "step_every": 4,
+    ...     "l2": 1e-4, "dropout": 0.2})
+    >>> config.dropout, config["schedule"]
+    (0.2, 'step')
+    >>> type(config.decay_callback()).__name__
+    'StepDecay'
+    >>> config.decay_callback().learning_rate(8)  # 0.05 * 0.5 ** (8 // 4)
+    0.0125
+
+    Args:
+        values: `{knob: value}` with the keys of `SearchSpace`: learning_rate,
+            schedule, step_factor, step_every, exponential_decay,
+            inverse_time_decay, l2, dropout (missing keys read as `None`).
+
+    Reference: CS231n, "Neural Networks Part 3: Learning and Evaluation"
+    (annealing the learning rate; hyperparameter optimization).
+    """
+
+    def __init__(self, values):
+        self._values = dict(values)
+
+    def __getitem__(self, key):
+        return self._values[key]
+
+    def __iter__(self):
+        return iter(self._values)
+
+    def __len__(self):
+        return len(self._values)
+
+    def __repr__(self):
+        shown = ", ".join(
+            f"{key}={value!r}" for key, value in self._values.items()
+            if value is not None
+        )
+        return f"HyperparameterConfig({shown})"
+
+    @property
+    def learning_rate(self):
+        """The initial learning rate."""
+        return self._values.get("learning_rate")
+
+    @property
+    def schedule(self):
+        """"step", "exponential", "inverse_time" or "constant"."""
+        return self._values.get("schedule") or "constant"
+
+    @property
+    def l2(self):
+        """The L2 factor (`None` when not searched)."""
+        return self._values.get("l2")
+
+    @property
+    def dropout(self):
+        """Dropout rate, 0.0 when off: `Dropout(config.dropout)` works."""
+        return self._values.get("dropout") or 0.0
+
+    def describe_schedule(self):
+        """The decay as text, e.g. "step(factor=0.5, every=4)"."""
+        if self.schedule == "step":
+            return (f"step(factor={self['step_factor']:.3g}, "
+                    f"every={self['step_every']})")
+        if self.schedule in ("exponential", "inverse_time"):
+            return (f"{self.schedule}"
+                    f"(decay={self[self.schedule + '_decay']:.3g})")
+        return "constant"
+
+    def optimizer(self, momentum=0.9, **kwargs):
+        """`nesterov_sgd(learning_rate, momentum)`: SGD with Nesterov momentum."""
+        from keras_trainopt.optimizers import nesterov_sgd
+
+        return nesterov_sgd(self.learning_rate, momentum=momentum, **kwargs)
+
+    def decay_callback(self, **kwargs):
+        """The decay schedule as a keras_trainopt callback (`None` if constant).
+
+        It starts from `learning_rate` whatever the optimizer was compiled
+        with. Extra keyword arguments (e.g. `verbose=1`) go to the callback.
+        """
+        from keras_trainopt import callbacks
+
+        rate = self.learning_rate
+        if self.schedule == "step":
+            return callbacks.StepDecay(rate, factor=self["step_factor"],
+                                       every=self["step_every"], **kwargs)
+        if self.schedule == "exponential":
+            return callbacks.ExponentialDecay(
+                rate, decay=self["exponential_decay"], **kwargs
+            )
+        if self.schedule == "inverse_time":
+            return callbacks.InverseTimeDecay(
+                rate, decay=self["inverse_time_decay"], **kwargs
+            )
+        return None
+
+    def callbacks(self, **kwargs):
+        """`[decay_callback()]`, or `[]` for a constant rate, for `fit`."""
+        callback = self.decay_callback(**kwargs)
+        return [] if callback is None else [callback]
+
+    def regularizer(self):
+        """`keras.regularizers.L2(l2)` for `kernel_regularizer=`, or `None`."""
+        import keras
+
+        return keras.regularizers.L2(self.l2) if self.l2 else None
+
+    def to_dict(self):
+        """A plain dict copy (for JSON)."""
+        return dict(self._values)

@@ -1,0 +1,355 @@
+"""The space `search_hyperparameters` samples: the practice's three knobs.
+
+The knobs are the initial learning rate, the decay schedule with its
+parameters, and the regularization strength (L2 and dropout). Every method
+here is pure (no training), so the coarse-to-fine logic can be tested and
+reasoned about on its own:
+
+- `declare(hp)` registers the knobs with a keras-tuner `HyperParameters`
+  (schedule parameters as conditional hyperparameters of `schedule`) and
+  returns the full configuration;
+- `narrow(values, zoom)` is the space of the fine stage: every range shrunk
+  to `zoom` of its width (in log space for log-scaled knobs) around the best
+  coarse value, the schedule fixed to the best one;
+- `edge_warnings(values)` says which best values sit at the edge of their
+  range, where the true optimum may lie outside it.
+"""
+
+import math
+import numbers
+
+from keras_trainopt._internal import validation
+
+# Every knob: (scale, schedule it belongs to or None). "log" ranges are
+# sampled log-uniformly, "linear" uniformly, "int" uniformly over integers.
+KNOBS = {
+    "learning_rate": ("log", None),
+    "step_factor": ("linear", "step"),
+    "step_every": ("int", "step"),
+    "exponential_decay": ("log", "exponential"),
+    "inverse_time_decay": ("log", "inverse_time"),
+    "l2": ("log", None),
+    "dropout": ("linear", None),
+}
+SCHEDULES = ("step", "exponential", "inverse_time", "constant")
+DECAY_SCHEDULES = SCHEDULES[:3]
+
+# Open/closed bounds every value of a knob must respect, whatever the range.
+_BOUNDS = {
+    "learning_rate": dict(low=0.0, low_open=True),
+    "step_factor": dict(low=0.0, high=1.0, low_open=True, high_open=True),
+    "exponential_decay": dict(low=0.0, low_open=True),
+    "inverse_time_decay": dict(low=0.0, low_open=True),
+    "l2": dict(low=0.0),
+    "dropout": dict(low=0.0, high=1.0, high_open=True),
+}
+# Lower ends no value can go beyond: a best value there is no cause to widen.
+_HARD_LOWER = {"step_every": 1, "dropout": 0.0}
+
+
+def default_knobs(epochs):
+    """The default ranges, the decay ones scaled to a run of `epochs` epochs.
+
+    Over the run, exponential decay ends between 0.9x and 0.007x of the
+    initial rate (`exp(-0.1)` to `exp(-5)`), 1/t decay between 0.9x and
+    0.05x, and step decay drops every 1 to `epochs // 2` epochs.
+    """
+    epochs = validation.check_int("epochs", epochs, low=1)
+    return {
+        "learning_rate": (1e-4, 1.0),
+        "schedule": DECAY_SCHEDULES,
+        "step_factor": (0.1, 0.9),
+        "step_every": (1, max(2, epochs // 2)),
+        "exponential_decay": (0.1 / epochs, 5.0 / epochs),
+        "inverse_time_decay": (0.1 / epochs, 20.0 / epochs),
+        "l2": (1e-6, 1e-2),
+        "dropout": (0.0, 0.5),
+    }
+
+
+class SearchSpace:
+    """The hyperparameters a search samples, with their ranges.
+
+    Give each knob a `(low, high)` range to search it, a single value to fix
+    it, or `None` to leave it out (the model then gets `None` for it, e.g. no
+    dropout). `schedule` takes the names of the decay schedules to try:
+    "step", "exponential", "inverse_time" (1/t) and "constant"; each
+    schedule's parameters are only sampled for trials that use it. Knobs
+    not named keep their defaults (`default_knobs(epochs)`).
+
+    >>> from keras_trainopt.tuning import SearchSpace
+    >>> space = SearchSpace(epochs=20, learning_rate=(1e-3, 1e-1),
+    ...                     schedule="step", dropout=None)
+    >>> space.ranges["learning_rate"]
+    (0.001, 0.1)
+    >>> space.ranges["step_every"], space.fixed["schedule"], space.off
+    ((1, 10), 'step', ('dropout',))
+
+    Args:
+        epochs: the training epochs of one trial; sets the default ranges of
+            the decay parameters.
+        **knobs: `learning_rate`, `schedule`, `step_factor`, `step_every`,
+            `exponential_decay`, `inverse_time_decay`, `l2`, `dropout`.
+
+    Reference: J. Bergstra and Y. Bengio, "Random Search for Hyper-Parameter
+    Optimization", JMLR 2012 (random beats grid search, search log scales).
+    """
+
+    def __init__(self, epochs=10, **knobs):
+        specs = default_knobs(epochs)
+        for name in knobs:
+            if name not in specs:
+                raise ValueError(
+                    f"Unknown search-space knob `{name}`. Expected one of: "
+                    f"{', '.join(specs)}. Received: {name}={knobs[name]!r}"
+                )
+        specs.update(knobs)
+        self.epochs = epochs
+        self.ranges = {}
+        self.fixed = {}
+        off = []
+        self.schedules = _check_schedules(specs.pop("schedule"))
+        if len(self.schedules) == 1:
+            self.fixed["schedule"] = self.schedules[0]
+        for name, spec in specs.items():
+            if spec is None:
+                if name == "learning_rate":
+                    raise ValueError(
+                        "`learning_rate` cannot be left out of the search: "
+                        "give a range or a value. Received: learning_rate=None"
+                    )
+                off.append(name)
+            elif isinstance(spec, (tuple, list)):
+                self.ranges[name] = _check_range(name, spec)
+            else:
+                self.fixed[name] = _check_value(name, spec)
+        self.off = tuple(off)
+
+    @property
+    def is_empty(self):
+        """True when nothing varies: every knob fixed or off, one schedule."""
+        return not self._searched_ranges() and len(self.schedules) == 1
+
+    def _searched_ranges(self):
+        """The ranges that can matter, given the schedules tried."""
+        return {
+            name: bounds
+            for name, bounds in self.ranges.items()
+            if _active(name, self.schedules)
+        }
+
+    def declare(self, hp):
+        """Registers the knobs with keras-tuner's `hp`; returns the configuration.
+
+        The returned dict has every knob: the sampled or fixed value, or
+        `None` for a knob that is off or belongs to another schedule.
+        """
+        if len(self.schedules) > 1:
+            schedule = hp.Choice("schedule", list(self.schedules))
+        else:
+            schedule = self.schedules[0]
+        sampled = {}
+        for name, bounds in self.ranges.items():
+            owner = KNOBS[name][1]
+            if owner is None:
+                sampled[name] = _declare_range(hp, name, bounds)
+            elif owner in self.schedules:
+                if len(self.schedules) == 1:
+                    sampled[name] = _declare_range(hp, name, bounds)
+                else:
+                    with hp.conditional_scope("schedule", [owner]):
+                        sampled[name] = _declare_range(hp, name, bounds)
+        sampled["schedule"] = schedule
+        return self.values(sampled)
+
+    def values(self, sampled):
+        """The full configuration from keras-tuner's sampled `values`.
+
+        Fixed knobs are filled in, knobs that are off or belong to a schedule
+        other than the chosen one are `None`.
+        """
+        schedule = sampled.get("schedule", self.schedules[0])
+        result = {"schedule": schedule}
+        for name, (_, owner) in KNOBS.items():
+            if owner is not None and owner != schedule:
+                result[name] = None
+            elif name in self.fixed:
+                result[name] = self.fixed[name]
+            else:
+                result[name] = sampled.get(name)
+        return result
+
+    def narrow(self, values, zoom=0.25):
+        """The fine-stage space around the best coarse configuration `values`.
+
+        Each range shrinks to `zoom` of its width (of its log width for
+        log-scaled knobs), centred on the best value and shifted to stay
+        inside the original range; the schedule is fixed to the best one.
+        Knobs the best configuration did not use keep their ranges.
+        """
+        zoom = validation.check_real("zoom", zoom, low=0.0, high=1.0,
+                                     low_open=True)
+        knobs = {"schedule": values["schedule"]}
+        for name in self.off:
+            knobs[name] = None
+        knobs.update(self.fixed)
+        knobs["schedule"] = values["schedule"]
+        for name, (low, high) in self.ranges.items():
+            value = values.get(name)
+            knobs[name] = (
+                (low, high) if value is None
+                else zoom_range(low, high, value, zoom, KNOBS[name][0])
+            )
+        return SearchSpace(self.epochs, **knobs)
+
+    def edge_warnings(self, values, fraction=0.1):
+        """Sentences naming the best values that sit at the edge of a range.
+
+        A value is at the edge when it lies in the outer `fraction` of its
+        range (of its log range for log-scaled knobs): the optimum may lie
+        beyond, so the range should be widened and the search run again.
+        Ends that cannot be passed (dropout 0, a step every epoch) are no
+        edge.
+        """
+        fraction = validation.check_real("edge_fraction", fraction, low=0.0,
+                                         high=0.5, low_open=True)
+        warnings = []
+        for name, (low, high) in self._searched_ranges().items():
+            value = values.get(name)
+            if value is None:
+                continue
+            position = relative_position(low, high, value, KNOBS[name][0])
+            if position <= fraction:
+                if _HARD_LOWER.get(name) == low:
+                    continue
+                side = "lower"
+            elif position >= 1.0 - fraction:
+                side = "upper"
+            else:
+                continue
+            warnings.append(
+                f"best {name}={value:.3g} is at the {side} edge of its range "
+                f"[{low:g}, {high:g}]: the optimum may lie beyond it; widen "
+                "the range and search again"
+            )
+        return warnings
+
+    def hparams_domains(self):
+        """`{knob: tensorboard Domain}` for TensorBoard's HParams dashboard."""
+        from tensorboard.plugins.hparams import summary_v2 as hparams
+
+        domains = {}
+        if len(self.schedules) > 1:
+            domains["schedule"] = hparams.Discrete(list(self.schedules))
+        for name, (low, high) in self._searched_ranges().items():
+            if KNOBS[name][0] == "int":
+                domains[name] = hparams.IntInterval(int(low), int(high))
+            else:
+                domains[name] = hparams.RealInterval(float(low), float(high))
+        for name, value in self.fixed.items():
+            domains[name] = hparams.Discrete([value])
+        return domains
+
+    def __repr__(self):
+        parts = [f"schedule={self.schedules!r}"]
+        parts += [f"{name}={bounds!r}" for name, bounds in self.ranges.items()]
+        parts += [f"{name}={value!r}" for name, value in self.fixed.items()
+                  if name != "schedule"]
+        parts += [f"{name}=None" for name in self.off]
+        return f"SearchSpace({', '.join(parts)})"
+
+
+def relative_position(low, high, value, scale):
+    """Where `value` sits in `[low, high]`, 0 to 1 (log space for "log")."""
+    if scale == "log":
+        low, high, value = math.log(low), math.log(high), math.log(value)
+    return (value - low) / (high - low)
+
+
+def zoom_range(low, high, value, zoom, scale):
+    """A sub-range of `[low, high]`, `zoom` of its width, centred on `value`.
+
+    The window is shifted, not cut, where it would leave `[low, high]`, so it
+    always keeps `zoom` of the width. Integer ranges keep at least 2 values.
+
+    >>> from keras_trainopt.tuning.search_space import zoom_range
+    >>> zoom_range(1e-4, 1.0, 1e-2, 0.5, "log")  # 4 decades -> 2 around 1e-2
+    (0.001, 0.1)
+    >>> zoom_range(0.0, 0.5, 0.45, 0.2, "linear")  # shifted to stay inside
+    (0.4, 0.5)
+    """
+    if scale == "int":
+        width = max(1, round(zoom * (high - low)))
+        start = min(max(round(value - width / 2), low), high - width)
+        return (int(start), int(start + width))
+    if scale == "log":
+        lo, hi, centre = math.log(low), math.log(high), math.log(value)
+    else:
+        lo, hi, centre = low, high, value
+    width = zoom * (hi - lo)
+    start = min(max(centre - width / 2, lo), hi - width)
+    end = start + width
+    if scale == "log":
+        return (_tidy(math.exp(start)), _tidy(math.exp(end)))
+    return (_tidy(start), _tidy(end))
+
+
+def _tidy(value):
+    """Rounds away float noise (12 significant digits)."""
+    return float(f"{value:.12g}")
+
+
+def _active(name, schedules):
+    owner = KNOBS[name][1]
+    return owner is None or owner in schedules
+
+
+def _declare_range(hp, name, bounds):
+    low, high = bounds
+    scale = KNOBS[name][0]
+    if scale == "int":
+        return hp.Int(name, int(low), int(high))
+    return hp.Float(name, float(low), float(high), sampling=scale)
+
+
+def _check_schedules(spec):
+    names = (spec,) if isinstance(spec, str) else spec
+    if not isinstance(names, (tuple, list)) or not names:
+        raise ValueError(
+            "`schedule` must be a schedule name or a non-empty list of them "
+            f"({', '.join(SCHEDULES)}). Received: schedule={spec!r}"
+        )
+    for name in names:
+        validation.check_choice("schedule", name, SCHEDULES)
+    if len(set(names)) != len(names):
+        raise ValueError(
+            f"`schedule` lists a schedule twice. Received: schedule={spec!r}"
+        )
+    return tuple(names)
+
+
+def _check_value(name, value):
+    if KNOBS[name][0] == "int":
+        return validation.check_int(name, value, low=1)
+    return validation.check_real(name, value, **_BOUNDS[name])
+
+
+def _check_range(name, spec):
+    if len(spec) != 2 or not all(
+        isinstance(v, numbers.Real) and not isinstance(v, bool) for v in spec
+    ):
+        raise TypeError(
+            f"`{name}` must be a (low, high) pair of numbers, a single value "
+            f"or None. Received: {name}={spec!r}"
+        )
+    low, high = (_check_value(name, v) for v in spec)
+    if not low < high:
+        raise ValueError(
+            f"`{name}` range must have low < high. Received: {name}={spec!r}"
+        )
+    if KNOBS[name][0] == "log" and low <= 0:
+        raise ValueError(
+            f"`{name}` is searched on a log scale, so its range must be "
+            f"positive. Received: {name}={spec!r}"
+        )
+    return (low, high)
