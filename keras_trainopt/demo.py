@@ -99,8 +99,7 @@ def run_demo(epochs=30, logdir="runs", seed=0, verbose=1):
     # the four monitors in one callback; at train end it turns what they saw
     # into advice (TensorBoard text `doctor/advice`, shown in the report)
     doctor = kt.TrainingDoctor(run_dir, x_probe=x_val[:256], every=1,
-                               verbose=0)
-    doctor.monitors["update_ratio"].every = 10  # read at train begin
+                               update_ratio_every=10, verbose=0)
     monitors = doctor.monitors
     # ~34 updates per epoch: a decay of 0.99 remembers about 3 epochs
     ema = kt.ExponentialMovingAverage(decay=0.99, every=1, apply_at_end=False)
@@ -156,11 +155,7 @@ def run_demo(epochs=30, logdir="runs", seed=0, verbose=1):
         },
         "advice": [str(advice) for advice in doctor.advice],
     }
-    # The doctor's monitors see a copy of the epoch logs (Keras's
-    # CallbackList), so the gap is read from OverfittingMonitor itself.
-    epochs_table = dict(history.history,
-                        generalization_gap=list(monitors["fit"].gaps))
-    _write_report(run_dir, summary, epochs_table)
+    _write_report(run_dir, summary, history.history)
     # last, so that it reads everything the run wrote
     summary["report_html"] = write_report(run_dir)
     if verbose:

@@ -50,6 +50,8 @@ class TrainingDoctor(keras.callbacks.Callback):
             above which the fit counts as overfitting (twice that is
             "strong").
         every: `LossMonitor` reads the loss every `every` updates.
+        update_ratio_every: `UpdateRatioLogger` measures the update ratios
+            every `update_ratio_every` updates.
         verbose: 1 prints the advice at train end.
 
     Attributes:
@@ -62,7 +64,8 @@ class TrainingDoctor(keras.callbacks.Callback):
     """
 
     def __init__(self, log_dir=None, x_probe=None, *, metric="accuracy",
-                 overfitting_gap=0.1, every=10, verbose=1):
+                 overfitting_gap=0.1, every=10, update_ratio_every=100,
+                 verbose=1):
         super().__init__()
         self.log_dir = log_dir
         self.verbose = validation.check_int("verbose", verbose, low=0)
@@ -71,51 +74,60 @@ class TrainingDoctor(keras.callbacks.Callback):
             "fit": OverfittingMonitor(metric, log_dir=log_dir,
                                       overfitting_gap=overfitting_gap,
                                       verbose=0),
-            "update_ratio": UpdateRatioLogger(log_dir, verbose=0),
+            "update_ratio": UpdateRatioLogger(log_dir, update_ratio_every,
+                                              verbose=0),
         }
         if x_probe is not None:
             self.monitors["activations"] = ActivationMonitor(
                 x_probe, log_dir, verbose=0
             )
-        self._all = keras.callbacks.CallbackList(list(self.monitors.values()))
         self.advice = []
         self._epochs_done = 0
 
     # -- forwarding ----------------------------------------------------------
+    #
+    # Straight to each monitor, not through a `keras.callbacks.CallbackList`:
+    # that would hand them a copy of `logs`, and what OverfittingMonitor adds
+    # to the epoch logs (`generalization_gap`) would never reach `History`
+    # or Keras's TensorBoard callback.
+
+    def _forward(self, method, *args):
+        for monitor in self.monitors.values():
+            getattr(monitor, method)(*args)
 
     def set_model(self, model):
         super().set_model(model)
-        self._all.set_model(model)
+        self._forward("set_model", model)
 
     def set_params(self, params):
         super().set_params(params)
-        self._all.set_params(params)
+        self._forward("set_params", params)
 
     def on_train_begin(self, logs=None):
         self.advice = []
-        self._all.on_train_begin(logs)
+        self._forward("on_train_begin", logs)
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._all.on_epoch_begin(epoch, logs)
+        self._forward("on_epoch_begin", epoch, logs)
 
     def on_train_batch_begin(self, batch, logs=None):
-        self._all.on_train_batch_begin(batch, logs)
+        self._forward("on_train_batch_begin", batch, logs)
 
     def on_train_batch_end(self, batch, logs=None):
-        self._all.on_train_batch_end(batch, logs)
+        self._forward("on_train_batch_end", batch, logs)
 
     def on_test_begin(self, logs=None):
-        self._all.on_test_begin(logs)
+        self._forward("on_test_begin", logs)
 
     def on_test_end(self, logs=None):
-        self._all.on_test_end(logs)
+        self._forward("on_test_end", logs)
 
     def on_epoch_end(self, epoch, logs=None):
-        self._all.on_epoch_end(epoch, logs)
+        self._forward("on_epoch_end", epoch, logs)
         self._epochs_done = epoch + 1
 
     def on_train_end(self, logs=None):
-        self._all.on_train_end(logs)
+        self._forward("on_train_end", logs)
         self.advice = self.diagnose()
         writer = tensorboard.open_run(self.log_dir, "monitors")
         if writer is not None:

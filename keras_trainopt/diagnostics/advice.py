@@ -136,7 +136,12 @@ def _ratios(ratios, band):
     for layer, ratio in (ratios or {}).items():
         if ratio is None:
             continue
-        if ratio < low:
+        if not math.isfinite(ratio):
+            found.append(Advice(
+                "update_ratio", "problem",
+                f"layer {layer}: update ratio is not finite: its weights "
+                "overflowed; lower the learning rate"))
+        elif ratio < low:
             found.append(Advice(
                 "update_ratio", "warning",
                 f"layer {layer}: update ratio {ratio:.1e} (healthy ~1e-3) is "

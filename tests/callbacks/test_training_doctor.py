@@ -100,8 +100,22 @@ def test_a_healthy_run_has_no_rate_or_fit_problem():
     assert "learning_rate" not in topics and "fit" not in topics
 
 
+def test_the_gap_reaches_history_and_ratios_follow_their_own_period():
+    model, x, y = classifier()
+    doctor = TrainingDoctor(update_ratio_every=2, verbose=0)
+    history = model.fit(x, y, validation_split=0.25, epochs=3, batch_size=32,
+                        verbose=0, callbacks=[doctor])
+    gaps = [train - val for train, val in zip(history.history["accuracy"],
+                                              history.history["val_accuracy"])]
+    np.testing.assert_allclose(history.history["generalization_gap"], gaps,
+                               atol=1e-6)
+    assert doctor.monitors["update_ratio"].every == 2
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="Received: every=0"):
         TrainingDoctor(every=0)
     with pytest.raises(ValueError, match="Received: verbose=-1"):
         TrainingDoctor(verbose=-1)
+    with pytest.raises(ValueError, match="Received: every=0"):
+        TrainingDoctor(update_ratio_every=0)

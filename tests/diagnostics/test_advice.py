@@ -50,6 +50,13 @@ def test_update_ratios_outside_the_band_are_named():
     ]
 
 
+def test_a_non_finite_update_ratio_is_a_problem_not_a_low_ratio():
+    found = advise(update_ratios={"dense": float("nan"), "dense_1": 1e-3})
+    assert [(a.severity, a.message) for a in found] == [
+        ("problem", "layer dense: update ratio is not finite: its weights "
+                    "overflowed; lower the learning rate")]
+
+
 @pytest.mark.parametrize(
     "stats, text",
     [
