@@ -3,6 +3,7 @@
 import dataclasses
 import math
 import random
+import warnings
 
 import keras
 import numpy as np
@@ -39,6 +40,8 @@ class LearningRateFinderResult:
         suggestions: the rate every rule picks, by name.
         rule: the name of the rule behind `suggestion`.
         stopped_early: `True` if the sweep stopped because the loss diverged.
+        warnings: sentences on why the suggestion may not be trusted (the
+            loss hardly fell during the sweep).
 
     Reference: L. N. Smith, "Cyclical Learning Rates for Training Neural
     Networks", 2015.
@@ -51,6 +54,7 @@ class LearningRateFinderResult:
     suggestions: dict
     rule: str
     stopped_early: bool
+    warnings: list = dataclasses.field(default_factory=list)
 
     def plot(self, ax=None):
         """Draws the smoothed loss against the rate (log scale) with matplotlib.
@@ -105,7 +109,9 @@ def find_learning_rate(
         lr_i = lr_min * (lr_max / lr_min) ** (i / (steps - 1)),
 
     watch the loss fall, flatten and blow up, and pick a rate from the
-    falling part. The loss is smoothed with a bias-corrected moving average
+    falling part (a `UserWarning` says when the smoothed loss never fell by
+    10%: on a plateau the rules pick noise). The loss is smoothed with a
+    bias-corrected moving average
     (`smoothing`), and the sweep stops once the smoothed loss exceeds
     `divergence_threshold` times its minimum, or is not finite. The rules in
     `keras_trainopt.tuning.suggestions` then pick a rate; `rule` chooses which
@@ -196,6 +202,9 @@ def find_learning_rate(
     finally:
         _restore(model, saved)
     picked = {name: fn(tried, smoothed) for name, fn in suggestions.RULES.items()}
+    doubts = _doubts(smoothed)
+    for sentence in doubts:
+        warnings.warn(sentence, UserWarning, stacklevel=2)
     result = LearningRateFinderResult(
         learning_rates=tried,
         losses=losses,
@@ -204,6 +213,7 @@ def find_learning_rate(
         suggestions=picked,
         rule=rule,
         stopped_early=stopped,
+        warnings=doubts,
     )
     if verbose:
         print(
@@ -214,6 +224,27 @@ def find_learning_rate(
             flush=True,
         )
     return result
+
+
+# A curve whose smoothed loss never falls below this share of its start has
+# no falling part: on a plateau the rules pick noise.
+_MIN_FALL = 0.1
+
+
+def _doubts(smoothed):
+    finite = [v for v in smoothed if math.isfinite(v)]
+    if not finite or finite[0] <= 0:
+        return []
+    fall = 1.0 - min(finite) / finite[0]
+    if fall >= _MIN_FALL:
+        return []
+    return [
+        f"find_learning_rate: the smoothed loss fell by only {fall:.1%} "
+        f"during the sweep (from {finite[0]:.4g} to at best "
+        f"{min(finite):.4g}), so the curve has no clear falling part and the "
+        "suggestion is unreliable. Run more `steps`, or start the sweep "
+        "lower (`lr_min`) or end it higher (`lr_max`)."
+    ]
 
 
 def _sweep(model, x, y, n, batch_size, rates, smoothing, threshold, seed):

@@ -31,10 +31,24 @@ def test_suggestion_sits_below_the_divergence_bound_of_least_squares(rule):
     result = find_learning_rate(linear_model(), x, y, batch_size=512,
                                 lr_min=1e-5, lr_max=10.0, steps=100, rule=rule)
     assert result.rule == rule
+    assert result.warnings == []
     assert bound / 100 < result.suggestion < bound
     assert result.stopped_early  # the sweep went past the bound and stopped
 
 
+def test_a_flat_curve_warns_that_the_suggestion_is_unreliable():
+    # zero inputs, no bias: the gradient is 0 and the loss never moves
+    x = np.zeros((64, 10), "float32")
+    y = np.random.default_rng(0).normal(size=(64, 1)).astype("float32")
+    with pytest.warns(UserWarning, match=r"fell by only 0\.0% during"):
+        result = find_learning_rate(linear_model(), x, y, batch_size=64,
+                                    steps=20)
+    assert len(result.warnings) == 1
+    assert not result.stopped_early
+
+
+# short sweeps at small rates: the curve is flat on purpose
+@pytest.mark.filterwarnings("ignore:find_learning_rate:UserWarning")
 def test_rates_rise_exponentially_and_the_loss_is_smoothed():
     x, y, _ = least_squares()
     result = find_learning_rate(linear_model(), x, y, lr_min=1e-6,
@@ -172,6 +186,8 @@ def test_the_model_must_be_compiled_with_a_settable_rate():
         find_learning_rate("model", x, y)
 
 
+# short sweeps at small rates: the curve is flat on purpose
+@pytest.mark.filterwarnings("ignore:find_learning_rate:UserWarning")
 def test_layer_seed_generators_are_restored():
     x, y, _ = least_squares()
     keras.utils.set_random_seed(3)
