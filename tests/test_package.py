@@ -19,13 +19,27 @@ def test_all_names_exported_and_documented():
         assert "Reference" in doc, f"{name}: no reference"
 
 
-def test_diagnostics_functions_have_examples():
-    from keras_trainopt import diagnostics
+SUBPACKAGES = ("averaging", "callbacks", "diagnostics", "ensembles",
+               "optimizers", "reporting", "schedules", "tuning")
 
-    for name in diagnostics.__all__:
-        obj = getattr(diagnostics, name)
-        if inspect.isfunction(obj):
-            assert ">>>" in (inspect.getdoc(obj) or ""), name
+
+@pytest.mark.parametrize("package", SUBPACKAGES)
+def test_every_subpackage_name_is_documented(package):
+    import importlib
+
+    module = importlib.import_module(f"keras_trainopt.{package}")
+    assert sorted(module.__all__) == list(module.__all__), package
+    for name in module.__all__:
+        obj = getattr(module, name)
+        if inspect.ismodule(obj):
+            assert (inspect.getdoc(obj) or "").strip(), f"{package}.{name}"
+            continue
+        doc = inspect.getdoc(obj) or ""
+        where = f"{package}.{name}"
+        assert doc.splitlines()[0].endswith("."), f"{where}: no summary"
+        assert ">>>" in doc, f"{where}: no runnable example"
+        assert "Args:" in doc, f"{where}: no Args section"
+        assert "Reference" in doc, f"{where}: no reference"
 
 
 def test_cli_rejects_bad_flags(capsys):

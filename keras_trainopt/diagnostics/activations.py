@@ -60,6 +60,20 @@ def activation_stats(values, kind, tolerance=0.05, bins=30,
     0.5
     >>> activation_stats(np.maximum(outputs, 0), "relu")["dead_fraction"]
     0.0
+
+    A tanh unit is saturated when `|a| > 1 - tolerance`, a sigmoid unit when
+    `a < tolerance` or `a > 1 - tolerance`; a ReLU output counts as dead
+    when it is exactly 0.
+
+    Args:
+        values: a layer's outputs on a probe batch (any shape).
+        kind: "tanh", "sigmoid", "relu" or anything else (no fractions).
+        tolerance: distance from the asymptote that counts as saturated.
+        bins: histogram buckets.
+        histogram_sample: most values drawn into the histogram.
+
+    Reference: cs231n, "Neural Networks Part 2" (saturated sigmoid/tanh
+    units kill gradients; dead ReLUs) and "Part 3" (activation histograms).
     """
     values = np.asarray(values)
     flat = values.ravel()

@@ -10,8 +10,21 @@ SEVERITIES = ("problem", "warning", "ok")
 class Advice:
     """One finding and what to do about it.
 
-    `topic` is one of "learning_rate", "fit", "update_ratio", "activations",
-    "overall"; `severity` one of `SEVERITIES`.
+    `advise()` returns a list of them, worst first; `str(advice)` is the
+    message.
+
+    >>> from keras_trainopt.diagnostics import Advice
+    >>> print(Advice("fit", "warning", "overfitting: add L2 or dropout"))
+    overfitting: add L2 or dropout
+
+    Args:
+        topic: "learning_rate", "fit", "update_ratio", "activations" or
+            "overall".
+        severity: one of `SEVERITIES` ("problem", "warning", "ok").
+        message: what was seen and what to do, in one sentence.
+
+    Reference: cs231n, "Neural Networks Part 3: Learning and Evaluation",
+    babysitting the learning process.
     """
 
     topic: str

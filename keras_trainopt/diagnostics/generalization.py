@@ -41,6 +41,20 @@ def diagnose_fit(
     ...              underfitting_gap=0.05, underfitting_value=0.8).verdict
     'underfitting'
 
+    The gap is `train - validation` for a metric where higher is better,
+    `validation - train` where lower is better (a loss).
+
+    Args:
+        train, validation: the metric on the training and validation data.
+        lower_better: `True` for losses and errors.
+        overfitting_gap: the gap above which the fit counts as overfitting.
+        underfitting_gap: the gap within which validation tracks training.
+        underfitting_value: training values worse than this, with a small
+            gap, count as underfitting (`None`: never).
+
+    Returns:
+        A `Diagnosis(verdict, reason)`.
+
     Reference: cs231n, "Neural Networks Part 3", train/validation accuracy.
     """
     gap = generalization_gap(train, validation, lower_better)

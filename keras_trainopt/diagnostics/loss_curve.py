@@ -14,7 +14,19 @@ import numpy as np
 
 
 class Diagnosis(NamedTuple):
-    """A verdict and the reason for it, in words a user can act on."""
+    """A verdict and the reason for it, in words a user can act on.
+
+    >>> from keras_trainopt.diagnostics import Diagnosis
+    >>> Diagnosis("good", "the loss fell and flattened").verdict
+    'good'
+
+    Args:
+        verdict: a short code, e.g. "good", "learning_rate_too_high".
+        reason: the evidence, in a sentence.
+
+    Reference: cs231n, "Neural Networks Part 3: Learning and Evaluation",
+    loss function.
+    """
 
     verdict: str
     reason: str
@@ -32,6 +44,14 @@ class RunningSmooth:
     >>> running = RunningSmooth()
     >>> running.update(3.0), round(running.update(1.0), 4)
     (3.0, 1.9899)
+
+    Args:
+        beta: the smoothing factor in [0, 1).
+        average, count: a state to resume from (the raw average and the
+            number of losses seen).
+
+    Reference: L. N. Smith, "Cyclical Learning Rates for Training Neural
+    Networks", 2015; fastai's `LRFinder`.
     """
 
     def __init__(self, beta=0.98, average=0.0, count=0):
@@ -57,6 +77,12 @@ def smooth(losses, beta=0.98):
     >>> from keras_trainopt.diagnostics import smooth
     >>> smooth([3.0, 1.0]).round(4).tolist()  # bias-corrected from the start
     [3.0, 1.9899]
+
+    Args:
+        losses: the loss series.
+        beta: the smoothing factor in [0, 1).
+
+    Reference: see `RunningSmooth`.
     """
     running = RunningSmooth(beta)
     return np.array([running.update(float(loss)) for loss in losses])
@@ -112,6 +138,9 @@ def diagnose_loss_curve(
     'good'
     >>> diagnose_loss_curve(2.0 - 0.004 * t).verdict  # slow and linear
     'learning_rate_too_low'
+
+    Reference: cs231n, "Neural Networks Part 3: Learning and Evaluation",
+    loss function (the shapes of low, high and good learning rates).
     """
     losses = np.asarray(losses, dtype="float64")
     losses = losses[np.isfinite(losses)]

@@ -14,6 +14,13 @@ def update_ratio(before, after):
     >>> from keras_trainopt.diagnostics import update_ratio
     >>> round(update_ratio([3.0, 4.0], [3.003, 4.004]), 9)  # 0.005 / 5
     0.001
+
+    Args:
+        before: the weight array before the update (any array-like).
+        after: the same array after the update.
+
+    Reference: cs231n, "Neural Networks Part 3: Learning and Evaluation",
+    ratio of weights:updates.
     """
     before = np.asarray(before, dtype="float64")
     after = np.asarray(after, dtype="float64")

@@ -25,6 +25,12 @@ def custom_scalars_layout():
     >>> from keras_trainopt.reporting import custom_scalars_layout
     >>> [chart.title for chart in custom_scalars_layout().category[0].chart][:2]
     ['accuracy: train and validation', 'generalization gap (train - validation)']
+
+    Args:
+        (none): the charts are `CHARTS`, tag regular expressions matched in
+            every run.
+
+    Reference: TensorBoard's custom-scalars plugin (`layout_pb2`).
     """
     return layout_pb2.Layout(
         category=[

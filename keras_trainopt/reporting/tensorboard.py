@@ -150,6 +150,12 @@ def open_run(log_dir, run):
     >>> close_run(writer); close_run(writer)
     >>> open_run(None, "monitors") is None
     True
+
+    Args:
+        log_dir: the TensorBoard folder, or `None` for no output.
+        run: the run's sub-folder, e.g. "monitors".
+
+    Reference: TensorBoard's `EventFileWriter` and plugin summary builders.
     """
     if log_dir is None or not distribute.is_chief():
         return None
@@ -165,7 +171,19 @@ def open_run(log_dir, run):
 
 
 def close_run(writer):
-    """Flushes `writer`; closes it when its last user gives it back."""
+    """Flushes `writer`; closes it when its last user gives it back.
+
+    >>> import tempfile
+    >>> from keras_trainopt.reporting import close_run, open_run
+    >>> writer = open_run(tempfile.mkdtemp(), "monitors")
+    >>> close_run(writer)
+    >>> close_run(None)  # a no-op, like open_run's None
+
+    Args:
+        writer: a `RunWriter` from `open_run`, or `None`.
+
+    Reference: see `open_run`.
+    """
     if writer is None:
         return
     with _LOCK:

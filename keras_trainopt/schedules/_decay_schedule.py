@@ -40,6 +40,10 @@ class DecaySchedule(keras.optimizers.schedules.LearningRateSchedule):
     >>> schedule = Cosine(0.1, warmup=4)
     >>> [round(schedule.value(t), 4) for t in (0, 4, 54, 104)]
     [0.02, 0.1, 0.05, 0.0]
+
+    Reference: cs231n, "Neural Networks Part 3: Learning and Evaluation",
+    annealing the learning rate; Goyal et al., "Accurate, Large Minibatch
+    SGD", 2017 (linear warm-up).
     """
 
     def __init__(
@@ -142,6 +146,9 @@ class ContinuousDecaySchedule(DecaySchedule):
     >>> held = ExponentialDecaySchedule(0.1, 0.5, staircase=True, every=2)
     >>> [round(held.value(t), 4) for t in range(4)]  # exp(-0.5 * 2) at t=2
     [0.1, 0.1, 0.0368, 0.0368]
+
+    Reference: cs231n, "Neural Networks Part 3", annealing the learning rate
+    (exponential and 1/t decay); `keras.optimizers.schedules`' staircase.
     """
 
     # The multiplier as a function of (t, decay, xp), set by subclasses.
