@@ -65,7 +65,9 @@ def advise(
     a slow, linear fall that it is too low; a growing train/validation gap
     calls for regularization or an earlier stop; update ratios far from
     ~1e-3 single out layers whose rate is off; saturated tanh/sigmoid units
-    and dead ReLUs point at the initial weights or the rate.
+    and dead ReLUs point at the initial weights or the rate. A flat loss
+    next to high update ratios or dead ReLUs is not read as a rate too low:
+    a rate too high at the start kills ReLUs and stalls the loss.
 
     >>> from keras_trainopt.diagnostics import advise
     >>> for a in advise(loss={"diagnosis": "learning_rate_too_high",
@@ -87,7 +89,9 @@ def advise(
     Reference: cs231n, "Neural Networks Part 3: Learning and Evaluation".
     """
     found = []
-    found += _learning_rate(loss)
+    found += _learning_rate(
+        loss, _signs_of_a_high_rate(update_ratios, ratio_band, activations,
+                                    dead_threshold))
     found += _fit(fit, strong_gap)
     found += _ratios(update_ratios, ratio_band)
     found += _activations(activations, saturation_threshold, dead_threshold)
@@ -99,7 +103,18 @@ def advise(
     return sorted(found, key=lambda a: order[a.severity])
 
 
-def _learning_rate(loss):
+def _signs_of_a_high_rate(ratios, band, activations, dead_threshold):
+    """What contradicts a "too low" verdict: high update ratios, dead ReLUs."""
+    signs = [f"layer {layer}'s update ratio is {ratio:.1e}"
+             for layer, ratio in (ratios or {}).items()
+             if ratio is not None and math.isfinite(ratio) and ratio > band[1]]
+    signs += [f"layer {layer} has {stats['dead_fraction']:.0%} dead units"
+              for layer, stats in (activations or {}).items()
+              if (stats.get("dead_fraction") or 0.0) >= dead_threshold]
+    return signs
+
+
+def _learning_rate(loss, signs_of_a_high_rate=()):
     if not loss:
         return []
     diagnosis, reason = loss.get("diagnosis"), loss.get("reason", "")
@@ -111,6 +126,16 @@ def _learning_rate(loss):
         hint = f"; try about {rate / 10:.2g}" if rate else "; lower it"
         return [Advice("learning_rate", "problem",
                        f"learning rate too high: {what}{hint}")]
+    if diagnosis == "learning_rate_too_low" and signs_of_a_high_rate:
+        # A flat loss with dead units or big updates is a rate too high that
+        # stalled the network (dying ReLUs), not one too low: never say
+        # "raise it" next to "too high".
+        hint = f", so try about {rate / 10:.2g}" if rate else ", so lower it"
+        return [Advice(
+            "learning_rate", "warning",
+            f"the loss hardly fell, yet {' and '.join(signs_of_a_high_rate)}: "
+            "do not raise the learning rate; a rate too high early on kills "
+            f"ReLUs and stalls the loss{hint}")]
     if diagnosis == "learning_rate_too_low":
         hint = f"; try about {rate * 3:.2g}" if rate else "; raise it"
         return [Advice("learning_rate", "warning",

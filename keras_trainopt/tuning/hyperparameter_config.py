@@ -45,6 +45,10 @@ class HyperparameterConfig(collections.abc.Mapping):
     def __len__(self):
         return len(self._values)
 
+    def get(self, key, default=None):
+        """The value of knob `key`, or `default` when it is not there."""
+        return self._values.get(key, default)
+
     def __repr__(self):
         shown = ", ".join(
             f"{key}={value!r}" for key, value in self._values.items()
@@ -120,6 +124,33 @@ class HyperparameterConfig(collections.abc.Mapping):
         import keras
 
         return keras.regularizers.L2(self.l2) if self.l2 else None
+
+    def stretched(self, factor):
+        """The same configuration with its decay spread over `factor`x the epochs.
+
+        The search scales decay to the trials' length; to train the winner
+        `factor` times longer at the same pace of annealing, stretch it: step
+        decay drops every `round(factor * every)` epochs, exponential and 1/t
+        decay constants are divided by `factor`, so the rate at epoch
+        `factor * t` equals the original one at epoch `t`.
+
+        >>> from keras_trainopt.tuning import HyperparameterConfig
+        >>> config = HyperparameterConfig({"learning_rate": 0.1,
+        ...     "schedule": "exponential", "exponential_decay": 0.3})
+        >>> config.stretched(3)["exponential_decay"]
+        0.1
+        """
+        from keras_trainopt._internal import validation
+
+        factor = validation.check_real("factor", factor, low=0.0,
+                                       low_open=True)
+        values = dict(self._values)
+        if values.get("step_every") is not None:
+            values["step_every"] = max(1, round(values["step_every"] * factor))
+        for key in ("exponential_decay", "inverse_time_decay"):
+            if values.get(key) is not None:
+                values[key] = float(f"{values[key] / factor:.12g}")
+        return HyperparameterConfig(values)
 
     def to_dict(self):
         """A plain dict copy (for JSON)."""

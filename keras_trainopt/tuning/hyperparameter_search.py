@@ -113,7 +113,12 @@ class SearchResult:
         """The best trial's model, with the weights of its best epoch."""
         trial = self.ranked()[0]
         tuner = self.tuners[trial["stage"]]
-        return tuner.load_model(tuner.oracle.get_trial(trial["trial"]))
+        with warnings.catch_warnings():
+            # keras-tuner checkpoints mid-fit and loads into a fresh model,
+            # whose optimizer is not built yet: only the weights matter here.
+            warnings.filterwarnings("ignore", "Skipping variable loading for "
+                                    "optimizer")
+            return tuner.load_model(tuner.oracle.get_trial(trial["trial"]))
 
 
 def search_hyperparameters(

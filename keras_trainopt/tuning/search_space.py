@@ -252,7 +252,8 @@ class SearchSpace:
 
     def __repr__(self):
         parts = [f"schedule={self.schedules!r}"]
-        parts += [f"{name}={bounds!r}" for name, bounds in self.ranges.items()]
+        parts += [f"{name}=({low:.4g}, {high:.4g})" for name, (low, high)
+                  in self._searched_ranges().items()]
         parts += [f"{name}={value!r}" for name, value in self.fixed.items()
                   if name != "schedule"]
         parts += [f"{name}=None" for name in self.off]

@@ -50,6 +50,24 @@ def test_update_ratios_outside_the_band_are_named():
     ]
 
 
+def test_a_flat_loss_with_dead_relus_or_big_updates_is_no_call_to_raise():
+    flat = {"diagnosis": "learning_rate_too_low", "learning_rate": 3.0,
+            "reason": "the loss barely moved: 2.30 to 2.30"}
+    found = advise(loss=flat, activations={"hidden": {
+        "saturated_fraction": None, "dead_fraction": 0.97}})
+    rate = [a.message for a in found if a.topic == "learning_rate"]
+    assert rate == ["the loss hardly fell, yet layer hidden has 97% dead "
+                    "units: do not raise the learning rate; a rate too high "
+                    "early on kills ReLUs and stalls the loss, so try about "
+                    "0.3"]
+    found = advise(loss=flat, update_ratios={"dense": 0.015})
+    assert not any("try about 9" in a.message for a in found)
+    assert "layer dense's update ratio is 1.5e-02" in found[0].message \
+        or "layer dense's update ratio is 1.5e-02" in found[1].message
+    # without such signs a flat loss still asks for a higher rate
+    assert "try about 9" in advise(loss=flat)[0].message
+
+
 def test_a_non_finite_update_ratio_is_a_problem_not_a_low_ratio():
     found = advise(update_ratios={"dense": float("nan"), "dense_1": 1e-3})
     assert [(a.severity, a.message) for a in found] == [

@@ -60,3 +60,28 @@ def test_reads_like_a_dict_and_describes_its_schedule():
     assert c["l2"] == 1e-4 and len(c) == 8 and dict(c) == c.to_dict()
     assert c.describe_schedule() == "step(factor=0.5, every=4)"
     assert "dropout" not in repr(c)  # None values are not shown
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"schedule": "exponential", "exponential_decay": 0.3},
+        {"schedule": "inverse_time", "inverse_time_decay": 0.7},
+        {"schedule": "step", "step_factor": 0.5, "step_every": 4},
+    ],
+)
+def test_stretched_anneals_at_the_same_pace_over_more_epochs(values):
+    original = config(**values)
+    longer = original.stretched(3)
+    assert longer.learning_rate == original.learning_rate
+    for epoch in range(10):
+        assert longer.decay_callback().learning_rate(3 * epoch) == (
+            pytest.approx(original.decay_callback().learning_rate(epoch)))
+    with pytest.raises(ValueError, match="Received: factor=0"):
+        original.stretched(0)
+
+
+def test_get_reads_a_knob_with_a_default():
+    assert config(l2=1e-3).get("l2") == 1e-3
+    assert config().get("momentum", 0.9) == 0.9
+    assert "knob" in HyperparameterConfig.get.__doc__
