@@ -123,11 +123,13 @@ def test_resume_with_backup_and_restore(case, unit, backup_first, tmp_path):
         callbacks = [backup, ours] if backup_first else [ours, backup]
         if interrupt_at is not None:
             callbacks.append(Interrupt(interrupt_at))
-        fit(model, callbacks, epochs)
+        # shuffle=False: on JAX and torch the batch order of a resumed epoch
+        # comes from a fresh RNG, so a shuffled rerun sees other batches
+        fit(model, callbacks, epochs, shuffle=False)
         return model
 
     reference = tiny_model(keras.optimizers.SGD(LR0))
-    fit(reference, [make(unit=unit)], epochs)
+    fit(reference, [make(unit=unit)], epochs, shuffle=False)
 
     with pytest.raises(RuntimeError, match="simulated preemption"):
         run(interrupt_at=4)
