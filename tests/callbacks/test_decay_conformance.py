@@ -16,6 +16,7 @@ from keras_trainopt import StepDecay
 from keras_trainopt import nesterov_sgd
 from tests.callbacks.helpers import Interrupt
 from tests.callbacks.helpers import RateRecorder
+from tests.callbacks.helpers import needs_steps_per_execution
 from tests.callbacks.helpers import tiny_data
 from tests.callbacks.helpers import tiny_model
 
@@ -69,6 +70,7 @@ def test_step_unit_follows_optimizer_iterations(case):
         assert rate == pytest.approx(closed(step), rel=1e-6)
 
 
+@needs_steps_per_execution
 @pytest.mark.parametrize("case", IDS)
 def test_step_unit_with_steps_per_execution(case):
     make, closed = CASES[case]
@@ -272,6 +274,7 @@ def test_verbose_messages(capsys):
     assert "\nEpoch 2: StepDecay setting learning rate to 0.1." in out
 
 
+@needs_steps_per_execution
 @pytest.mark.parametrize("case", IDS)
 def test_step_unit_is_exact_inside_each_execution(case):
     # With steps_per_execution=4 the batch hooks fire once per 4 updates, yet
