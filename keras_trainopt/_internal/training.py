@@ -43,8 +43,11 @@ class BatchLossReader:
                     f"loss cannot be monitored. Keys in the logs: {keys}"
                 )
             return float(ops.convert_to_numpy(logs["loss"]))
-        total = float(self._tracker.total)
-        count = float(self._tracker.count)
+        # Not float(variable): under a tf.distribute strategy the tracker's
+        # variables are sync-on-read, and only a conversion reads them (the
+        # sum over the replicas, and over the workers of a multi-worker run).
+        total = float(ops.convert_to_numpy(self._tracker.total))
+        count = float(ops.convert_to_numpy(self._tracker.count))
         if count <= self._count:  # nothing new since the previous read
             return None
         loss = (total - self._total) / (count - self._count)

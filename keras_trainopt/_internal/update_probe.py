@@ -15,6 +15,14 @@ callback reads. On JAX the update runs statelessly inside `jax.jit`, where a
 variable outside the optimizer's state cannot be written; there the measuring
 branch hands the ratios to the host with `jax.debug.callback` instead (it runs
 only for measured updates), and `read` drains what arrived.
+
+Under a `tf.distribute` strategy the two variables are made in the
+strategy's scope (mirrored, aggregated "only first replica": every replica
+measures the same update), and the update cannot run inside a branch: it
+synchronizes the replicas (the gradient all-reduce, through `merge_call`).
+So in a replica the weights are copied before *every* update, the update
+runs unconditionally, only the ratios are computed in the measuring branch,
+and the variables are assigned after it.
 """
 
 import keras
@@ -22,6 +30,7 @@ import numpy as np
 from keras import ops
 
 from keras_trainopt._internal import apply_hooks
+from keras_trainopt._internal import distribute
 from keras_trainopt._internal import optimizers
 
 
@@ -39,12 +48,17 @@ class UpdateProbe:
         self._jax = keras.backend.backend() == "jax"
         self._arrived = []  # (step, ratios) handed over by jax.debug.callback
         if not self._jax:
-            self._ratios = keras.Variable(
-                np.zeros(len(self.variables), "float32"), trainable=False,
-                name="update_ratios",
-            )
-            self._step = keras.Variable(0, dtype="int64", trainable=False,
-                                        name="update_ratio_step")
+            # In the strategy's scope: a variable written in the step must be
+            # mirrored (a TPU has no other kind).
+            with distribute.variable_scope(model):
+                self._ratios = keras.Variable(
+                    np.zeros(len(self.variables), "float32"), trainable=False,
+                    aggregation="only_first_replica", name="update_ratios",
+                )
+                self._step = keras.Variable(
+                    0, dtype="int64", trainable=False,
+                    aggregation="only_first_replica", name="update_ratio_step",
+                )
         self._hook = apply_hooks.Hook(
             around=self._around_jax if self._jax else self._around
         )
@@ -84,6 +98,11 @@ class UpdateProbe:
         optimizer = optimizers.unwrap(self.model.optimizer)
 
         def measured_apply(grads, trainable_variables=None):
+            if distribute.in_replica_context():
+                return self._measure_in_replica(
+                    optimizer, apply, grads, trainable_variables
+                )
+
             def measured():
                 before = [ops.copy(v.value) for v in self.variables]
                 apply(grads, trainable_variables)
@@ -104,6 +123,23 @@ class UpdateProbe:
             ops.cond(ops.equal(ops.mod(t, self.every), 0), measured, plain)
 
         return measured_apply
+
+    def _measure_in_replica(self, optimizer, apply, grads, trainable_variables):
+        """`_around` in a `tf.distribute` replica: no update in a branch."""
+        due = ops.equal(ops.mod(optimizer.iterations, self.every), 0)
+        before = [ops.copy(v.value) for v in self.variables]
+        apply(grads, trainable_variables)
+        after = [v.value for v in self.variables]
+        ratios = ops.cond(
+            due,
+            lambda: ops.cast(self._ratios_of(before, after), "float32"),
+            lambda: self._ratios.value,
+        )
+        step = ops.where(
+            due, ops.cast(optimizer.iterations, "int64"), self._step.value
+        )
+        self._ratios.assign(ratios)
+        self._step.assign(step)
 
     def install(self):
         if not self._installed:
@@ -129,7 +165,7 @@ class UpdateProbe:
                 jax.effects_barrier()
             arrived, self._arrived = self._arrived, []
             return arrived
-        step = int(self._step)
+        step = int(ops.convert_to_numpy(self._step))
         if step == 0:
             return []
         return [(step, np.asarray(ops.convert_to_numpy(self._ratios), "float64"))]

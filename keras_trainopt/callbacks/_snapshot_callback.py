@@ -6,6 +6,7 @@ import re
 import keras
 import numpy as np
 
+from keras_trainopt._internal import distribute
 from keras_trainopt._internal import optimizers
 from keras_trainopt._internal import training
 from keras_trainopt._internal import validation
@@ -26,7 +27,9 @@ class SnapshotCallback(keras.callbacks.Callback):
     written atomically (to a temporary name, then renamed), and a run that
     was interrupted and resumed (`keras.callbacks.BackupAndRestore`) reloads
     from `directory` the snapshots taken up to the step it resumes from, so
-    the ensemble is the same as without the interruption.
+    the ensemble is the same as without the interruption. In a multi-worker
+    `tf.distribute` run every worker keeps the snapshots in memory, and only
+    the chief writes (and deletes) files.
 
     Attributes:
         snapshots: list of snapshots, each a list of NumPy arrays aligned with
@@ -62,7 +65,7 @@ class SnapshotCallback(keras.callbacks.Callback):
         training.sync_state(self.model)
         self.snapshots.append(training.copy_weights(self.model))
         self.snapshot_steps.append(int(step))
-        if self.directory is not None:
+        if self._writes_files():
             os.makedirs(self.directory, exist_ok=True)
             path = self._path(step)
             partial = path[: -len(".weights.h5")] + ".partial.weights.h5"
@@ -78,10 +81,15 @@ class SnapshotCallback(keras.callbacks.Callback):
     def _drop_oldest(self):
         self.snapshots.pop(0)
         step = self.snapshot_steps.pop(0)
-        if self.directory is not None:
+        if self._writes_files():
             path = self._path(step)
             if os.path.exists(path):
                 os.remove(path)
+
+    def _writes_files(self):
+        # Not the other workers of a multi-worker run: their weights are the
+        # chief's, and writing them too would race on a shared folder.
+        return self.directory is not None and distribute.is_chief()
 
     def _path(self, step):
         return os.path.join(self.directory, f"snapshot-step{int(step):09d}.weights.h5")

@@ -62,7 +62,10 @@ class UpdateRatioLogger(keras.callbacks.Callback):
             nothing.
         every: measure the updates whose index is a multiple of `every`
             (int >= 1). Each measurement copies the weights once inside the
-            step; 100 costs well under 1%, 1 up to about 1.3x.
+            step; 100 costs well under 1%, 1 up to about 1.3x. Under a
+            `tf.distribute` strategy the copy happens at every update (the
+            update, which synchronizes the replicas, cannot sit in a
+            branch), whatever `every`.
         low, high: the healthy band for a layer (default 1e-4 and 1e-2, a
             decade either side of 1e-3).
         verbose: 1 prints a warning for each layer outside the band, at the

@@ -19,6 +19,7 @@ import re
 
 import numpy as np
 
+from keras_trainopt._internal import distribute
 from keras_trainopt.reporting import results as results_module
 
 _ADVICE_TAG = "doctor/advice"
@@ -84,7 +85,9 @@ def write_report(log_dir, output=None):
         output: where to write the HTML (default `<log_dir>/report.html`).
 
     Returns:
-        The absolute path of the report, a string.
+        The absolute path of the report, a string; `None` on a worker other
+        than the chief of a multi-worker run, which writes nothing (its
+        `log_dir` holds no logs: only the chief writes them).
 
     Raises:
         ValueError: `log_dir` is not a folder or holds no event files.
@@ -105,6 +108,8 @@ def write_report(log_dir, output=None):
             f"Received: output={output!r} (of type {type(output).__name__})"
         )
     log_dir = os.fspath(log_dir)
+    if not distribute.is_chief():
+        return None
     if not os.path.isdir(log_dir):
         raise ValueError(
             f"`log_dir` must be an existing folder. Received: log_dir={log_dir!r}"

@@ -1,0 +1,139 @@
+"""Quick in-process checks of the distribution rules.
+
+Which worker writes is decided by `TF_CONFIG` alone, so it is checked here
+with `TF_CONFIG` set by hand (no cluster). The replica-context code paths
+run under `OneDeviceStrategy`, which needs no logical devices. The real
+strategies run in subprocesses: test_distribute.py.
+"""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_trainopt as kt
+from keras_trainopt.reporting import close_run
+from keras_trainopt.reporting import open_run
+from keras_trainopt.reporting import write_report
+
+
+def tf_config(index):
+    return json.dumps({
+        "cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
+        "task": {"type": "worker", "index": index},
+    })
+
+
+def model_and_data(strategy=None):
+    strategy = strategy or tf.distribute.get_strategy()
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 4)).astype("float32")
+    y = (x @ rng.normal(size=(4, 1))).astype("float32")
+    with strategy.scope():
+        model = keras.Sequential([
+            keras.Input((4,)),
+            keras.layers.Dense(3, activation="tanh", name="hidden"),
+            keras.layers.Dense(1, name="out"),
+        ])
+        model.set_weights([
+            rng.normal(scale=0.5, size=w.shape).astype("float32")
+            for w in model.get_weights()
+        ])
+        model.compile(keras.optimizers.SGD(0.05), loss="mse")
+    return model, x, y
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_snapshot_files_only_on_the_chief(tmp_path, monkeypatch, index):
+    monkeypatch.setenv("TF_CONFIG", tf_config(index))
+    model, x, y = model_and_data()
+    snapshots = kt.SnapshotEnsemble(cycles=2, directory=tmp_path / "snap")
+    checkpoints = kt.CheckpointEnsemble(every=1, keep=1,
+                                        directory=tmp_path / "ckpt")
+    model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0,
+              callbacks=[snapshots, checkpoints])
+    # every worker keeps the snapshots in memory
+    assert snapshots.snapshot_steps == [4, 8]
+    assert checkpoints.snapshot_steps == [8]
+    if index == 0:
+        assert sorted(os.listdir(tmp_path / "snap")) == [
+            "snapshot-step000000004.weights.h5",
+            "snapshot-step000000008.weights.h5",
+        ]
+        # the older checkpoint was written, then removed (keep=1)
+        assert os.listdir(tmp_path / "ckpt") == [
+            "snapshot-step000000008.weights.h5"
+        ]
+    else:
+        assert os.listdir(tmp_path) == []
+
+
+def test_write_report_only_on_the_chief(tmp_path, monkeypatch):
+    writer = open_run(str(tmp_path), "monitors")  # the chief's logs
+    writer.scalars("loss_monitor/batch_loss", range(5), [1, .8, .6, .5, .4])
+    close_run(writer)
+    before = sorted(os.listdir(tmp_path))
+    monkeypatch.setenv("TF_CONFIG", tf_config(1))
+    assert write_report(str(tmp_path)) is None
+    assert sorted(os.listdir(tmp_path)) == before
+    # a worker's own log_dir holds nothing, or does not exist: no error
+    assert write_report(str(tmp_path / "missing")) is None
+
+
+def _fit_with_monitors(strategy=None):
+    model, x, y = model_and_data(strategy)
+    ratios = kt.UpdateRatioLogger(None, every=3, verbose=0)
+    loss = kt.LossMonitor(None, every=1, verbose=0)
+    ema = kt.ExponentialMovingAverage(decay=0.9, every=2)
+    model.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0,
+              callbacks=[ratios, loss, ema])
+    return model, ratios, loss, ema
+
+
+def test_replica_code_paths_equal_the_plain_ones():
+    """Under a strategy the update probe and the averages run their
+    replica-context paths (the update outside any branch, the variables
+    mirrored); on one device they measure and average the same."""
+    _, ratios, loss, ema = _fit_with_monitors()
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    model, s_ratios, s_loss, s_ema = _fit_with_monitors(strategy)
+    probe = s_ratios._probe
+    with strategy.scope():  # made in the strategy's scope
+        assert probe._ratios.value.aggregation == (
+            tf.VariableAggregation.ONLY_FIRST_REPLICA)
+    assert list(s_ratios.history) == list(ratios.history)
+    for key, points in ratios.history.items():
+        steps, values = zip(*points)
+        assert steps == (1, 4, 7, 10)
+        s_steps, s_values = zip(*s_ratios.history[key])
+        assert s_steps == steps
+        np.testing.assert_allclose(s_values, values, rtol=0, atol=1e-6)
+    assert s_loss.steps == loss.steps
+    np.testing.assert_allclose(s_loss.losses, loss.losses, rtol=0, atol=1e-6)
+    assert s_ema.num_averaged == ema.num_averaged == 6
+    for a, b in zip(s_ema.averaged_weights(), ema.averaged_weights()):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+
+
+def test_xla_refuses_a_host_read_in_the_step():
+    """Why test_distribute.py's `xla` runs check TPU-safety: a host
+    callback inside the step (what a TPU cannot run) fails to compile."""
+    from keras_trainopt._internal import apply_hooks
+
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    model, x, y = model_and_data(strategy)
+    model.jit_compile = True
+
+    class HostRead(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            apply_hooks.add(self.model, apply_hooks.Hook(
+                before=lambda: tf.py_function(lambda: 1.0, [], tf.float32)
+            ))
+
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="unsupported operations"):
+        model.fit(x, y, batch_size=8, epochs=1, verbose=0,
+                  callbacks=[HostRead()])
