@@ -318,8 +318,7 @@ def search_hyperparameters(
         warnings.warn(sentence, UserWarning, stacklevel=2)
     run.write_experiment(space, objective_name)
     result = SearchResult(
-        best=HyperparameterConfig({name: best[name] for name in
-                                   ("schedule", *KNOBS)}),
+        best=_config(best),
         best_score=best["score"],
         objective=objective_name,
         direction=direction,
@@ -410,6 +409,12 @@ def _best(rows, direction):
         return None
     pick = max if direction == "max" else min
     return pick(usable, key=lambda row: row["score"])
+
+
+def _config(row):
+    """The `HyperparameterConfig` of a row of the trials table."""
+    return HyperparameterConfig({name: row[name] for name in
+                                 ("schedule", *KNOBS)})
 
 
 def _trials(oracle):
@@ -528,11 +533,8 @@ class _Run:
 
     def trial_ended(self, row, history):
         if self.verbose:
-            config = HyperparameterConfig(
-                {name: row[name] for name in ("schedule", *KNOBS)}
-            )
             print(f"{row['stage']} trial {row['trial']}: {row['status']}, "
-                  f"score {_format(row['score'])}, {config!r}")
+                  f"score {_format(row['score'])}, {_config(row)!r}")
         self._write_trial(row["stage"], row["trial"], row, history)
 
     def _write_trial(self, stage, trial_id, row, history):
