@@ -281,7 +281,8 @@ def search_hyperparameters(
             hypermodel=_HyperModel(build_model, stage_space),
             objective=objective,
             max_trials=trials,
-            seed=None if seed is None else seed + index,
+            # keras-tuner reads a seed of 0 as "no seed": keep it positive
+            seed=None if seed is None else 1 + 2 * seed + index,
             directory=directory,
             project_name=stage,
             overwrite=overwrite,

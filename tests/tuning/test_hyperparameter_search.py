@@ -255,6 +255,20 @@ def test_bad_arguments_fail_before_any_trial(tmp_path, change, error, words):
     assert not (tmp_path / "kt").exists()  # failed before keras-tuner began
 
 
+def test_the_same_seed_samples_the_same_trials_even_seed_zero(tmp_path):
+    x, y, validation_data = digits()
+    space = {"learning_rate": (1e-3, 1.0), "l2": None, "dropout": None}
+
+    def sampled(seed, folder):
+        result = search_hyperparameters(
+            build_model, x[:64], y[:64], validation_data=validation_data,
+            max_trials=2, epochs=1, coarse_fraction=1.0, search_space=space,
+            seed=seed, directory=str(tmp_path / folder), verbose=0)
+        return [(t["learning_rate"], t["schedule"]) for t in result.trials]
+
+    assert sampled(0, "a") == sampled(0, "b") != sampled(1, "c")
+
+
 def test_search_space_instance_is_used_as_given(tmp_path):
     x, y, validation_data = digits()
     space = SearchSpace(epochs=1, learning_rate=(0.05, 0.5),
