@@ -23,8 +23,8 @@ import time
 
 from tests.distribute.scenarios import EPOCHS
 from tests.distribute.scenarios import GLOBAL_BATCH
+from tests.distribute.scenarios import build_model
 from tests.distribute.scenarios import data
-from tests.distribute.scenarios import initial_weights
 from tests.distribute.scenarios import monitor_facts
 from tests.distribute.scenarios import rate_recorder
 from tests.distribute.scenarios import save
@@ -37,25 +37,6 @@ from tests.distribute.scenarios import save
 #   UpdateRatioLogger.
 CASES = ("averages", "monitors")
 MODES = ("single", "data_parallel")
-
-
-def build_model():
-    import keras
-
-    model = keras.Sequential(
-        [
-            keras.Input((8,)),
-            keras.layers.Dense(16, activation="tanh", name="hidden"),
-            keras.layers.Dense(3, activation="softmax", name="out"),
-        ]
-    )
-    model.set_weights(initial_weights())
-    model.compile(
-        keras.optimizers.SGD(0.1, momentum=0.9),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    return model
 
 
 def callbacks_for(case, workdir):
@@ -86,7 +67,7 @@ def run_case(case, workdir):
     import numpy as np
 
     os.makedirs(workdir, exist_ok=True)
-    model = build_model()
+    model = build_model(jit_compile="auto")
     (x, y), _ = data()
     callbacks = callbacks_for(case, workdir)
     recorder = rate_recorder()

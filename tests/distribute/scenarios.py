@@ -32,6 +32,7 @@ every run computes the same updates as one device, up to float rounding
 module for its doctests).
 """
 
+import contextlib
 import json
 import os
 import sys
@@ -83,11 +84,15 @@ def initial_weights():
     ]
 
 
-def build_model(strategy, jit_compile=False):
-    """A compiled model made in `strategy`'s scope, fixed initial weights."""
+def build_model(strategy=None, jit_compile=False):
+    """A compiled model made in `strategy`'s scope, fixed initial weights.
+
+    With no `strategy` (the JAX runs, whose distribution is global) the model
+    is made as is; pass `jit_compile="auto"` there for Keras' default.
+    """
     import keras
 
-    with strategy.scope():
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
         model = keras.Sequential(
             [
                 keras.Input((8,)),
