@@ -21,6 +21,7 @@ import os
 import sys
 import time
 
+from tests.distribute import scenarios
 from tests.distribute.scenarios import EPOCHS
 from tests.distribute.scenarios import GLOBAL_BATCH
 from tests.distribute.scenarios import build_model
@@ -42,13 +43,8 @@ MODES = ("single", "data_parallel")
 def callbacks_for(case, workdir):
     import keras_trainopt as kt
 
-    if case == "averages":
-        return {
-            "decay": kt.StepDecay(factor=0.5, every=6, unit="step"),
-            "ema": kt.ExponentialMovingAverage(decay=0.9, every=1),
-            "swa": kt.StochasticWeightAveraging(start_epoch=1,
-                                                apply_at_end=False),
-        }
+    if case == "averages":  # the same as under the TensorFlow strategies
+        return scenarios.callbacks_for(case, workdir, x_probe=None)
     if case == "monitors":
         logs = os.path.join(workdir, "logs")
         return {
