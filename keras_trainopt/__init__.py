@@ -2,6 +2,7 @@
 
 from keras_trainopt.averaging import recompute_batchnorm_statistics
 from keras_trainopt.callbacks import ActivationMonitor
+from keras_trainopt.callbacks import BackupAndRestore
 from keras_trainopt.callbacks import CheckpointEnsemble
 from keras_trainopt.callbacks import ExponentialDecay
 from keras_trainopt.callbacks import ExponentialMovingAverage
@@ -33,6 +34,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ActivationMonitor",
+    "BackupAndRestore",
     "CheckpointEnsemble",
     "CyclicCosineSchedule",
     "EnsembleModel",

@@ -95,6 +95,21 @@ def get_iterations(optimizer):
     return int(np.asarray(ops.convert_to_numpy(unwrap(optimizer).iterations.value)))
 
 
+def loss_scale(optimizer):
+    """The dynamic loss scale of a `LossScaleOptimizer`, as a Python float.
+
+    `None` for an optimizer without loss scaling, or one not built yet. Keras
+    halves the scale exactly when it skips an update for non-finite
+    gradients (and leaves `iterations` of the inner optimizer unchanged;
+    the wrapper's own `iterations` property reads the inner one), and
+    doubles it after `dynamic_growth_steps` applied updates in a row.
+    """
+    scale = getattr(optimizer, "dynamic_scale", None)
+    if scale is None:
+        return None
+    return float(np.asarray(ops.convert_to_numpy(scale.value)))
+
+
 # -- state kept in the optimizer ---------------------------------------------
 #
 # A callback whose state changes *inside* the train step (a running average of

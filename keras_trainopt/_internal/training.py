@@ -3,6 +3,8 @@
 import numpy as np
 from keras import ops
 
+from keras_trainopt._internal import optimizers
+
 
 def _loss_tracker(model):
     for metric in getattr(model, "metrics", []):
@@ -66,6 +68,41 @@ def sync_state(model):
     sync = getattr(model, "jax_state_sync", None)
     if sync is not None:
         sync()
+
+
+def applied_updates(model):
+    """The number of optimizer updates applied so far, read between steps.
+
+    Step-based callbacks count updates with this, never with batch-hook
+    calls: with `steps_per_execution = s` the hooks fire once per `s`
+    updates, and under mixed precision a step whose update
+    `LossScaleOptimizer` skips (non-finite gradients) still calls them. The
+    count comes from the optimizer that owns the learning rate
+    (`optimizers.get_iterations`), after `sync_state`, so it is exact in the
+    middle of an epoch on every backend. It costs a device read: callers
+    read it only when the batch count says an update of interest may have
+    happened (the updates applied never exceed the steps run).
+    """
+    sync_state(model)
+    return optimizers.get_iterations(model.optimizer)
+
+
+def steps_done(batch, params):
+    """Train steps run in the epoch once the batch hook of `batch` fires.
+
+    With `steps_per_execution = s` the hooks fire once per execution with
+    the index of its last step, but Keras 3.15 numbers a last, shorter
+    execution as if it were full (steps 6 and 7 of 8 with s = 3 end at
+    "batch 8"), so the count is capped at the epoch's steps.
+    """
+    steps = (params or {}).get("steps")
+    return batch + 1 if not steps else min(batch + 1, int(steps))
+
+
+def is_last_batch(batch, params):
+    """Whether the batch hook of `batch` ends the epoch (see `steps_done`)."""
+    steps = (params or {}).get("steps")
+    return bool(steps) and batch + 1 >= int(steps)
 
 
 def copy_weights(model):

@@ -5,8 +5,16 @@ one shape everywhere: the rule, then the value received, e.g.
 "`factor` must be in (0, 1). Received: factor=1.5".
 """
 
+import collections.abc
 import math
 import numbers
+import os
+import reprlib
+
+import numpy as np
+
+# The largest float32: learning rates above it are infinite inside the step.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _interval(low, high, low_open, high_open):
@@ -28,11 +36,12 @@ def check_real(
     low_open=False,
     high_open=False,
     allow_none=False,
+    finite=True,
 ):
     """Returns `value` as a finite float within the given bounds.
 
     Raises `TypeError` for non-numbers (bools included) and `ValueError` for
-    NaN, infinities and values outside the bounds.
+    NaN, infinities (unless `finite=False`) and values outside the bounds.
     """
     if value is None and allow_none:
         return None
@@ -43,7 +52,7 @@ def check_real(
             f"(of type {type(value).__name__})"
         )
     value = float(value)
-    if not math.isfinite(value):
+    if finite and not math.isfinite(value):
         raise ValueError(
             f"`{name}` must be a finite number. Received: {name}={value}"
         )
@@ -57,8 +66,8 @@ def check_real(
     return value
 
 
-def check_int(name, value, *, low=None, allow_none=False):
-    """Returns `value` as an int >= `low`; rejects bools and floats."""
+def check_int(name, value, *, low=None, high=None, allow_none=False):
+    """Returns `value` as an int in [`low`, `high`]; rejects bools and floats."""
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
@@ -70,6 +79,8 @@ def check_int(name, value, *, low=None, allow_none=False):
     value = int(value)
     if low is not None and value < low:
         raise ValueError(f"`{name}` must be >= {low}. Received: {name}={value}")
+    if high is not None and value > high:
+        raise ValueError(f"`{name}` must be <= {high}. Received: {name}={value}")
     return value
 
 
@@ -89,5 +100,127 @@ def check_choice(name, value, choices):
         allowed = ", ".join(repr(c) for c in choices)
         raise ValueError(
             f"`{name}` must be one of {allowed}. Received: {name}={value!r}"
+        )
+    return value
+
+
+def check_float32(name, value):
+    """Returns `value` if a float32 holds it: rates and decay constants
+    beyond the largest float32 are inf inside the train step (and
+    `decay * 0` NaN)."""
+    if value is not None and value > FLOAT32_MAX:
+        raise ValueError(
+            f"`{name}` must be at most {FLOAT32_MAX:g}, the largest float32: "
+            f"it is computed in float32 in the train step. "
+            f"Received: {name}={value:g}"
+        )
+    return value
+
+
+def check_path(name, value, *, allow_none=False, folder=True):
+    """Returns `value` as a non-empty `str` path.
+
+    Refuses bytes and non-paths (`TypeError`), the empty path, and with
+    `folder=True` an existing file, or with `folder=False` an existing
+    folder (`ValueError`): each would fail later, when something is written.
+    """
+    if value is None and allow_none:
+        return None
+    path = os.fspath(value) if isinstance(value, (str, os.PathLike)) else None
+    if not isinstance(path, str):
+        expected = "a path (str or os.PathLike)" + (" or None" if allow_none else "")
+        raise TypeError(
+            f"`{name}` must be {expected}. Received: {name}={value!r} "
+            f"(of type {type(value).__name__})"
+        )
+    if not path or "\x00" in path:
+        raise ValueError(
+            f"`{name}` must be a non-empty path without NUL characters. "
+            f"Received: {name}={value!r}"
+        )
+    if folder and os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(
+            f"`{name}` must be a folder, not an existing file. "
+            f"Received: {name}={path!r}"
+        )
+    if not folder and os.path.isdir(path):
+        raise ValueError(
+            f"`{name}` must be a file path, not an existing folder. "
+            f"Received: {name}={path!r}"
+        )
+    return path
+
+
+def check_floats(name, value, *, ndim=None, float64=True):
+    """Returns `value` as a NumPy array of numbers (NaN and inf allowed).
+
+    Refuses strings, `None`, complex numbers and anything NumPy cannot read
+    as real numbers (`TypeError`), and arrays of another rank than `ndim`
+    (`ValueError`). The array is float64, or with `float64=False` keeps a
+    real dtype it already has (a float16 activation stays float16).
+    """
+    array = None
+    if not isinstance(value, (str, bytes)) and value is not None:
+        try:
+            array = np.asarray(value)
+            if array.dtype.kind == "O":  # Python objects, e.g. [1, 2.5]
+                if any(item is None for item in array.flat):
+                    raise TypeError  # NumPy would read None as NaN
+                array = array.astype("float64")
+            elif array.dtype.kind not in "biuf":
+                array = None
+            elif float64:
+                array = array.astype("float64", copy=False)
+        except (TypeError, ValueError):
+            array = None
+    if array is None:
+        raise TypeError(
+            f"`{name}` must be an array or a sequence of real numbers. "
+            f"Received: {name}={reprlib.repr(value)} (of type "
+            f"{type(value).__name__})"
+        )
+    if ndim is not None and array.ndim != ndim:
+        raise ValueError(
+            f"`{name}` must be {ndim}-D. Received: {name} of shape "
+            f"{array.shape}"
+        )
+    return array
+
+
+def check_mapping(name, value, *, allow_none=False):
+    """Returns `value` if it is a mapping (a dict), or `None` if allowed."""
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, collections.abc.Mapping):
+        expected = "a dict" + (" or None" if allow_none else "")
+        raise TypeError(
+            f"`{name}` must be {expected}. Received: {name}="
+            f"{reprlib.repr(value)} (of type {type(value).__name__})"
+        )
+    return value
+
+
+def check_inputs(name, value, *, allow_none=False):
+    """Returns `value` if it can be a batch of model inputs.
+
+    That is an array with a batch axis (NumPy, or any array-like with a
+    `shape`), or a non-empty list, tuple or dict of them for several inputs.
+    """
+    if value is None and allow_none:
+        return None
+    if isinstance(value, dict):
+        parts = list(value.values())
+    elif isinstance(value, (list, tuple)):
+        parts = list(value)
+    else:
+        parts = [value]
+    if not parts or not all(
+        hasattr(part, "__array__") and len(getattr(part, "shape", ())) >= 1
+        for part in parts
+    ):
+        raise TypeError(
+            f"`{name}` must be a batch of inputs: an array, or a list or dict "
+            f"of arrays. Received: {name}={reprlib.repr(value)} (of type "
+            f"{type(value).__name__})"
         )
     return value

@@ -53,6 +53,7 @@ def recompute_batchnorm_statistics(model, data, batch_size=128):
     """
     validation.check_int("batch_size", batch_size, low=1)
     layers = _batchnorm_layers(model)
+    _check_data(data, model)
     inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
     for layer in layers:
         probe = keras.Model(inputs, layer.input)
@@ -113,6 +114,36 @@ def _batchnorm_layers(model):
             f"Sequential model with known inputs. Received: {type(model).__name__}"
         )
     return top
+
+
+def _check_data(data, model):
+    if isinstance(data, (str, bytes)) or not (
+        arrays.is_arrays(data) or hasattr(data, "__iter__")
+    ):
+        raise TypeError(
+            "`data` must be an array (or a list or dict of arrays), or an "
+            "iterable of input batches. Received: "
+            f"data={data!r} (of type {type(data).__name__})"
+        )
+    inputs = getattr(model, "inputs", None) or []
+    if isinstance(data, list) and inputs and len(inputs) != len(data):
+        raise ValueError(
+            f"`data` as a list holds one array per model input; the model "
+            f"takes {len(inputs)} input(s), the list has {len(data)} arrays. "
+            "Pass an iterable of batches as a tuple or a generator instead."
+        )
+    if arrays.is_arrays(data) and not isinstance(data, dict) and inputs:
+        parts = data if isinstance(data, list) else [data]
+        for part, tensor in zip(parts, inputs):
+            shape, expected = tuple(np.shape(part)), tuple(tensor.shape)
+            if len(shape) != len(expected) or any(
+                e is not None and e != s for e, s in zip(expected[1:], shape[1:])
+            ):
+                raise ValueError(
+                    "`data` must have the model's input shape "
+                    f"{expected}, batch axis first. Received: data of shape "
+                    f"{shape}"
+                )
 
 
 def _batches(data, batch_size):

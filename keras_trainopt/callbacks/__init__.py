@@ -1,6 +1,7 @@
 """Keras callbacks: one public callback per module."""
 
 from keras_trainopt.callbacks.activation_monitor import ActivationMonitor
+from keras_trainopt.callbacks.backup_and_restore import BackupAndRestore
 from keras_trainopt.callbacks.checkpoint_ensemble import CheckpointEnsemble
 from keras_trainopt.callbacks.exponential_decay import ExponentialDecay
 from keras_trainopt.callbacks.exponential_moving_average import ExponentialMovingAverage
@@ -17,6 +18,7 @@ from keras_trainopt.callbacks.update_ratio_logger import UpdateRatioLogger
 
 __all__ = [
     "ActivationMonitor",
+    "BackupAndRestore",
     "CheckpointEnsemble",
     "ExponentialDecay",
     "ExponentialMovingAverage",

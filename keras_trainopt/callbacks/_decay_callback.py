@@ -8,11 +8,12 @@ value into the optimizer.
 import keras
 
 from keras_trainopt._internal import apply_hooks
+from keras_trainopt._internal import callback_state
 from keras_trainopt._internal import optimizers
 from keras_trainopt._internal import validation
 
 
-class DecayCallback(keras.callbacks.Callback):
+class DecayCallback(callback_state.Restorable, keras.callbacks.Callback):
     """Sets the optimizer's learning rate from a decay schedule during `fit`.
 
     Subclasses name their schedule class in `schedule_class` and pass its shape

@@ -6,6 +6,9 @@ import re
 import keras
 import numpy as np
 
+from keras_trainopt._internal import atomic
+from keras_trainopt._internal import callback_state
+from keras_trainopt._internal import dir_lock
 from keras_trainopt._internal import distribute
 from keras_trainopt._internal import optimizers
 from keras_trainopt._internal import training
@@ -15,7 +18,7 @@ from keras_trainopt.ensembles.ensemble_model import EnsembleModel
 _FILE = re.compile(r"^snapshot-step(\d+)\.weights\.h5$")
 
 
-class SnapshotCallback(keras.callbacks.Callback):
+class SnapshotCallback(callback_state.Restorable, keras.callbacks.Callback):
     """Collects snapshots of the weights during `fit`; builds their ensemble.
 
     Subclasses decide when to take a snapshot (`_take_snapshot(step)`); this
@@ -44,17 +47,15 @@ class SnapshotCallback(keras.callbacks.Callback):
 
     def __init__(self, *, directory=None, verbose=0):
         super().__init__()
-        if directory is not None and not isinstance(directory, (str, os.PathLike)):
-            raise TypeError(
-                "`directory` must be a path or None. Received: "
-                f"directory={directory!r} (of type {type(directory).__name__})"
-            )
-        self.directory = None if directory is None else os.fspath(directory)
+        self.directory = validation.check_path(
+            "directory", directory, allow_none=True
+        )
         self.verbose = validation.check_int("verbose", verbose, low=0)
         self.snapshots = []
         self.snapshot_steps = []
         self._epoch_begin_step = 0
         self._resumed = False
+        self._folder_claim = None
 
     # -- snapshots -----------------------------------------------------------
 
@@ -66,11 +67,13 @@ class SnapshotCallback(keras.callbacks.Callback):
         self.snapshots.append(training.copy_weights(self.model))
         self.snapshot_steps.append(int(step))
         if self._writes_files():
-            os.makedirs(self.directory, exist_ok=True)
             path = self._path(step)
-            partial = path[: -len(".weights.h5")] + ".partial.weights.h5"
-            self.model.save_weights(partial, overwrite=True)
-            os.replace(partial, path)
+            atomic.check_free_space(
+                path, sum(w.nbytes for w in self.snapshots[-1])
+            )
+            atomic.write_atomically(
+                path, lambda partial: self.model.save_weights(partial)
+            )
         if self.verbose:
             print(
                 f"\n{type(self).__name__}: snapshot {len(self.snapshots)} "
@@ -160,6 +163,13 @@ class SnapshotCallback(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._resumed = bool(self.snapshots)
+        if self._writes_files() and self._folder_claim is None:
+            self._folder_claim = dir_lock.claim(self.directory, "`directory`")
+            atomic.remove_partial_files(self.directory)
+
+    def on_train_end(self, logs=None):
+        dir_lock.release(self._folder_claim)
+        self._folder_claim = None
 
     def on_epoch_begin(self, epoch, logs=None):
         # Read here, after every on_train_begin (BackupAndRestore may have

@@ -115,9 +115,12 @@ class WeightAverageCallback(keras.callbacks.Callback):
                 "average at train end, so it needs apply_at_end=True. "
                 "Received: apply_at_end=False"
             )
-        if batchnorm_data is not None and not (
-            hasattr(batchnorm_data, "__array__")
-            or hasattr(batchnorm_data, "__iter__")
+        if batchnorm_data is not None and (
+            isinstance(batchnorm_data, (str, bytes))
+            or not (
+                hasattr(batchnorm_data, "__array__")
+                or hasattr(batchnorm_data, "__iter__")
+            )
         ):
             raise TypeError(
                 "`batchnorm_data` must be an array or an iterable of input "
@@ -214,7 +217,13 @@ class WeightAverageCallback(keras.callbacks.Callback):
     # -- inside the train step ----------------------------------------------
 
     def _update_in_step(self):
-        due = self._due(self._iterations())
+        self._update(self._due(self._iterations()))
+
+    def _update(self, due):
+        """Adds the weights to the average where `due` (`None`: always).
+
+        Inside the step, or eagerly between steps (after `sync_state`).
+        """
         if keras.backend.backend() == "jax" or distribute.in_replica_context():
             self._update_functional(self._state, due)
         else:

@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_trainopt._internal import callback_state
 from keras_trainopt._internal import validation
 from keras_trainopt.diagnostics import activations
 from keras_trainopt.reporting import tensorboard
@@ -21,7 +22,7 @@ def activation_kind(layer):
     return _KINDS.get(getattr(function, "__name__", None))
 
 
-class ActivationMonitor(keras.callbacks.Callback):
+class ActivationMonitor(callback_state.Restorable, keras.callbacks.Callback):
     """Per-layer activation statistics on a fixed probe batch.
 
     Saturated tanh/sigmoid units and dead ReLUs stop learning, silently: the
@@ -84,20 +85,23 @@ class ActivationMonitor(keras.callbacks.Callback):
         verbose=1,
     ):
         super().__init__()
-        if x is None:
-            raise TypeError("`x` must be a probe batch of inputs. Received: x=None")
-        self.x = x
-        self.log_dir = log_dir
+        self.x = validation.check_inputs("x", x)
+        self.log_dir = validation.check_path("log_dir", log_dir, allow_none=True)
         self.every_epochs = validation.check_int(
             "every_epochs", every_epochs, low=1
         )
         if layers is not None and (
-            isinstance(layers, str)
+            not isinstance(layers, (list, tuple))
             or not all(isinstance(name, str) for name in layers)
         ):
             raise TypeError(
                 "`layers` must be a list of layer names or None. "
                 f"Received: layers={layers!r}"
+            )
+        if layers is not None and not layers:
+            raise ValueError(
+                "`layers` must name at least one layer, or be None for all. "
+                "Received: layers=[]"
             )
         self.layers = None if layers is None else list(layers)
         self.saturation_tolerance = validation.check_real(
@@ -113,6 +117,14 @@ class ActivationMonitor(keras.callbacks.Callback):
         self._probe_of = None
         self._probed_layers = []
         self._writer = None
+
+    def get_state(self):
+        """The latest statistics per layer, for a restart."""
+        return {"stats": self.stats}
+
+    def set_state(self, state):
+        """Restores what `get_state` returned."""
+        self.stats = dict(state.get("stats", {}))
 
     def on_train_begin(self, logs=None):
         # The probe model is built once per model and reused by later fits.
@@ -182,8 +194,8 @@ class ActivationMonitor(keras.callbacks.Callback):
         missing = [name for name in self.layers if name not in names]
         if missing:
             raise ValueError(
-                f"ActivationMonitor: no layer named {missing} in the model. "
-                f"Layers: {sorted(names)}"
+                f"ActivationMonitor: `layers` lists no layer named {missing} "
+                f"in the model. Layers: {sorted(names)}"
             )
         return [names[name] for name in self.layers]
 

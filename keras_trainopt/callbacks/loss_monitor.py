@@ -4,6 +4,7 @@ import math
 
 import keras
 
+from keras_trainopt._internal import callback_state
 from keras_trainopt._internal import optimizers
 from keras_trainopt._internal import training
 from keras_trainopt._internal import validation
@@ -11,7 +12,7 @@ from keras_trainopt.diagnostics import loss_curve
 from keras_trainopt.reporting import tensorboard
 
 
-class LossMonitor(keras.callbacks.Callback):
+class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
     """Watches the batch loss: logs it, stops on divergence, judges the rate.
 
     The loss curve is the first thing to read when training misbehaves
@@ -55,8 +56,16 @@ class LossMonitor(keras.callbacks.Callback):
             the optimizer's step count on the x axis, as Keras' TensorBoard
             callback); `None` writes nothing.
         every: read the loss every `every` updates (int >= 1); each reading
-            is the mean loss of those updates. 10 costs about 0.3% of a
-            small step; 1 gives the finest curve.
+            is the mean loss of the train steps since the previous one, at
+            the optimizer's step count after them. 10 costs about 0.3% of a
+            small step; 1 gives the finest curve. Readings happen between
+            executions: with `steps_per_execution = s > every` each reading
+            is the mean over the `s` updates of one execution (fewer for
+            the last, shorter one of an epoch), at the step count that ends
+            it, not one update's loss. An epoch's last batch is read too.
+            Under mixed precision the updates `LossScaleOptimizer` skips do
+            not count towards `every`; their losses join the next reading's
+            mean (at an epoch's end, with no update since, they are dropped).
         divergence_threshold: factor over the best smoothed loss that counts
             as divergence (> 1; default 4, as fastai's learning-rate finder).
         min_steps: readings before divergence or shape is judged (int >= 1).
@@ -101,7 +110,7 @@ class LossMonitor(keras.callbacks.Callback):
         verbose=1,
     ):
         super().__init__()
-        self.log_dir = log_dir
+        self.log_dir = validation.check_path("log_dir", log_dir, allow_none=True)
         self.every = validation.check_int("every", every, low=1)
         self.divergence_threshold = validation.check_real(
             "divergence_threshold", divergence_threshold, low=1.0,
@@ -146,6 +155,7 @@ class LossMonitor(keras.callbacks.Callback):
             "diverged_at_step": self.diverged_at_step,
             "smooth": [self._smooth.average, self._smooth.count],
             "best": self._best,
+            "good_weights": self._good_weights,
         }
 
     def set_state(self, state):
@@ -158,6 +168,7 @@ class LossMonitor(keras.callbacks.Callback):
         average, count = state.get("smooth", (0.0, 0))
         self._smooth = loss_curve.RunningSmooth(average=average, count=count)
         self._best = state.get("best", math.inf)
+        self._good_weights = state.get("good_weights")
         self._written = len(self.steps)
 
     # -- Keras hooks -----------------------------------------------------------
@@ -169,22 +180,32 @@ class LossMonitor(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._reader.reset()
-        self._last_read = 0
+        self._last_read = 0  # steps run in this epoch at the last reading
+        self._last_step = optimizers.get_iterations(self.model.optimizer)
         if self.restore_weights and self._looks_healthy():
             self._good_weights = training.copy_weights(self.model)
 
     def on_train_batch_end(self, batch, logs=None):
-        done = batch + 1
-        last = done == self.params.get("steps")
+        # `every` counts applied updates (the optimizer's count), not
+        # batch-hook calls: under mixed precision the updates
+        # LossScaleOptimizer skips are not counted. Updates applied never
+        # exceed steps run, so the device is read only once `every` steps
+        # have run since the last reading.
+        done = training.steps_done(batch, self.params)
+        last = training.is_last_batch(batch, self.params)
         if done - self._last_read < self.every and not last:
             return
-        self._last_read = done
-        training.sync_state(self.model)
+        step = training.applied_updates(self.model)
+        if step - self._last_step < self.every and not (
+            last and step > self._last_step
+        ):
+            return  # skipped updates: wait for `every` applied ones
+        self._last_read, self._last_step = done, step
         loss = self._reader.read(logs)
         if loss is None:
             return
         optimizer = self.model.optimizer
-        self.steps.append(optimizers.get_iterations(optimizer))
+        self.steps.append(step)
         self.losses.append(loss)
         self.learning_rates.append(optimizers.get_learning_rate(optimizer))
         self._watch(loss)
@@ -269,12 +290,21 @@ class LossMonitor(keras.callbacks.Callback):
             return
         start = self._written
         self._writer.scalars(
-            "loss_monitor/batch_loss", self.steps[start:], self.losses[start:]
+            "loss_monitor/batch_loss", self.steps[start:], self.losses[start:],
+            description=(
+                "Mean training loss of the train steps since the previous "
+                f"point, read every {self.every} optimizer update(s); with "
+                "`steps_per_execution` > every, once per execution (the mean "
+                "over its steps). x: optimizer updates applied (steps that "
+                "`LossScaleOptimizer` skipped are in the mean, not on x)."
+            ),
         )
         self._writer.scalars(
             "loss_monitor/learning_rate",
             self.steps[start:],
             self.learning_rates[start:],
+            description="The learning rate of the next update, at each "
+            "`loss_monitor/batch_loss` point.",
         )
         self._writer.flush()
         self._written = len(self.steps)

@@ -2,13 +2,14 @@
 
 import keras
 
+from keras_trainopt._internal import callback_state
 from keras_trainopt._internal import training
 from keras_trainopt._internal import validation
 from keras_trainopt.diagnostics import generalization
 from keras_trainopt.reporting import tensorboard
 
 
-class OverfittingMonitor(keras.callbacks.Callback):
+class OverfittingMonitor(callback_state.Restorable, keras.callbacks.Callback):
     """Tracks the gap between training and validation, and names the problem.
 
     The gap between training and validation accuracy tells how much capacity
@@ -99,8 +100,13 @@ class OverfittingMonitor(keras.callbacks.Callback):
             raise TypeError(
                 f"`metric` must be a metric name. Received: metric={metric!r}"
             )
+        if metric.startswith("val_"):
+            raise ValueError(
+                "`metric` must be the training metric's name; its validation "
+                f"twin is read as 'val_' + metric. Received: metric={metric!r}"
+            )
         self.metric = metric
-        self.log_dir = log_dir
+        self.log_dir = validation.check_path("log_dir", log_dir, allow_none=True)
         self.mode = validation.check_choice("mode", mode, self.MODES)
         self.lower_is_better = (
             generalization.lower_is_better(metric) if mode == "auto"
@@ -143,6 +149,7 @@ class OverfittingMonitor(keras.callbacks.Callback):
             "best_epoch": self.best_epoch,
             "best_value": self.best_value,
             "overfit_run": self._overfit_run,
+            "best_weights": self._best_weights,
         }
 
     def set_state(self, state):
@@ -152,6 +159,7 @@ class OverfittingMonitor(keras.callbacks.Callback):
         self.best_epoch = state.get("best_epoch")
         self.best_value = state.get("best_value")
         self._overfit_run = state.get("overfit_run", 0)
+        self._best_weights = state.get("best_weights")
 
     def on_train_begin(self, logs=None):
         self._writer = tensorboard.open_run(self.log_dir, "monitors")

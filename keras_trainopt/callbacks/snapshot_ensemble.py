@@ -5,6 +5,7 @@ import warnings
 
 from keras_trainopt._internal import apply_hooks
 from keras_trainopt._internal import optimizers
+from keras_trainopt._internal import training
 from keras_trainopt._internal import validation
 from keras_trainopt.callbacks._snapshot_callback import SnapshotCallback
 from keras_trainopt.schedules.cyclic_cosine import CyclicCosineSchedule
@@ -28,7 +29,11 @@ class SnapshotEnsemble(SnapshotCallback):
     `steps_per_execution > 1`), and a snapshot is taken after the update that
     ends each cycle: after steps L, 2L, ... and after the last step T. `t`
     counts the optimizer's updates, so a run resumed with
-    `keras.callbacks.BackupAndRestore` continues the same schedule.
+    `keras.callbacks.BackupAndRestore` continues the same schedule, and
+    `snapshot_steps` are optimizer step counts. Under mixed precision the
+    updates `LossScaleOptimizer` skips (non-finite gradients) are not
+    counted: a cycle ends after L applied updates, and the last snapshot is
+    taken after the last step of `fit`, at the count reached by then.
 
     Example:
 
@@ -72,6 +77,7 @@ class SnapshotEnsemble(SnapshotCallback):
         self._hook = None
         self._rate_at_set_model = None
         self._previous_step = 0
+        self._final_epoch = False
 
     def learning_rate(self, t):
         """The rate of update `t` (0-based) in the current or last `fit`."""
@@ -123,12 +129,20 @@ class SnapshotEnsemble(SnapshotCallback):
                 before=lambda: self._assign_rate(schedule)
             )
         execution = getattr(self.model, "steps_per_execution", 1) or 1
-        if self.cycle_steps % execution:
+        # Executions restart with every epoch: a cycle that ends `p` steps
+        # into an epoch ends an execution only if `p` is a multiple of it.
+        late = [
+            end
+            for end in range(self.cycle_steps, self.total_steps, self.cycle_steps)
+            if end % int(steps) % execution
+        ]
+        if late:
             warnings.warn(
-                f"SnapshotEnsemble: cycles of {self.cycle_steps} steps are not "
-                f"a multiple of steps_per_execution={execution}, so snapshots "
-                "are taken at the end of the execution in which a cycle ends, "
-                "up to that many steps late.",
+                f"SnapshotEnsemble: with steps_per_execution={execution} and "
+                f"{steps} steps per epoch, cycles of {self.cycle_steps} steps "
+                f"end inside an execution (first after step {late[0]}), so "
+                "those snapshots are taken at the end of that execution, up "
+                f"to {execution - 1} steps late.",
                 stacklevel=2,
             )
         self._remove_hook()
@@ -149,21 +163,28 @@ class SnapshotEnsemble(SnapshotCallback):
     def on_epoch_begin(self, epoch, logs=None):
         super().on_epoch_begin(epoch, logs)
         self._previous_step = self._epoch_begin_step
+        self._final_epoch = epoch + 1 == self.params.get("epochs")
 
     def on_train_batch_end(self, batch, logs=None):
-        # The optimizer step after this batch, counted on the host (reading
-        # the device every batch would stall the pipeline). With
-        # steps_per_execution > 1 a cycle may end inside an execution; the
-        # snapshot is then taken at the end of that execution.
-        step = self._epoch_begin_step + batch + 1
+        # Snapshots go by the optimizer's count of applied updates, not by
+        # batch-hook calls: with steps_per_execution > 1 the hooks fire once
+        # per execution, and under mixed precision the updates
+        # LossScaleOptimizer skips are not counted. Updates applied never
+        # exceed steps run, so the device is read only once the steps run
+        # could have ended a cycle (and then each batch until the updates
+        # have). A cycle ending inside an execution is snapshot at its end.
         length = self.cycle_steps
-        if step // length > self._previous_step // length or (
-            step == self.total_steps
-        ):
+        last = self._final_epoch and training.is_last_batch(batch, self.params)
+        bound = self._epoch_begin_step + training.steps_done(batch, self.params)
+        if bound // length <= self._previous_step // length and not last:
+            return
+        step = training.applied_updates(self.model)
+        if step // length > self._previous_step // length or last:
             self._take_snapshot(step)
         self._previous_step = step
 
     def on_train_end(self, logs=None):
+        super().on_train_end(logs)
         self._remove_hook()
 
     def get_config(self):

@@ -5,6 +5,7 @@ import numbers
 from keras import ops
 
 from keras_trainopt._internal import optimizers
+from keras_trainopt._internal import training
 from keras_trainopt._internal import validation
 from keras_trainopt.averaging import formulas
 from keras_trainopt.callbacks._weight_average_callback import WeightAverageCallback
@@ -25,7 +26,11 @@ class StochasticWeightAveraging(WeightAverageCallback):
 
     computed inside the train step right after the epoch's last update, so it
     is saved and restored with the optimizer by
-    `keras.callbacks.BackupAndRestore`.
+    `keras.callbacks.BackupAndRestore`. Under mixed precision, an epoch in
+    which `LossScaleOptimizer` skipped updates (non-finite gradients) ends
+    on its last applied update; its weights are then averaged after the
+    epoch's last batch. The cyclic rate below is indexed by applied updates,
+    so after skips the epoch's last update runs a little above `low`.
 
     `swa_learning_rate` optionally takes over the learning rate from
     `start_epoch` on: a float holds it constant; a pair `(high, low)` makes it
@@ -85,6 +90,7 @@ class StochasticWeightAveraging(WeightAverageCallback):
         )
         self._epoch_start = None  # optimizer step where the epoch began
         self._epoch_steps = None  # or -1 before start_epoch
+        self._epoch_end = None  # on the host: the update that ends the epoch
 
     def learning_rate(self, t, epoch_start, steps_per_epoch):
         """The SWA rate of update `t` (0-based) in an epoch that began at
@@ -156,6 +162,7 @@ class StochasticWeightAveraging(WeightAverageCallback):
     def on_epoch_begin(self, epoch, logs=None):
         if epoch < self.start_epoch:
             self._epoch_steps.assign(-1)
+            self._epoch_end = None
             return
         steps = self.params.get("steps") if self.params else None
         if not steps:
@@ -165,8 +172,24 @@ class StochasticWeightAveraging(WeightAverageCallback):
                 "Keras does not know for this data. Pass `steps_per_epoch` to "
                 f"`fit`. Received: steps={steps!r}"
             )
-        self._epoch_start.assign(optimizers.get_iterations(self.model.optimizer))
+        start = optimizers.get_iterations(self.model.optimizer)
+        self._epoch_start.assign(start)
         self._epoch_steps.assign(int(steps))
+        self._epoch_end = start + int(steps)
+
+    def on_train_batch_end(self, batch, logs=None):
+        # The step averages the update that ends the epoch, found by its
+        # count. Under mixed precision the updates LossScaleOptimizer skips
+        # (non-finite gradients) change no weight and are not counted, so
+        # that count is never reached: after the epoch's last batch the
+        # weights it ended with are averaged here instead (one read per
+        # epoch).
+        if self._epoch_end is None or not training.is_last_batch(
+            batch, self.params
+        ):
+            return
+        if training.applied_updates(self.model) < self._epoch_end:
+            self._update(None)
 
     def get_config(self):
         rate = self.swa_learning_rate

@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_trainopt._internal import callback_state
 from keras_trainopt._internal import validation
 from keras_trainopt.callbacks.activation_monitor import ActivationMonitor
 from keras_trainopt.callbacks.loss_monitor import LossMonitor
@@ -11,7 +12,7 @@ from keras_trainopt.diagnostics import advice as advice_rules
 from keras_trainopt.reporting import tensorboard
 
 
-class TrainingDoctor(keras.callbacks.Callback):
+class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
     """Watches training with all the monitors and says what to change.
 
     Babysitting a run means reading four things at once: the loss curve, the
@@ -67,7 +68,10 @@ class TrainingDoctor(keras.callbacks.Callback):
                  overfitting_gap=0.1, every=10, update_ratio_every=100,
                  verbose=1):
         super().__init__()
-        self.log_dir = log_dir
+        self.log_dir = validation.check_path("log_dir", log_dir, allow_none=True)
+        # checked here: the monitors would name their own arguments
+        validation.check_inputs("x_probe", x_probe, allow_none=True)
+        validation.check_int("update_ratio_every", update_ratio_every, low=1)
         self.verbose = validation.check_int("verbose", verbose, low=0)
         self.monitors = {
             "loss": LossMonitor(log_dir, every=every, verbose=0),
@@ -81,8 +85,29 @@ class TrainingDoctor(keras.callbacks.Callback):
             self.monitors["activations"] = ActivationMonitor(
                 x_probe, log_dir, verbose=0
             )
+        for monitor in self.monitors.values():
+            monitor._state_owner = self  # saved with the doctor's state
         self.advice = []
         self._epochs_done = 0
+
+    # -- state ---------------------------------------------------------------
+
+    def get_state(self):
+        """Each monitor's state and the epochs seen, for a restart."""
+        return {
+            "epochs_done": self._epochs_done,
+            "monitors": {
+                name: monitor.get_state()
+                for name, monitor in self.monitors.items()
+            },
+        }
+
+    def set_state(self, state):
+        """Restores what `get_state` returned."""
+        self._epochs_done = int(state.get("epochs_done", 0))
+        for name, monitor_state in state.get("monitors", {}).items():
+            if name in self.monitors:
+                self.monitors[name].set_state(monitor_state)
 
     # -- forwarding ----------------------------------------------------------
     #

@@ -6,6 +6,7 @@ import math
 import keras
 import numpy as np
 
+from keras_trainopt._internal import callback_state
 from keras_trainopt._internal import optimizers
 from keras_trainopt._internal import update_probe
 from keras_trainopt._internal import validation
@@ -19,7 +20,7 @@ def weight_key(variable):
     return "/".join(parts[-2:]) if len(parts) > 1 else parts[0]
 
 
-class UpdateRatioLogger(keras.callbacks.Callback):
+class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
     """Logs the weight-update-to-weight ratio of every trainable weight.
 
     The ratio of the size of one update to the size of the weights is the
@@ -32,12 +33,17 @@ class UpdateRatioLogger(keras.callbacks.Callback):
 
     across exactly one real optimizer update, from inside the compiled train
     step (so it holds with `steps_per_execution > 1`, and skipped loss-scaled
-    steps are not measured), on the TensorFlow, JAX and PyTorch backends. The latest values are in `ratios`, keyed
-    `"<layer>/<weight>"`; with `log_dir` they go to TensorBoard as scalars
-    `update_ratio/<layer>/<weight>`, with a per-layer summary: one scalar per
-    layer, `update_ratio_by_layer/<layer>` (one chart with a line per layer in
-    the custom-scalars tab), and a histogram of `log10(ratio)` over all
-    weights (`update_ratio/log10_all_weights`). Each layer is judged by its
+    steps are not measured), on the TensorFlow, JAX and PyTorch backends.
+    `every` counts applied updates (the optimizer's `iterations`). With
+    `steps_per_execution = s > every` on TensorFlow only the last measured
+    update of each execution is kept (one result lives in the step's
+    variables between host reads); JAX hands every one over. The latest
+    values are in `ratios`, keyed `"<layer>/<weight>"`; with `log_dir` they
+    go to TensorBoard as scalars `update_ratio/<layer>/<weight>`, with a
+    per-layer summary: one scalar per layer, `update_ratio_by_layer/<layer>`
+    (one chart with a line per layer in the custom-scalars tab), and a
+    histogram of `log10(ratio)` over all weights
+    (`update_ratio/log10_all_weights`). Each layer is judged by its
     largest weight (a bias starting at zero has no meaningful ratio), and
     with `verbose` a layer outside `[low, high]` gets a warning.
 
@@ -84,7 +90,7 @@ class UpdateRatioLogger(keras.callbacks.Callback):
     def __init__(self, log_dir=None, every=100, *, low=1e-4, high=1e-2,
                  verbose=1):
         super().__init__()
-        self.log_dir = log_dir
+        self.log_dir = validation.check_path("log_dir", log_dir, allow_none=True)
         self.every = validation.check_int("every", every, low=1)
         self.low = validation.check_real("low", low, low=0.0, low_open=True)
         self.high = validation.check_real("high", high, low=0.0, low_open=True)
@@ -101,6 +107,24 @@ class UpdateRatioLogger(keras.callbacks.Callback):
         self._probe = None
         self._writer = None
         self._pending = []
+
+    def get_state(self):
+        """The latest ratios and their history, for a restart."""
+        return {
+            "step": self.step,
+            "ratios": dict(self.ratios),
+            "layer_ratios": dict(self.layer_ratios),
+            "history": {key: list(rows) for key, rows in self.history.items()},
+        }
+
+    def set_state(self, state):
+        """Restores what `get_state` returned."""
+        self.step = state.get("step")
+        self.ratios = dict(state.get("ratios", {}))
+        self.layer_ratios = dict(state.get("layer_ratios", {}))
+        self.history = collections.defaultdict(list)
+        for key, rows in state.get("history", {}).items():
+            self.history[key] = [(int(step), value) for step, value in rows]
 
     def on_train_begin(self, logs=None):
         if self._probe is not None:

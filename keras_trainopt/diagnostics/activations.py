@@ -9,9 +9,13 @@ too large, or by a learning rate that is too high.
 
 import numpy as np
 
+from keras_trainopt._internal import validation
+
 # Output range of each saturating kind: (low asymptote, high asymptote).
 SATURATING = {"tanh": (-1.0, 1.0), "sigmoid": (0.0, 1.0)}
 RECTIFYING = ("relu",)
+# More buckets than any chart shows; beyond, NumPy fails or runs out of memory.
+MAX_BINS = 100_000
 
 
 def saturated_fraction(values, kind, tolerance=0.05):
@@ -75,10 +79,26 @@ def activation_stats(values, kind, tolerance=0.05, bins=30,
     Reference: cs231n, "Neural Networks Part 2" (saturated sigmoid/tanh
     units kill gradients; dead ReLUs) and "Part 3" (activation histograms).
     """
-    values = np.asarray(values)
+    values = validation.check_floats("values", values, float64=False)
+    if kind is not None and not isinstance(kind, str):
+        raise TypeError(
+            f"`kind` must be an activation name or None. Received: kind={kind!r}"
+        )
+    tolerance = validation.check_real("tolerance", tolerance, low=0.0,
+                                      high=0.5, high_open=True)
+    bins = validation.check_int("bins", bins, low=1, high=MAX_BINS)
+    histogram_sample = validation.check_int("histogram_sample",
+                                            histogram_sample, low=1)
     flat = values.ravel()
     stride = max(1, flat.size // histogram_sample)
-    counts, edges = np.histogram(flat[::stride], bins=bins)
+    sample = flat[::stride].astype("float64")  # float16: too few edges
+    # NaN or inf (a diverged layer) would leave the histogram no range
+    sample = sample[np.isfinite(sample)]
+    try:
+        counts, edges = np.histogram(sample, bins=bins)
+    except ValueError:  # a range too narrow for `bins` distinct edges
+        counts = np.array([sample.size])
+        edges = np.array([sample.min(), sample.max()])
     return {
         "mean": float(np.mean(flat, dtype="float64")),
         "std": float(np.std(flat, dtype="float64")),

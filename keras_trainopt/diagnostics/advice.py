@@ -3,6 +3,8 @@
 import dataclasses
 import math
 
+from keras_trainopt._internal import validation
+
 SEVERITIES = ("problem", "warning", "ok")
 
 
@@ -88,6 +90,18 @@ def advise(
 
     Reference: cs231n, "Neural Networks Part 3: Learning and Evaluation".
     """
+    loss = validation.check_mapping("loss", loss, allow_none=True)
+    fit = validation.check_mapping("fit", fit, allow_none=True)
+    update_ratios = validation.check_mapping("update_ratios", update_ratios,
+                                             allow_none=True)
+    activations = validation.check_mapping("activations", activations,
+                                           allow_none=True)
+    ratio_band = _check_band(ratio_band)
+    saturation_threshold = validation.check_real(
+        "saturation_threshold", saturation_threshold, low=0.0, high=1.0)
+    dead_threshold = validation.check_real("dead_threshold", dead_threshold,
+                                           low=0.0, high=1.0)
+    strong_gap = validation.check_real("strong_gap", strong_gap, low=0.0)
     found = []
     found += _learning_rate(
         loss, _signs_of_a_high_rate(update_ratios, ratio_band, activations,
@@ -103,6 +117,22 @@ def advise(
     return sorted(found, key=lambda a: order[a.severity])
 
 
+def _check_band(band):
+    if not isinstance(band, (tuple, list)) or len(band) != 2:
+        raise TypeError(
+            "`ratio_band` must be a pair (low, high). "
+            f"Received: ratio_band={band!r}"
+        )
+    low = validation.check_real("ratio_band[0]", band[0], low=0.0)
+    high = validation.check_real("ratio_band[1]", band[1], low=0.0)
+    if not low < high:
+        raise ValueError(
+            "`ratio_band` must be (low, high) with low < high. "
+            f"Received: ratio_band={tuple(band)!r}"
+        )
+    return (low, high)
+
+
 def _signs_of_a_high_rate(ratios, band, activations, dead_threshold):
     """What contradicts a "too low" verdict: high update ratios, dead ReLUs."""
     signs = [f"layer {layer}'s update ratio is {ratio:.1e}"
@@ -110,7 +140,8 @@ def _signs_of_a_high_rate(ratios, band, activations, dead_threshold):
              if ratio is not None and math.isfinite(ratio) and ratio > band[1]]
     signs += [f"layer {layer} has {stats['dead_fraction']:.0%} dead units"
               for layer, stats in (activations or {}).items()
-              if (stats.get("dead_fraction") or 0.0) >= dead_threshold]
+              if stats.get("dead_fraction") is not None
+              and stats["dead_fraction"] >= dead_threshold]
     return signs
 
 

@@ -1,5 +1,6 @@
 """Train-versus-validation gap: overfitting, underfitting or a good fit."""
 
+from keras_trainopt._internal import validation as checks
 from keras_trainopt.diagnostics.loss_curve import Diagnosis
 
 _LOWER_IS_BETTER = ("loss", "error", "mse", "mae", "mape", "crossentropy",
@@ -57,6 +58,17 @@ def diagnose_fit(
 
     Reference: cs231n, "Neural Networks Part 3", train/validation accuracy.
     """
+    # NaN and inf are values a diverged run logs: judged, not refused
+    train = checks.check_real("train", train, finite=False)
+    validation = checks.check_real("validation", validation, finite=False)
+    lower_better = checks.check_bool("lower_better", lower_better)
+    overfitting_gap = checks.check_real("overfitting_gap", overfitting_gap,
+                                        low=0.0)
+    underfitting_gap = checks.check_real("underfitting_gap", underfitting_gap,
+                                         low=0.0)
+    underfitting_value = checks.check_real(
+        "underfitting_value", underfitting_value, allow_none=True
+    )
     gap = generalization_gap(train, validation, lower_better)
     if gap > overfitting_gap:
         return Diagnosis(

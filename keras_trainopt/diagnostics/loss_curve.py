@@ -12,6 +12,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from keras_trainopt._internal import validation
+
 
 class Diagnosis(NamedTuple):
     """A verdict and the reason for it, in words a user can act on.
@@ -55,7 +57,11 @@ class RunningSmooth:
     """
 
     def __init__(self, beta=0.98, average=0.0, count=0):
-        self.beta, self.average, self.count = beta, average, count
+        self.beta = validation.check_real(
+            "beta", beta, low=0.0, high=1.0, high_open=True
+        )
+        self.average = validation.check_real("average", average)
+        self.count = validation.check_int("count", count, low=0)
 
     def update(self, loss):
         """Adds `loss`; returns the smoothed value."""
@@ -84,6 +90,7 @@ def smooth(losses, beta=0.98):
 
     Reference: see `RunningSmooth`.
     """
+    losses = validation.check_floats("losses", losses, ndim=1)
     running = RunningSmooth(beta)
     return np.array([running.update(float(loss)) for loss in losses])
 
@@ -142,7 +149,17 @@ def diagnose_loss_curve(
     Reference: cs231n, "Neural Networks Part 3: Learning and Evaluation",
     loss function (the shapes of low, high and good learning rates).
     """
-    losses = np.asarray(losses, dtype="float64")
+    losses = validation.check_floats("losses", losses, ndim=1)
+    min_steps = validation.check_int("min_steps", min_steps, low=1)
+    oscillation_threshold = validation.check_real(
+        "oscillation_threshold", oscillation_threshold, low=0.0, low_open=True
+    )
+    linearity_threshold = validation.check_real(
+        "linearity_threshold", linearity_threshold, low=0.0, low_open=True
+    )
+    flat_tolerance = validation.check_real(
+        "flat_tolerance", flat_tolerance, low=0.0
+    )
     losses = losses[np.isfinite(losses)]
     n = len(losses)
     if n < min_steps:

@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from keras_trainopt._internal import validation
+
 
 def update_ratio(before, after):
     """`||after - before|| / ||before||` for one weight array (Frobenius norms).
@@ -22,8 +24,13 @@ def update_ratio(before, after):
     Reference: cs231n, "Neural Networks Part 3: Learning and Evaluation",
     ratio of weights:updates.
     """
-    before = np.asarray(before, dtype="float64")
-    after = np.asarray(after, dtype="float64")
+    before = validation.check_floats("before", before)
+    after = validation.check_floats("after", after)
+    if before.shape != after.shape:
+        raise ValueError(
+            "`before` and `after` must be the same weight array, of one "
+            f"shape. Received: shapes {before.shape} and {after.shape}"
+        )
     with np.errstate(divide="ignore", invalid="ignore"):
         return float(np.linalg.norm(after - before) / np.linalg.norm(before))
 

@@ -64,6 +64,17 @@ class EnsembleModel(keras.Model):
                     f"Received: models[{i}]={model!r} (of type "
                     f"{type(model).__name__})"
                 )
+        shapes = [_shapes(model) for model in models]
+        for i, member_shapes in enumerate(shapes):
+            if None not in (shapes[0], member_shapes) and (
+                member_shapes != shapes[0]
+            ):
+                raise ValueError(
+                    "`models` must take the same inputs and give outputs of "
+                    "the same shapes. Received: models[0] with (inputs, "
+                    f"outputs) of shapes {shapes[0]}, models[{i}] with "
+                    f"{member_shapes}"
+                )
         self.members = list(models)
         if all(m.built for m in self.members):
             self.built = True
@@ -97,3 +108,18 @@ class EnsembleModel(keras.Model):
             for m in config.pop("models")
         ]
         return cls(models, **config)
+
+
+def _shapes(model):
+    """The (input shapes, output shapes) of a model with known tensors, or
+    `None` (a subclassed or not yet built model)."""
+    try:
+        inputs, outputs = model.inputs, model.outputs
+    except (AttributeError, ValueError):
+        return None
+    if not inputs or not outputs:
+        return None
+    return tuple(
+        [tuple(tensor.shape) for tensor in tree.flatten(tensors)]
+        for tensors in (inputs, outputs)
+    )

@@ -1,5 +1,6 @@
 """Training the same model from several seeds: a seed ensemble."""
 
+import inspect
 import numbers
 
 import keras
@@ -57,6 +58,21 @@ def fit_seed_ensemble(build_model, x=None, y=None, *, seeds=5, **fit_kwargs):
             f"Received: build_model={build_model!r}"
         )
     seeds = _check_seeds(seeds)
+    unknown = sorted(set(fit_kwargs) - _FIT_ARGUMENTS)
+    if unknown:
+        # refused before any member trains; `fit` would refuse them in
+        # words that differ per backend and name no argument
+        raise TypeError(
+            f"{', '.join(f'`{name}`' for name in unknown)}: not argument(s) of "
+            "`model.fit`, which gets every keyword argument of "
+            f"fit_seed_ensemble but build_model and seeds. Received: "
+            f"{', '.join(f'{name}={fit_kwargs[name]!r}' for name in unknown)}"
+        )
+    # Keras' `fit` takes these unchecked and fails deep inside (`epochs="x"`)
+    for name, low in _FIT_COUNTS.items():
+        if name in fit_kwargs:
+            validation.check_int(name, fit_kwargs[name], low=low,
+                                 allow_none=name != "epochs")
     members, histories = [], []
     for seed in seeds:
         keras.utils.set_random_seed(seed)
@@ -75,6 +91,13 @@ def fit_seed_ensemble(build_model, x=None, y=None, *, seeds=5, **fit_kwargs):
         histories.append(model.fit(x, y, **fit_kwargs))
         members.append(model)
     return EnsembleModel(members, name="seed_ensemble"), histories
+
+
+# What `model.fit` takes besides the data; every backend's trainer agrees.
+_FIT_ARGUMENTS = frozenset(inspect.signature(keras.Model.fit).parameters) - {
+    "self", "x", "y"}
+_FIT_COUNTS = {"epochs": 1, "batch_size": 1, "steps_per_epoch": 1,
+               "initial_epoch": 0}
 
 
 def _check_seeds(seeds):

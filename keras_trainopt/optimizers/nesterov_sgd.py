@@ -66,20 +66,57 @@ def nesterov_sgd(learning_rate=0.01, momentum=0.9, **kwargs):
     )
     if "nesterov" in kwargs:
         raise TypeError(
-            "nesterov_sgd always sets nesterov=True; use "
-            "keras.optimizers.SGD for classic momentum. "
+            "`nesterov` cannot be passed: nesterov_sgd always sets "
+            "nesterov=True; use keras.optimizers.SGD for classic momentum. "
             f"Received: nesterov={kwargs['nesterov']!r}"
         )
     unknown = sorted(set(kwargs) - set(_PASS_THROUGH))
     if unknown:
         raise TypeError(
-            f"nesterov_sgd got unexpected argument(s) {', '.join(unknown)}. "
+            "nesterov_sgd got unexpected argument(s) "
+            f"{', '.join(f'`{name}`' for name in unknown)}. "
             f"It accepts learning_rate, momentum and the SGD arguments "
             f"{', '.join(_PASS_THROUGH)}."
         )
+    for name, check in _CHECKS.items():
+        if name in kwargs:
+            kwargs[name] = check(name, kwargs[name])
     return keras.optimizers.SGD(
         learning_rate=learning_rate, momentum=momentum, nesterov=True, **kwargs
     )
+
+
+def _positive_or_none(name, value):
+    return validation.check_real(name, value, low=0.0, low_open=True,
+                                 allow_none=True)
+
+
+def _name(name, value):
+    if value is not None and not isinstance(value, str):
+        raise TypeError(
+            f"`{name}` must be a string or None. Received: {name}={value!r}"
+        )
+    return value
+
+
+# Keras' SGD takes these without a check (`clipnorm="x"` fails only at the
+# first update, inside the train step): they are checked here instead.
+_CHECKS = {
+    "weight_decay": lambda name, value: validation.check_real(
+        name, value, low=0.0, allow_none=True),
+    "clipnorm": _positive_or_none,
+    "clipvalue": _positive_or_none,
+    "global_clipnorm": _positive_or_none,
+    "use_ema": validation.check_bool,
+    "ema_momentum": lambda name, value: validation.check_real(
+        name, value, low=0.0, high=1.0),
+    "ema_overwrite_frequency": lambda name, value: validation.check_int(
+        name, value, low=1, allow_none=True),
+    "loss_scale_factor": _positive_or_none,
+    "gradient_accumulation_steps": lambda name, value: validation.check_int(
+        name, value, low=2, allow_none=True),
+    "name": _name,
+}
 
 
 def _check_learning_rate(learning_rate):

@@ -20,6 +20,7 @@ import re
 import numpy as np
 
 from keras_trainopt._internal import distribute
+from keras_trainopt._internal import validation
 from keras_trainopt.reporting import results as results_module
 
 _ADVICE_TAG = "doctor/advice"
@@ -102,11 +103,8 @@ def write_report(log_dir, output=None):
             "`log_dir` must be a folder path (str or os.PathLike). "
             f"Received: log_dir={log_dir!r} (of type {type(log_dir).__name__})"
         )
-    if output is not None and not isinstance(output, (str, os.PathLike)):
-        raise TypeError(
-            "`output` must be a file path (str or os.PathLike) or None. "
-            f"Received: output={output!r} (of type {type(output).__name__})"
-        )
+    output = validation.check_path("output", output, allow_none=True,
+                                   folder=False)
     log_dir = os.fspath(log_dir)
     if not distribute.is_chief():
         return None

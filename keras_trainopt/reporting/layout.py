@@ -1,7 +1,10 @@
 """The TensorBoard custom-scalars layout: ready-made charts for the monitors."""
 
+import numpy as np
+from tensorboard.compat.proto import summary_pb2
 from tensorboard.plugins.custom_scalar import layout_pb2
-from tensorboard.plugins.custom_scalar import summary as custom_scalar_summary
+from tensorboard.plugins.custom_scalar import metadata
+from tensorboard.util import tensor_util
 
 # (chart title, tag regular expressions); tags of every run are matched.
 CHARTS = (
@@ -51,5 +54,18 @@ def custom_scalars_layout():
 
 
 def layout_summary():
-    """The layout as a `Summary` protocol buffer, ready to write."""
-    return custom_scalar_summary.pb(custom_scalars_layout())
+    """The layout as a `Summary` protocol buffer, ready to write.
+
+    What `tensorboard.plugins.custom_scalar.summary.pb` builds, without the
+    TensorFlow it imports (absent on the JAX and PyTorch backends).
+    """
+    tensor = tensor_util.make_tensor_proto(
+        np.array(custom_scalars_layout().SerializeToString(), dtype=object)
+    )
+    summary = summary_pb2.Summary()
+    summary.value.add(
+        tag=metadata.CONFIG_SUMMARY_TAG,
+        metadata=metadata.create_summary_metadata(),
+        tensor=tensor,
+    )
+    return summary

@@ -9,7 +9,6 @@ curves that produced them.
 """
 
 import numbers
-import os
 
 from keras_trainopt._internal import validation
 from keras_trainopt.reporting import tensorboard
@@ -49,11 +48,7 @@ def log_results(log_dir, results, step=0):
     Reference: TensorBoard's scalar plugin (the values are ordinary scalar
     summaries, so any TensorBoard tool reads them).
     """
-    if not isinstance(log_dir, (str, os.PathLike)):
-        raise TypeError(
-            "`log_dir` must be a folder path (str or os.PathLike). "
-            f"Received: log_dir={log_dir!r} (of type {type(log_dir).__name__})"
-        )
+    log_dir = validation.check_path("log_dir", log_dir)
     if not isinstance(results, dict) or not results:
         raise TypeError(
             "`results` must be a non-empty dict of name -> number. "
@@ -72,7 +67,8 @@ def log_results(log_dir, results, step=0):
                 f"{type(value).__name__})"
             )
         validation.check_real(f"results[{name!r}]", value)
-    step = validation.check_int("step", step, low=0)
+    # TensorBoard stores steps as int64
+    step = validation.check_int("step", step, low=0, high=2**63 - 1)
     writer = tensorboard.open_run(log_dir, RUN)
     try:
         if writer is not None:

@@ -29,10 +29,12 @@ from tensorboard.plugins.text import summary_v2 as text_summary
 from tensorboard.summary.writer import event_file_writer
 from tensorboard.util import tensor_util
 
+from keras_trainopt._internal import dir_lock
 from keras_trainopt._internal import distribute
+from keras_trainopt._internal import validation
 
 _LOCK = threading.Lock()
-_OPEN = {}  # folder -> [RunWriter, number of users]
+_OPEN = {}  # folder -> [RunWriter, number of users, folder claim]
 
 
 class RunWriter:
@@ -67,10 +69,19 @@ class RunWriter:
             self._add(layout.layout_summary(), 0)
             self._layout_written = True
 
-    def scalars(self, tag, steps, values):
-        """Writes a series of scalars: `values[i]` at step `steps[i]`."""
-        for step, value in zip(steps, values):
-            self._add(scalar_summary.scalar_pb(tag, float(value)), step)
+    def scalars(self, tag, steps, values, description=None):
+        """Writes a series of scalars: `values[i]` at step `steps[i]`.
+
+        `description` (Markdown, shown by TensorBoard beside the chart) goes
+        with the first value of the series.
+        """
+        for i, (step, value) in enumerate(zip(steps, values)):
+            self._add(
+                scalar_summary.scalar_pb(
+                    tag, float(value), description=None if i else description
+                ),
+                step,
+            )
 
     def scalar(self, tag, value, step):
         self._add(scalar_summary.scalar_pb(tag, float(value)), step)
@@ -157,14 +168,21 @@ def open_run(log_dir, run):
 
     Reference: TensorBoard's `EventFileWriter` and plugin summary builders.
     """
+    log_dir = validation.check_path("log_dir", log_dir, allow_none=True)
+    if not isinstance(run, str):
+        raise TypeError(
+            f"`run` must be a folder name (a string). Received: run={run!r}"
+        )
     if log_dir is None or not distribute.is_chief():
         return None
-    path = os.path.abspath(os.path.join(os.fspath(log_dir), run))
+    path = os.path.abspath(os.path.join(log_dir, run))
     with _LOCK:
         entry = _OPEN.get(path)
         if entry is None:
-            os.makedirs(path, exist_ok=True)
-            entry = _OPEN[path] = [RunWriter(path), 0]
+            # one training process per run folder: a second fails here,
+            # when its `fit` starts, instead of interleaving event files
+            claim = dir_lock.claim(path, "TensorBoard run folder")
+            entry = _OPEN[path] = [RunWriter(path), 0, claim]
         entry[1] += 1
         entry[0].write_layout()
         return entry[0]
@@ -186,6 +204,11 @@ def close_run(writer):
     """
     if writer is None:
         return
+    if not isinstance(writer, RunWriter):
+        raise TypeError(
+            "`writer` must be a RunWriter from `open_run`, or None. "
+            f"Received: writer={writer!r} (of type {type(writer).__name__})"
+        )
     with _LOCK:
         entry = _OPEN.get(writer.path)
         writer.flush()
@@ -195,3 +218,4 @@ def close_run(writer):
         if entry[1] <= 0:
             del _OPEN[writer.path]
             writer._close()
+            dir_lock.release(entry[2])

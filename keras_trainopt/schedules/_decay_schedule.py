@@ -55,11 +55,14 @@ class DecaySchedule(keras.optimizers.schedules.LearningRateSchedule):
         steps_per_epoch=None,
         name=None,
     ):
-        self.initial_learning_rate = validation.check_real(
+        self.initial_learning_rate = validation.check_float32(
             "initial_learning_rate",
-            initial_learning_rate,
-            low=0.0,
-            low_open=True,
+            validation.check_real(
+                "initial_learning_rate",
+                initial_learning_rate,
+                low=0.0,
+                low_open=True,
+            ),
         )
         self.min_learning_rate = validation.check_real(
             "min_learning_rate", min_learning_rate, low=0.0
@@ -93,7 +96,8 @@ class DecaySchedule(keras.optimizers.schedules.LearningRateSchedule):
             t,
             self.initial_learning_rate,
             lambda s: self._shape(s, xp),
-            warmup=self.warmup,
+            # floats: JAX cannot mix a Python int >= 2**31 with a tensor
+            warmup=float(self.warmup),
             min_learning_rate=self.min_learning_rate,
             xp=xp,
         )
@@ -109,7 +113,7 @@ class DecaySchedule(keras.optimizers.schedules.LearningRateSchedule):
     def __call__(self, step):
         t = ops.cast(step, "float32")
         if self.steps_per_epoch is not None:
-            t = ops.floor(t / self.steps_per_epoch)
+            t = ops.floor(t / float(self.steps_per_epoch))
         return self._learning_rate(t, ops)
 
     def get_config(self):
@@ -166,7 +170,9 @@ class ContinuousDecaySchedule(DecaySchedule):
         steps_per_epoch=None,
         name=None,
     ):
-        self.decay = validation.check_real("decay", decay, low=0.0)
+        self.decay = validation.check_float32(
+            "decay", validation.check_real("decay", decay, low=0.0)
+        )
         self.staircase = validation.check_bool("staircase", staircase)
         self.every = validation.check_int("every", every, low=1)
         if self.every != 1 and not self.staircase:
@@ -184,7 +190,7 @@ class ContinuousDecaySchedule(DecaySchedule):
 
     def _shape(self, t, xp):
         if self.staircase:
-            t = formulas.staircase_time(t, self.every, xp=xp)
+            t = formulas.staircase_time(t, float(self.every), xp=xp)
         return type(self).curve(t, self.decay, xp=xp)
 
     def _shape_config(self):

@@ -39,11 +39,17 @@ class CyclicCosineSchedule(keras.optimizers.schedules.LearningRateSchedule):
     """
 
     def __init__(self, initial_learning_rate, cycle_steps, name=None):
-        self.initial_learning_rate = validation.check_real(
-            "initial_learning_rate", initial_learning_rate, low=0.0,
-            low_open=True,
+        self.initial_learning_rate = validation.check_float32(
+            "initial_learning_rate",
+            validation.check_real("initial_learning_rate",
+                                  initial_learning_rate, low=0.0,
+                                  low_open=True),
         )
         self.cycle_steps = validation.check_int("cycle_steps", cycle_steps, low=1)
+        if name is not None and not isinstance(name, str):
+            raise TypeError(
+                f"`name` must be a string or None. Received: name={name!r}"
+            )
         self.name = name
 
     def value(self, t):

@@ -72,7 +72,8 @@ def warmup_then_decay(
     decay_time = xp.maximum(t - warmup, 0.0)
     value = initial_learning_rate * shape(decay_time)
     if warmup > 0:
-        ramp = initial_learning_rate * (t + 1.0) / (warmup + 1.0)
+        # the fraction first: lr0 * (t + 1) overflows float32 near its max
+        ramp = initial_learning_rate * ((t + 1.0) / (warmup + 1.0))
         value = xp.where(t < warmup, ramp, value)
     return xp.maximum(value, min_learning_rate)
 

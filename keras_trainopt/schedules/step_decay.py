@@ -66,7 +66,7 @@ class StepDecaySchedule(DecaySchedule):
         )
 
     def _shape(self, t, xp):
-        return formulas.step_decay(t, self.factor, self.every, xp=xp)
+        return formulas.step_decay(t, self.factor, float(self.every), xp=xp)
 
     def _shape_config(self):
         return {"factor": self.factor, "every": self.every}

@@ -2,6 +2,8 @@
 
 import collections.abc
 
+from keras_trainopt._internal import validation
+
 
 class HyperparameterConfig(collections.abc.Mapping):
     """The learning rate, decay schedule and regularization of one trial.
@@ -34,7 +36,7 @@ class HyperparameterConfig(collections.abc.Mapping):
     """
 
     def __init__(self, values):
-        self._values = dict(values)
+        self._values = dict(validation.check_mapping("values", values))
 
     def __getitem__(self, key):
         return self._values[key]
@@ -140,7 +142,6 @@ class HyperparameterConfig(collections.abc.Mapping):
         >>> config.stretched(3)["exponential_decay"]
         0.1
         """
-        from keras_trainopt._internal import validation
 
         factor = validation.check_real("factor", factor, low=0.0,
                                        low_open=True)

@@ -252,6 +252,22 @@ def search_hyperparameters(
                           low_open=True)
     validation.check_int("seed", seed, low=0, allow_none=True)
     verbose = validation.check_int("verbose", verbose, low=0)
+    if not isinstance(objective, (str, keras_tuner.Objective)) or not objective:
+        raise TypeError(
+            "`objective` must be a metric name or a keras_tuner.Objective. "
+            f"Received: objective={objective!r}"
+        )
+    if callbacks is not None and (
+        not isinstance(callbacks, (list, tuple))
+        or not all(isinstance(c, keras.callbacks.Callback) for c in callbacks)
+    ):
+        raise TypeError(
+            "`callbacks` must be a list of keras.callbacks.Callback or None. "
+            f"Received: callbacks={callbacks!r}"
+        )
+    log_dir = validation.check_path("log_dir", log_dir, allow_none=True)
+    directory = validation.check_path("directory", directory, allow_none=True)
+    overwrite = validation.check_bool("overwrite", overwrite)
     space = _make_space(search_space, epochs)
     if space.is_empty:
         raise ValueError(

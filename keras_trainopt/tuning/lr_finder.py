@@ -117,6 +117,11 @@ def find_learning_rate(
     `keras_trainopt.tuning.suggestions` then pick a rate; `rule` chooses which
     one is the `suggestion`, and all of them are in `suggestions`.
 
+    Under mixed precision, a step whose update `LossScaleOptimizer` skips
+    (non-finite gradients; it halves its loss scale) is run again at the
+    same rate on the same batch, so every rate tried makes exactly one
+    update; after 32 skips in a row the sweep stops as diverged.
+
     The model is left as it was: its variables (weights, BatchNorm
     statistics, the layers' seed generators), the optimizer's variables and
     learning rate, and the global random state (Python's, NumPy's and
@@ -185,8 +190,8 @@ def find_learning_rate(
     n = arrays.num_samples(x)
     if n < batch_size:
         raise ValueError(
-            f"The data has {n} samples, fewer than one batch. Received: "
-            f"batch_size={batch_size}"
+            f"`batch_size` must be at most the number of samples ({n}): the "
+            f"sweep trains on whole batches. Received: batch_size={batch_size}"
         )
 
     rates = [
@@ -261,21 +266,43 @@ def _sweep(model, x, y, n, batch_size, rates, smoothing, threshold, seed):
         start = (i % batches_per_pass) * batch_size
         index = order[start:start + batch_size]
         optimizers.set_learning_rate(model.optimizer, rate)
-        loss = model.train_on_batch(
+        loss, applied = _train_step(
+            model,
             arrays.take(x, index), None if y is None else arrays.take(y, index),
-            return_dict=True,
-        )["loss"]
-        loss = float(loss)
+        )
         tried.append(rate)
         losses.append(loss)
         value = smoother.update(loss) if math.isfinite(loss) else math.inf
         smoothed.append(value)
-        if not math.isfinite(value):
+        if not math.isfinite(value) or not applied:
             return tried, losses, smoothed, True
         best = min(best, value)
         if i >= 1 and value > threshold * best:
             return tried, losses, smoothed, True
     return tried, losses, smoothed, False
+
+
+# A LossScaleOptimizer halves its scale at each skipped update; after this
+# many in a row the gradients are not finite at any usable scale.
+_MAX_SKIPPED = 32
+
+
+def _train_step(model, x, y):
+    """One update on the batch: `(loss, whether the update was applied)`.
+
+    Under mixed precision `LossScaleOptimizer` skips an update whose
+    gradients are not finite (and halves its loss scale): the step is then
+    run again, at the same rate on the same batch, so that every rate of the
+    sweep makes exactly one update. Its loss is the same, as the weights are.
+    """
+    for _ in range(_MAX_SKIPPED + 1):
+        scale = optimizers.loss_scale(model.optimizer)
+        loss = float(model.train_on_batch(x, y, return_dict=True)["loss"])
+        if scale is None or not math.isfinite(loss):
+            return loss, True
+        if optimizers.loss_scale(model.optimizer) >= scale:
+            return loss, True
+    return loss, False
 
 
 def _check_model(model):

@@ -11,22 +11,35 @@ finders).
     valley     half way down the longest stretch of falling loss (fastai)
 """
 
+import reprlib
+
 import numpy as np
+
+from keras_trainopt._internal import validation
 
 
 def _curve(learning_rates, losses):
-    rates = np.asarray(learning_rates, dtype="float64")
-    values = np.asarray(losses, dtype="float64")
-    if rates.ndim != 1 or rates.shape != values.shape or rates.size < 2:
+    rates = validation.check_floats("learning_rates", learning_rates, ndim=1)
+    values = validation.check_floats("losses", losses, ndim=1)
+    if rates.shape != values.shape or rates.size < 2:
         raise ValueError(
             "`learning_rates` and `losses` must be 1-D sequences of the same "
             f"length >= 2. Received lengths {rates.size} and {values.size}"
         )
+    if not (np.all(np.isfinite(rates)) and np.all(rates > 0)
+            and np.all(np.diff(rates) > 0)):
+        raise ValueError(
+            "`learning_rates` must be finite, > 0 and strictly increasing, "
+            "as a range test sweeps them. Received: learning_rates="
+            f"{reprlib.repr(rates.tolist())}"
+        )
     keep = np.isfinite(values)
     if keep.sum() < 2:
         raise ValueError(
-            "Fewer than 2 finite losses: the sweep diverged at once. Lower "
-            "`lr_min`."
+            "Fewer than 2 finite losses: `losses` must hold at least 2 finite "
+            "values (in a range test, the sweep diverged at once: lower "
+            "`lr_min`). Received: "
+            f"losses={reprlib.repr(values.tolist())}"
         )
     return rates[keep], values[keep]
 

@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 
 from keras_trainopt._internal import validation
@@ -52,3 +53,64 @@ def test_check_bool_and_choice():
         r"Received: unit='epochs'"
     ):
         validation.check_choice("unit", "epochs", ("epoch", "step"))
+
+
+# -- helpers added for the fuzz findings (issue 7) ---------------------------
+
+
+def test_check_real_allows_non_finite_on_request():
+    assert math.isnan(validation.check_real("x", float("nan"), finite=False))
+    assert validation.check_real("x", math.inf, finite=False) == math.inf
+
+
+def test_check_path(tmp_path):
+    assert validation.check_path("d", tmp_path) == str(tmp_path)
+    assert validation.check_path("d", None, allow_none=True) is None
+    for bad in (5, b"/tmp", None, ["a"]):
+        with pytest.raises(TypeError, match=r"`d` must be a path"):
+            validation.check_path("d", bad)
+    for bad in ("", "a\x00b"):
+        with pytest.raises(ValueError, match=r"`d` must be a non-empty path"):
+            validation.check_path("d", bad)
+    file = tmp_path / "f.txt"
+    file.write_text("x")
+    with pytest.raises(ValueError, match=r"`d` must be a folder"):
+        validation.check_path("d", file)
+    assert validation.check_path("f", file, folder=False) == str(file)
+    with pytest.raises(ValueError, match=r"`f` must be a file path"):
+        validation.check_path("f", tmp_path, folder=False)
+
+
+def test_check_floats():
+    assert validation.check_floats("v", [1, 2.5]).dtype == np.float64
+    half = np.ones(3, "float16")
+    assert validation.check_floats("v", half, float64=False).dtype == np.float16
+    for bad in ("1.5", None, ["a"], [1, None], 1j, {"a": 1}):
+        with pytest.raises(TypeError, match=r"`v` must be an array"):
+            validation.check_floats("v", bad)
+    with pytest.raises(ValueError, match=r"`v` must be 1-D"):
+        validation.check_floats("v", [[1.0]], ndim=1)
+
+
+def test_check_mapping_and_inputs():
+    assert validation.check_mapping("m", {}) == {}
+    with pytest.raises(TypeError, match=r"`m` must be a dict"):
+        validation.check_mapping("m", [("a", 1)])
+    x = np.ones((2, 3))
+    for good in (x, [x, x], {"a": x}):
+        assert validation.check_inputs("x", good) is good
+    for bad in (None, "abc", 5, np.float32(1), [], [[1.0, 2.0]]):
+        with pytest.raises(TypeError, match=r"`x` must be a batch of inputs"):
+            validation.check_inputs("x", bad)
+
+
+def test_check_int_high():
+    assert validation.check_int("n", 5, high=5) == 5
+    with pytest.raises(ValueError, match=r"`n` must be <= 5\. Received: n=6"):
+        validation.check_int("n", 6, high=5)
+
+
+def test_check_float32():
+    assert validation.check_float32("r", 3e38) == 3e38
+    with pytest.raises(ValueError, match=r"`r` must be at most 3\.40282e\+38"):
+        validation.check_float32("r", 1e39)

@@ -79,3 +79,33 @@ def test_bad_arguments():
                                        batch_size=0)
     with pytest.raises(ValueError, match="yielded no batches"):
         recompute_batchnorm_statistics(two_bn_model(), np.zeros((0, 5)))
+
+
+# -- found by fuzzing (issue 7) ------------------------------------------------
+
+
+def _bn_model():
+    return keras.Sequential([keras.Input((3,)), keras.layers.BatchNormalization()])
+
+
+@pytest.mark.parametrize("data", [None, 5, "abc"])
+def test_data_that_is_not_arrays_or_batches_is_refused(data):
+    # before: TypeError "'int' object is not iterable" (or a Keras error for
+    # the characters of a string), naming nothing
+    with pytest.raises(TypeError, match=r"`data` must be an array"):
+        recompute_batchnorm_statistics(_bn_model(), data)
+
+
+def test_list_of_arrays_must_match_the_inputs():
+    # before: Keras' "expects 1 input(s) ... received 2", naming nothing
+    x = np.ones((4, 3))
+    with pytest.raises(ValueError, match=r"`data` as a list holds one array"):
+        recompute_batchnorm_statistics(_bn_model(), [x, x])
+
+
+@pytest.mark.parametrize("data", [np.zeros((2, 0)), np.ones(3), np.array(0.5)])
+def test_arrays_of_another_shape_are_refused(data):
+    # before: Keras' shape error naming no argument, or "len() of unsized
+    # object" for a scalar
+    with pytest.raises(ValueError, match=r"`data` must have the model's input"):
+        recompute_batchnorm_statistics(_bn_model(), data)

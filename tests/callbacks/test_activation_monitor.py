@@ -119,3 +119,42 @@ def test_bad_arguments(kwargs, error, name):
     kwargs = {"x": X, **kwargs}
     with pytest.raises(error, match=f"`{name}`"):
         ActivationMonitor(**kwargs)
+
+
+# -- found by fuzzing (issue 7) ------------------------------------------------
+
+
+@pytest.mark.parametrize("layers", [1, {"dense": 1}])
+def test_layers_that_are_not_a_list_are_refused(layers):
+    # before: TypeError "'int' object is not iterable", naming nothing
+    with pytest.raises(TypeError, match=r"`layers` must be a list"):
+        ActivationMonitor(np.ones((2, 4)), layers=layers)
+
+
+@pytest.mark.parametrize("x", ["abc", 5, [[1.0, 2.0]]])
+def test_x_must_be_a_batch_of_arrays(x):
+    # before: accepted, and the probe failed at the end of the first epoch
+    with pytest.raises(TypeError, match=r"`x` must be a batch of inputs"):
+        ActivationMonitor(x)
+
+
+@pytest.mark.parametrize("log_dir", [5, "", b"logs"])
+def test_log_dir_is_checked_when_built(log_dir):
+    # before: accepted; `fit` then failed in os.fspath (5), or "" wrote the
+    # event files into the working folder
+    with pytest.raises((TypeError, ValueError), match=r"`log_dir` must be"):
+        ActivationMonitor(np.ones((2, 4)), log_dir=log_dir)
+
+
+def test_empty_layers_is_refused():
+    # before: accepted; `fit` then failed in Keras ("`outputs` argument
+    # cannot be empty"), naming no argument
+    with pytest.raises(ValueError, match=r"`layers` must name at least one"):
+        ActivationMonitor(np.ones((2, 4)), layers=[])
+
+
+def test_unknown_layer_names_name_the_argument():
+    # before: the message did not name `layers`
+    model = keras.Sequential([keras.Input((10,)), keras.layers.Dense(1, name="d")])
+    with pytest.raises(ValueError, match=r"`layers` lists no layer named"):
+        fit(model, ActivationMonitor(X, layers=["nope"], verbose=0))

@@ -361,3 +361,13 @@ def test_weights_loaded_after_fit_are_left_alone():
     probe = WeightRecorder()
     fit(model, [ema, probe], epochs=1, initial_epoch=1)
     assert_identical(probe.trajectory[0], other)
+
+
+# -- found by fuzzing (issue 7) ------------------------------------------------
+
+
+def test_batchnorm_data_string_is_refused():
+    # before: accepted (a string is iterable), then train end failed while
+    # recomputing the statistics
+    with pytest.raises(TypeError, match=r"`batchnorm_data` must be"):
+        ExponentialMovingAverage(batchnorm_data="x")

@@ -135,3 +135,21 @@ def test_state_round_trip():
 def test_bad_arguments(kwargs, error, name):
     with pytest.raises(error, match=f"`{name}`"):
         LossMonitor(**kwargs)
+
+
+# -- found by fuzzing (issue 7) ------------------------------------------------
+
+
+@pytest.mark.parametrize("log_dir", [5, "", "a\x00b", b"logs"])
+def test_log_dir_is_checked_when_built(log_dir):
+    # before: accepted; `fit` failed in os.fspath (5) or os.makedirs (NUL),
+    # or "" wrote the event files into the working folder
+    with pytest.raises((TypeError, ValueError), match=r"`log_dir` must be"):
+        LossMonitor(log_dir)
+
+
+def test_log_dir_that_is_a_file_is_refused(tmp_path):
+    file = tmp_path / "events"
+    file.write_text("")
+    with pytest.raises(ValueError, match=r"`log_dir` must be a folder"):
+        LossMonitor(file)

@@ -114,3 +114,18 @@ def test_missing_metric_lists_the_keys():
 def test_bad_arguments(kwargs, error, name):
     with pytest.raises(error, match=f"`{name}`"):
         OverfittingMonitor(**kwargs)
+
+
+# -- found by fuzzing (issue 7) ------------------------------------------------
+
+
+def test_validation_metric_name_is_refused():
+    # before: accepted, then "found no 'val_val_loss'" after the first epoch
+    with pytest.raises(ValueError, match=r"`metric` must be the training"):
+        OverfittingMonitor("val_loss")
+
+
+@pytest.mark.parametrize("log_dir", [5, ""])
+def test_log_dir_is_checked_when_built(log_dir):
+    with pytest.raises((TypeError, ValueError), match=r"`log_dir` must be"):
+        OverfittingMonitor(log_dir=log_dir)

@@ -5,6 +5,7 @@ import keras
 import numpy as np
 import pytest
 
+from keras_trainopt import CheckpointEnsemble
 from keras_trainopt import EnsembleModel
 from keras_trainopt import SnapshotEnsemble
 from tests.callbacks.helpers import Interrupt
@@ -152,3 +153,17 @@ def test_bad_arguments_are_refused_by_name(kwargs, error, text):
 def test_ensemble_before_training_says_why():
     with pytest.raises(ValueError, match="no snapshots yet"):
         SnapshotEnsemble().ensemble()
+
+
+# -- found by fuzzing (issue 7) ------------------------------------------------
+
+
+def test_directory_is_checked_when_built(tmp_path):
+    file = tmp_path / "snapshots"
+    file.write_text("")
+    for cls in (SnapshotEnsemble, CheckpointEnsemble):
+        # before: accepted; the first snapshot failed in os.makedirs
+        with pytest.raises(ValueError, match=r"`directory` must be a non-empty"):
+            cls(directory="")
+        with pytest.raises(ValueError, match=r"`directory` must be a folder"):
+            cls(directory=file)

@@ -117,5 +117,19 @@ def test_bad_arguments():
         TrainingDoctor(every=0)
     with pytest.raises(ValueError, match="Received: verbose=-1"):
         TrainingDoctor(verbose=-1)
-    with pytest.raises(ValueError, match="Received: every=0"):
+    with pytest.raises(ValueError, match="Received: update_ratio_every=0"):
         TrainingDoctor(update_ratio_every=0)
+
+
+# -- found by fuzzing (issue 7) ------------------------------------------------
+
+
+def test_errors_name_the_doctors_own_arguments():
+    # before: the monitors' checks named their own arguments: `every` for
+    # update_ratio_every, `x` for x_probe
+    with pytest.raises(ValueError, match=r"`update_ratio_every` must be >= 1"):
+        TrainingDoctor(update_ratio_every=0)
+    with pytest.raises(TypeError, match=r"`x_probe` must be a batch"):
+        TrainingDoctor(x_probe="abc")
+    with pytest.raises(ValueError, match=r"`log_dir` must be a non-empty"):
+        TrainingDoctor(log_dir="")

@@ -136,3 +136,14 @@ def test_layer_verdicts_and_warning(capsys):
 def test_bad_arguments(kwargs, error, name):
     with pytest.raises(error, match=f"`{name}`"):
         UpdateRatioLogger(**kwargs)
+
+
+# -- found by fuzzing (issue 7) ------------------------------------------------
+
+
+@pytest.mark.parametrize("log_dir", [5, ""])
+def test_log_dir_is_checked_when_built(log_dir):
+    # before: accepted; `fit` failed in os.fspath, or "" wrote into the
+    # working folder
+    with pytest.raises((TypeError, ValueError), match=r"`log_dir` must be"):
+        UpdateRatioLogger(log_dir)

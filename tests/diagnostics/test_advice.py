@@ -109,3 +109,28 @@ def test_strong_is_relative_to_the_given_gap():
     assert str(advise(fit=fit)[0]).startswith("strong overfitting: gap 0.30")
     assert str(advise(fit=fit, strong_gap=0.5)[0]).startswith(
         "overfitting: gap 0.30")
+
+
+# -- found by fuzzing (issue 7) ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [(dict(loss=5), "loss"), (dict(fit="x"), "fit"),
+     (dict(update_ratios=[1e-3]), "update_ratios"),
+     (dict(activations=0.5), "activations"),
+     (dict(ratio_band=(1e-2, 1e-4)), "ratio_band"),
+     (dict(ratio_band=(1e-4,)), "ratio_band"),
+     (dict(dead_threshold=-1), "dead_threshold")],
+)
+def test_arguments_are_checked(kwargs, name):
+    # before: AttributeError "'float' object has no attribute 'get'" & co.
+    with pytest.raises((TypeError, ValueError), match=f"`{name}"):
+        advise(**kwargs)
+
+
+def test_layer_without_dead_fraction_and_zero_threshold():
+    # before: KeyError 'dead_fraction'
+    found = advise(loss={"diagnosis": "learning_rate_too_low"},
+                   activations={"dense": {}}, dead_threshold=0.0)
+    assert found

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from keras_trainopt.diagnostics import RunningSmooth
 from keras_trainopt.diagnostics import diagnose_loss_curve
 from keras_trainopt.diagnostics import smooth
 from keras_trainopt.diagnostics.loss_curve import is_diverging
@@ -37,3 +38,33 @@ def test_divergence_rule():
     assert is_diverging(4.1, 1.0, 4.0)
     assert not is_diverging(3.9, 1.0, 4.0)
     assert is_diverging(float("nan"), 1.0, 4.0)
+
+
+# -- found by fuzzing (issue 7) ------------------------------------------------
+
+
+def test_running_smooth_checks_its_arguments():
+    # before: accepted; update() then raised "unsupported operand" or
+    # returned nonsense (beta > 1)
+    with pytest.raises(TypeError, match=r"`beta` must be a number"):
+        RunningSmooth(beta=None)
+    with pytest.raises(ValueError, match=r"`beta` must be in \[0, 1\)"):
+        RunningSmooth(beta=1.5)
+    with pytest.raises(ValueError, match=r"`count` must be >= 0"):
+        RunningSmooth(count=-1)
+
+
+@pytest.mark.parametrize("losses", [None, "abc", [[1.0, 2.0]], ["a"]])
+def test_loss_series_must_be_numbers(losses):
+    # before: "'NoneType' object is not iterable", "could not convert string
+    # to float", naming nothing
+    with pytest.raises((TypeError, ValueError), match=r"`losses` must be"):
+        smooth(losses)
+    with pytest.raises((TypeError, ValueError), match=r"`losses` must be"):
+        diagnose_loss_curve(losses)
+
+
+def test_min_steps_zero_is_refused():
+    # before: an empty series with min_steps=0 raised IndexError
+    with pytest.raises(ValueError, match=r"`min_steps` must be >= 1"):
+        diagnose_loss_curve([], min_steps=0)

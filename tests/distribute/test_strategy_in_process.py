@@ -137,3 +137,53 @@ def test_xla_refuses_a_host_read_in_the_step():
                        match="unsupported operations"):
         model.fit(x, y, batch_size=8, epochs=1, verbose=0,
                   callbacks=[HostRead()])
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_backups_only_on_the_chief(tmp_path, monkeypatch, index):
+    monkeypatch.setenv("TF_CONFIG", tf_config(index))
+    model, x, y = model_and_data()
+    backup = kt.BackupAndRestore(tmp_path / "backup", delete_checkpoint=False)
+    model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0,
+              callbacks=[backup])
+    if index == 0:
+        assert sorted(os.listdir(tmp_path / "backup")) == [
+            "epoch-000001.backup.npz", "epoch-000002.backup.npz"
+        ]
+    else:
+        assert not os.path.exists(tmp_path / "backup")  # nothing written
+
+
+def test_backup_and_restore_resumes_under_a_strategy(tmp_path):
+    """Interrupted and resumed under OneDeviceStrategy: same as one run."""
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                raise RuntimeError("preempted")
+
+    def run(interrupt):
+        strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+        folder = tmp_path / f"backup{interrupt}"
+        model, x, y = model_and_data(strategy)
+        ema = kt.ExponentialMovingAverage(0.5, every=1, apply_at_end=False)
+        monitor = kt.LossMonitor(every=1, verbose=0)
+        callbacks = [kt.StepDecay(0.05, 0.5, 1), ema, monitor,
+                     kt.BackupAndRestore(folder)]
+        if interrupt:
+            with pytest.raises(RuntimeError):
+                model.fit(x, y, batch_size=8, epochs=4, shuffle=False,
+                          verbose=0, callbacks=callbacks + [Interrupt()])
+            model, x, y = model_and_data(strategy)
+            ema = kt.ExponentialMovingAverage(0.5, every=1, apply_at_end=False)
+            monitor = kt.LossMonitor(every=1, verbose=0)
+            callbacks = [kt.StepDecay(0.05, 0.5, 1), ema, monitor,
+                         kt.BackupAndRestore(folder)]
+        model.fit(x, y, batch_size=8, epochs=4, shuffle=False, verbose=0,
+                  callbacks=callbacks)
+        return model.get_weights(), ema.averaged_weights(), monitor.losses
+
+    plain, resumed = run(False), run(True)
+    for got, want in zip(resumed[0] + resumed[1], plain[0] + plain[1]):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(resumed[2], plain[2], rtol=0, atol=1e-6)

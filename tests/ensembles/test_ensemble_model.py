@@ -85,3 +85,16 @@ def test_bad_members_are_refused(models, error, text):
 def test_a_single_model_is_not_a_list():
     with pytest.raises(TypeError, match="list of keras.Model"):
         EnsembleModel(classifier(0))
+
+
+# -- found by fuzzing (issue 7) ------------------------------------------------
+
+
+@pytest.mark.parametrize("inputs, outputs", [(5, 1), (4, 3)])
+def test_members_of_other_shapes_are_refused(inputs, outputs):
+    # before: accepted; `predict` failed in Keras with an error that named
+    # neither `models` nor the member
+    first = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    other = keras.Sequential([keras.Input((inputs,)), keras.layers.Dense(outputs)])
+    with pytest.raises(ValueError, match=r"`models` must take the same inputs"):
+        EnsembleModel([first, other])

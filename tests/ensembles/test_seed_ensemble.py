@@ -65,3 +65,30 @@ def test_build_model_must_return_a_compiled_model():
         fit_seed_ensemble(uncompiled, X, Y, seeds=1)
     with pytest.raises(TypeError, match="must be a function"):
         fit_seed_ensemble("build", X, Y)
+
+
+# -- found by fuzzing (issue 7) ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fit_kwargs, error, name",
+    [(dict(epochz=1), TypeError, "epochz"), (dict(epochs="x"), TypeError, "epochs"),
+     (dict(epochs=1.5), TypeError, "epochs"), (dict(batch_size=-1), ValueError,
+                                               "batch_size")],
+)
+def test_fit_arguments_are_checked_before_training(fit_kwargs, error, name):
+    # before: Keras' "fit() got an unexpected keyword argument 'epochz'",
+    # "'str' object cannot be interpreted as an integer", "Invalid value in
+    # tensor used for shape: -32": none named in backticks
+    built = []
+
+    def build_model():
+        built.append(1)
+        model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        model.compile("sgd", "mse")
+        return model
+
+    with pytest.raises(error, match=f"`{name}`"):
+        fit_seed_ensemble(build_model, np.ones((4, 2)), np.ones((4, 1)),
+                          seeds=2, verbose=0, **fit_kwargs)
+    assert not built

@@ -78,3 +78,39 @@ def test_accepts_schedules():
 def test_bad_arguments(kwargs, error, pattern):
     with pytest.raises(error, match=pattern):
         nesterov_sgd(**kwargs)
+
+
+# -- found by fuzzing (issue 7) ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, name",
+    [
+        (dict(clipnorm="x"), TypeError, "clipnorm"),
+        (dict(clipnorm=-1.0), ValueError, "clipnorm"),
+        (dict(clipvalue=0.0), ValueError, "clipvalue"),
+        (dict(weight_decay="a"), TypeError, "weight_decay"),
+        (dict(weight_decay=-0.1), ValueError, "weight_decay"),
+        (dict(use_ema=3), TypeError, "use_ema"),
+        (dict(use_ema=True, ema_momentum="x"), TypeError, "ema_momentum"),
+        (dict(gradient_accumulation_steps=2.5), TypeError,
+         "gradient_accumulation_steps"),
+        (dict(loss_scale_factor=float("nan")), ValueError, "loss_scale_factor"),
+        (dict(name=5), TypeError, "name"),
+        (dict(nesterov=False), TypeError, "nesterov"),
+        (dict(momentun=0.9), TypeError, "momentun"),
+    ],
+)
+def test_sgd_arguments_are_checked(kwargs, error, name):
+    # before: Keras' SGD took clipnorm="x" & co. and failed at the first
+    # update inside the train step; `nesterov`/unknown names were not
+    # named in backticks
+    with pytest.raises(error, match=f"`{name}`"):
+        nesterov_sgd(0.1, **kwargs)
+
+
+def test_valid_sgd_arguments_still_pass():
+    optimizer = nesterov_sgd(0.1, clipnorm=1.0, weight_decay=1e-4,
+                             use_ema=True, ema_momentum=0.9,
+                             gradient_accumulation_steps=2, name="sgd")
+    assert optimizer.clipnorm == 1.0 and optimizer.use_ema

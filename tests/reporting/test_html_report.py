@@ -207,3 +207,16 @@ def test_bad_arguments(tmp_path):
         write_report(None)
     with pytest.raises(TypeError, match="Received: output=3"):
         write_report(tmp_path, output=3)
+
+
+# -- found by fuzzing (issue 7) ------------------------------------------------
+
+
+def test_output_must_be_a_file_path(tmp_path):
+    writer = open_run(str(tmp_path), "monitors")
+    writer.scalars("loss_monitor/batch_loss", range(3), [3.0, 2.0, 1.0])
+    close_run(writer)
+    # before: IsADirectoryError, after the charts were drawn
+    for output in ("", tmp_path):
+        with pytest.raises(ValueError, match=r"`output` must be"):
+            write_report(tmp_path, output=output)

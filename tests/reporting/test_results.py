@@ -1,6 +1,7 @@
 """`log_results`: numbers written as TensorBoard scalars, read back."""
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -57,3 +58,24 @@ def test_bad_log_dir_and_step(tmp_path):
         log_results(None, {"acc": 0.9})
     with pytest.raises(ValueError, match="Received: step=-1"):
         log_results(str(tmp_path), {"acc": 0.9}, step=-1)
+
+
+# -- found by fuzzing (issue 7) ------------------------------------------------
+
+
+def test_log_dir_is_checked(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    file = tmp_path / "file"
+    file.write_text("")
+    # before: "" wrote `results/` into the working folder; a file raised
+    # NotADirectoryError
+    for log_dir in ("", file):
+        with pytest.raises(ValueError, match=r"`log_dir` must be"):
+            log_results(log_dir, {"a": 1.0})
+    assert sorted(os.listdir(tmp_path)) == ["file"]
+
+
+def test_step_beyond_int64_is_refused(tmp_path):
+    # before: protobuf's "Value out of range", naming nothing
+    with pytest.raises(ValueError, match=r"`step` must be <= "):
+        log_results(tmp_path, {"a": 1.0}, step=10**30)

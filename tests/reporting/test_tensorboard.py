@@ -5,6 +5,7 @@ import os
 
 import keras
 import numpy as np
+import pytest
 from tensorboard.plugins.custom_scalar import layout_pb2
 
 import keras_trainopt as kt
@@ -99,3 +100,78 @@ def test_no_log_dir_writes_nothing_but_keeps_attributes(tmp_path, monkeypatch):
               callbacks=[monitor], verbose=0)
     assert len(monitor.losses) == 2
     assert os.listdir(tmp_path) == []
+
+
+# -- found by fuzzing (issue 7) ------------------------------------------------
+
+
+def test_open_run_checks_its_arguments(tmp_path):
+    file = tmp_path / "file"
+    file.write_text("")
+    # before: os.fspath's TypeError (5), event files in the working folder
+    # (""), or NotADirectoryError (a file)
+    for log_dir in (5, "", file):
+        with pytest.raises((TypeError, ValueError), match=r"`log_dir` must be"):
+            tensorboard.open_run(log_dir, "monitors")
+    with pytest.raises(TypeError, match=r"`run` must be a folder name"):
+        tensorboard.open_run(str(tmp_path), 5)
+
+
+def test_close_run_refuses_what_open_run_did_not_return():
+    # before: AttributeError "'str' object has no attribute 'path'"
+    with pytest.raises(TypeError, match=r"`writer` must be a RunWriter"):
+        tensorboard.close_run("writer")
+
+
+def test_the_layout_summary_is_byte_for_byte_tensorboards():
+    from tensorboard.plugins.custom_scalar import summary as custom_scalar
+
+    pytest.importorskip("tensorflow")  # TensorBoard's builder imports it
+    from keras_trainopt.reporting import layout
+
+    expected = custom_scalar.pb(layout.custom_scalars_layout())
+    assert layout.layout_summary().SerializeToString() == (
+        expected.SerializeToString()
+    )
+
+
+WITHOUT_TENSORFLOW = """
+import sys
+sys.modules["tensorflow"] = None  # any import of TensorFlow now fails
+import keras, numpy as np
+import keras_trainopt as kt
+log_dir = sys.argv[1]
+x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+y = (x[:, 0] > 0).astype("int32")
+model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, "tanh"),
+                          keras.layers.Dense(2, "softmax")])
+model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy",
+              metrics=["accuracy"])
+model.fit(x, y, epochs=2, validation_split=0.25, verbose=0,
+          callbacks=[kt.TrainingDoctor(log_dir, x[:8], every=1,
+                                       update_ratio_every=1, verbose=0)])
+kt.log_results(log_dir, {"test_accuracy": 0.5})
+print(kt.write_report(log_dir))
+"""
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_every_writer_works_where_tensorflow_is_not_installed(tmp_path, backend):
+    pytest.importorskip(backend)
+    import subprocess
+    import sys
+
+    env = dict(os.environ, KERAS_BACKEND=backend)
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_TENSORFLOW, str(tmp_path)],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().endswith("report.html")
+    monitors = os.path.join(tmp_path, "monitors")
+    tags = tb.tags(monitors)
+    assert "custom_scalars__config__" in tags
+    assert {"loss_monitor/batch_loss", "generalization_gap",
+            "doctor/advice"} <= tags
+    assert tb.scalars(os.path.join(tmp_path, "results"),
+                      "results/test_accuracy") == [(0, 0.5)]

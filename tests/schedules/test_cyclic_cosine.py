@@ -43,3 +43,17 @@ def test_serializes_and_works_inside_an_optimizer():
 def test_bad_arguments(kwargs, text):
     with pytest.raises(ValueError, match=text):
         CyclicCosineSchedule(**kwargs)
+
+
+# -- found by fuzzing (issue 7) ------------------------------------------------
+
+
+def test_rates_beyond_float32_are_refused():
+    # before: accepted, and the schedule returned inf inside the step
+    with pytest.raises(ValueError, match=r"`initial_learning_rate` must be at most"):
+        CyclicCosineSchedule(1e39, cycle_steps=4)
+
+
+def test_name_must_be_a_string():
+    with pytest.raises(TypeError, match=r"`name` must be a string or None"):
+        CyclicCosineSchedule(0.1, cycle_steps=4, name=5)

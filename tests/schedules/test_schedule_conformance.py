@@ -111,3 +111,35 @@ def test_bad_arguments_name_the_argument(cls):
         kwargs = {"initial_learning_rate": 0.1, **kwargs}
         with pytest.raises(error, match=pattern):
             cls(**kwargs)
+
+
+# -- found by fuzzing (issue 7) ------------------------------------------------
+
+
+def test_rates_beyond_float32_are_refused():
+    # before: accepted, and every rate inside the step was inf (or NaN)
+    with pytest.raises(ValueError, match=r"`initial_learning_rate` must be at most"):
+        StepDecaySchedule(1e39)
+
+
+def test_warmup_of_a_huge_rate_does_not_overflow():
+    # before: lr0 * (t + 1) overflowed float32 before the division by w + 1
+    schedule = StepDecaySchedule(3e38, warmup=3)
+    rates = np.asarray(ops.convert_to_numpy(schedule(np.arange(5))), "float64")
+    assert np.all(np.isfinite(rates)) and np.all(rates <= 3e38 * (1 + 1e-6))
+
+
+def test_decay_beyond_float32_is_refused():
+    # before: accepted; inside the step decay * 0 was inf * 0, a NaN rate
+    with pytest.raises(ValueError, match=r"`decay` must be at most"):
+        ExponentialDecaySchedule(0.1, decay=3.5e38)
+
+
+@pytest.mark.parametrize("argument", ["warmup", "every", "steps_per_epoch"])
+def test_counts_beyond_int32_work_in_the_step(argument):
+    # before (JAX): OverflowError mixing the Python int 2**31 with a tensor
+    kwargs = {argument: 2**31} | ({"staircase": True} if argument == "every"
+                                  else {})
+    schedule = ExponentialDecaySchedule(0.1, 0.5, **kwargs)
+    rates = np.asarray(ops.convert_to_numpy(schedule(np.arange(3))), "float64")
+    assert np.all(np.isfinite(rates))

@@ -85,3 +85,14 @@ def test_get_reads_a_knob_with_a_default():
     assert config(l2=1e-3).get("l2") == 1e-3
     assert config().get("momentum", 0.9) == 0.9
     assert "knob" in HyperparameterConfig.get.__doc__
+
+
+# -- found by fuzzing (issue 7) ------------------------------------------------
+
+
+@pytest.mark.parametrize("values", [5, "ab", [("learning_rate", 0.1)]])
+def test_values_must_be_a_mapping(values):
+    # before: "'int' object is not iterable" or "dictionary update sequence
+    # element #0 has length 1", naming nothing (and a list of pairs passed)
+    with pytest.raises(TypeError, match=r"`values` must be a dict"):
+        HyperparameterConfig(values)

@@ -202,3 +202,15 @@ def test_layer_seed_generators_are_restored():
     assert len(before) == len(after) == 3  # seed state, kernel, bias
     for a, b in zip(after, before):
         np.testing.assert_array_equal(a, b)
+
+
+# -- found by fuzzing (issue 7) ------------------------------------------------
+
+
+def test_batch_larger_than_the_data_names_batch_size():
+    # before: "The data has 8 samples, fewer than one batch", no backticks
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(0.01), loss="mse")
+    with pytest.raises(ValueError, match=r"`batch_size` must be at most"):
+        find_learning_rate(model, np.ones((8, 2)), np.ones((8, 1)),
+                           batch_size=9)

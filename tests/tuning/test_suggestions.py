@@ -46,3 +46,23 @@ def test_bad_curves_are_refused(rule):
         fn([1e-3, 1e-2], [1.0])
     with pytest.raises(ValueError, match="Fewer than 2 finite losses"):
         fn([1e-3, 1e-2, 1e-1], [1.0, np.nan, np.inf])
+
+
+# -- found by fuzzing (issue 7) ------------------------------------------------
+
+
+@pytest.mark.parametrize("rule", sorted(suggestions.RULES))
+def test_inputs_are_checked_and_named(rule):
+    fn = suggestions.RULES[rule]
+    rates = np.logspace(-4, 0, 21)
+    losses = 1 / (1 + np.exp(4 * (np.log10(rates) + 2)))
+    # before: "could not convert string to float", naming nothing
+    with pytest.raises(TypeError, match=r"`learning_rates` must be an array"):
+        fn("abc", losses)
+    # before: negative or unsorted rates gave a NaN or arbitrary suggestion
+    for bad in (-rates, rates[::-1], np.zeros(21)):
+        with pytest.raises(ValueError, match=r"`learning_rates` must be finite"):
+            fn(bad, losses)
+    # before: the message named `lr_min`, not an argument of the rules
+    with pytest.raises(ValueError, match=r"`losses` must hold at least 2"):
+        fn(rates, np.full(21, np.nan))

@@ -1,0 +1,434 @@
+"""BackupAndRestore: killed runs resume to the uninterrupted result.
+
+The kill tests run `resume_worker.py` in a real process, SIGKILL it after a
+random number of updates, start it again until it finishes, and compare what
+it ends with to a run that was never interrupted: weights, learning rate,
+step count and every callback's state (monitor histories, averages'
+counts, snapshots, the doctor's findings) within 1e-6.
+"""
+
+import contextlib
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+import keras_trainopt as kt
+from keras_trainopt._internal import callback_state
+from keras_trainopt._internal import dir_lock
+from tests.callbacks.helpers import Interrupt
+from tests.callbacks.helpers import tiny_data
+from tests.callbacks.helpers import tiny_model
+from tests.callbacks.helpers import weights_of
+
+WORKER = os.path.join(os.path.dirname(__file__), "resume_worker.py")
+STEPS_PER_EPOCH = 4
+EPOCHS = 8
+
+
+def start(scenario, workdir, *extra):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen(
+        [sys.executable, WORKER, scenario, str(workdir), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+
+
+def run_to_end(scenario, workdir, *extra):
+    process = start(scenario, workdir, *extra)
+    out, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, out.decode()[-2000:]
+
+
+def kill_after(scenario, workdir, updates):
+    """Starts a run and SIGKILLs it after `updates` updates; True if it ended."""
+    process = start(scenario, workdir)
+    seen = 0
+    for line in process.stdout:
+        if line.startswith(b"batch"):
+            seen += 1
+            if seen >= updates:
+                process.send_signal(signal.SIGKILL)
+                break
+    process.wait(timeout=300)
+    if process.returncode == 0:
+        return True
+    assert process.returncode == -signal.SIGKILL, process.returncode
+    return False
+
+
+def load_result(workdir):
+    with np.load(os.path.join(workdir, "result.npz")) as f:
+        weights = [f[f"w{i}"] for i in range(sum(k.startswith("w") for k in f))]
+        arrays = {k[2:]: f[k] for k in f.files if k.startswith("s_")}
+        states = callback_state.decode(str(f["states"]), arrays)
+        return {
+            "weights": weights,
+            "learning_rate": float(f["learning_rate"]),
+            "iterations": int(f["iterations"]),
+            "states": states,
+        }
+
+
+def assert_close(actual, expected, path="result"):
+    """Nested equality with 1e-6 tolerance on numbers and arrays."""
+    if isinstance(expected, dict):
+        assert sorted(actual) == sorted(expected), path
+        for key in expected:
+            assert_close(actual[key], expected[key], f"{path}[{key!r}]")
+    elif isinstance(expected, (list, tuple)):
+        assert len(actual) == len(expected), path
+        for i, (a, e) in enumerate(zip(actual, expected)):
+            assert_close(a, e, f"{path}[{i}]")
+    elif isinstance(expected, (np.ndarray, float)) and not isinstance(
+        expected, bool
+    ):
+        np.testing.assert_allclose(
+            actual, expected, rtol=0, atol=1e-6, err_msg=path
+        )
+    else:
+        assert actual == expected, path
+
+
+@pytest.fixture(scope="module")
+def references(tmp_path_factory):
+    """Uninterrupted runs of each scenario, computed once."""
+    cache = {}
+
+    def get(scenario):
+        if scenario not in cache:
+            workdir = tmp_path_factory.mktemp(f"reference-{scenario}")
+            run_to_end(scenario, workdir)
+            cache[scenario] = load_result(workdir)
+        return cache[scenario]
+
+    return get
+
+
+def kill_and_resume(scenario, workdir, kills, rng):
+    """Kills at random updates, at most `kills` times, then finishes the run.
+
+    Returns the number of kills that landed (fewer when training ended
+    first).
+    """
+    landed = 0
+    while landed < kills:
+        # up to two epochs after each start: most kills land after a backup,
+        # some before the first one, some while one is being written
+        updates = int(rng.integers(1, 2 * STEPS_PER_EPOCH + 1))
+        if kill_after(scenario, workdir, updates):
+            return landed  # finished before the kill
+        landed += 1
+    run_to_end(scenario, workdir)
+    return landed
+
+
+def kill_until(scenario, folder, kills, reference, seed):
+    """Trains again and again, killing it `kills` times in all."""
+    rng = np.random.default_rng(seed)
+    landed, rounds = 0, 0
+    while landed < kills:
+        workdir = folder / f"round{rounds}"
+        workdir.mkdir()
+        landed += kill_and_resume(scenario, workdir, kills - landed, rng)
+        check_resumed(workdir, reference)
+        rounds += 1
+    return landed
+
+
+def check_resumed(workdir, reference):
+    result = load_result(workdir)
+    assert result["iterations"] == reference["iterations"] == EPOCHS * STEPS_PER_EPOCH
+    assert_close(result["weights"], reference["weights"], "weights")
+    assert result["learning_rate"] == pytest.approx(
+        reference["learning_rate"], abs=1e-6
+    )
+    assert_close(result["states"], reference["states"], "states")
+    assert not os.path.exists(os.path.join(workdir, "backup"))  # deleted at end
+
+
+def test_a_run_killed_three_times_ends_like_an_uninterrupted_one(
+    tmp_path, references
+):
+    assert kill_until("monitors", tmp_path, 3, references("monitors"), 3) == 3
+
+
+# 20 kills per scenario; `.ci/run` sets KERAS_TRAINOPT_KILLS to a few.
+SOAK_KILLS = int(os.environ.get("KERAS_TRAINOPT_KILLS", "20"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scenario", ["monitors", "schedules", "step_decay"])
+def test_many_random_kills_end_like_an_uninterrupted_run(
+    scenario, tmp_path, references
+):
+    kills = kill_until(scenario, tmp_path, SOAK_KILLS, references(scenario), 7)
+    assert kills == SOAK_KILLS
+
+
+@pytest.mark.parametrize(
+    "write", [2, pytest.param(1, marks=pytest.mark.slow),
+              pytest.param(5, marks=pytest.mark.slow)]
+)
+def test_a_kill_in_the_middle_of_a_write_leaves_the_previous_backup(
+    write, tmp_path, references
+):
+    process = start("monitors", tmp_path, "--die-in-write", str(write))
+    out, _ = process.communicate(timeout=300)
+    assert process.returncode == -signal.SIGKILL
+    assert b"dying in write" in out
+    backup = tmp_path / "backup"
+    assert any(".partial-" in name for name in os.listdir(backup))  # torn
+    run_to_end("monitors", tmp_path)
+    check_resumed(tmp_path, references("monitors"))
+
+
+# -- in one process ------------------------------------------------------------
+
+
+def fit(model, callbacks, epochs=4, **kwargs):
+    x, y = tiny_data()
+    return model.fit(
+        x, y, batch_size=8, epochs=epochs, shuffle=False, verbose=0,
+        callbacks=callbacks, **kwargs,
+    )
+
+
+def backups_in(folder):
+    return sorted(name for name in os.listdir(folder) if name.endswith(".npz"))
+
+
+def test_an_exception_mid_run_resumes_every_callback_in_process(tmp_path):
+    def run(interrupt):
+        model = tiny_model()
+        monitor = kt.LossMonitor(every=1, verbose=0)
+        decay = kt.ExponentialDecay(0.1, decay=0.3)
+        ema = kt.ExponentialMovingAverage(0.5, every=1, apply_at_end=False)
+        backup = kt.BackupAndRestore(tmp_path / f"b{interrupt}")
+        callbacks = [monitor, backup, decay, ema]
+        if interrupt:
+            with pytest.raises(RuntimeError):
+                fit(model, callbacks + [Interrupt(at_epoch=3)], epochs=5)
+            # a new process: new callbacks, a new model
+            model = tiny_model(seed=9)
+            monitor = kt.LossMonitor(every=1, verbose=0)
+            decay = kt.ExponentialDecay(0.1, decay=0.3)
+            ema = kt.ExponentialMovingAverage(0.5, every=1, apply_at_end=False)
+            backup = kt.BackupAndRestore(tmp_path / f"b{interrupt}")
+            callbacks = [monitor, backup, decay, ema]
+        history = fit(model, callbacks, epochs=5)
+        return model, monitor, ema, backup, history
+
+    plain = run(False)
+    resumed = run(True)
+    assert resumed[3].restored_epoch == 3
+    assert resumed[4].epoch == [3, 4]
+    assert_close(weights_of(resumed[0]), weights_of(plain[0]))
+    assert_close(resumed[1].get_state(), plain[1].get_state())
+    assert_close(resumed[2].get_state(), plain[2].get_state())
+    rate = float(keras.ops.convert_to_numpy(resumed[0].optimizer.learning_rate))
+    assert rate == pytest.approx(0.1 * np.exp(-0.3 * 4))
+
+
+def test_backups_keep_two_epochs_and_the_next_fit_starts_at_zero(tmp_path):
+    model = tiny_model()
+    backup = kt.BackupAndRestore(tmp_path, delete_checkpoint=False)
+    fit(model, [backup], epochs=4)
+    assert backups_in(tmp_path) == [
+        "epoch-000003.backup.npz", "epoch-000004.backup.npz"
+    ]
+    assert not [n for n in os.listdir(tmp_path) if ".partial-" in n]
+    # resuming a finished run trains nothing more
+    history = fit(model, [kt.BackupAndRestore(tmp_path, delete_checkpoint=False)],
+                  epochs=4)
+    assert history.epoch == []
+    # and Keras' `_initial_epoch` does not leak into a later plain fit
+    assert len(fit(model, [], epochs=2).epoch) == 2
+
+
+def truncate(path):
+    size = os.path.getsize(path)
+    with open(path, "r+b") as f:
+        f.truncate(size // 3)
+
+
+def flip_a_byte(path):
+    """Silent corruption in the middle of the file (zip CRC catches it)."""
+    with open(path, "r+b") as f:
+        f.seek(os.path.getsize(path) // 2)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0xFF]))
+
+
+@pytest.mark.parametrize("damage", [truncate, flip_a_byte])
+def test_a_damaged_newest_backup_falls_back_to_the_previous(tmp_path, damage):
+    model = tiny_model()
+    fit(model, [kt.BackupAndRestore(tmp_path, delete_checkpoint=False)], epochs=3)
+    damage(tmp_path / "epoch-000003.backup.npz")
+    backup = kt.BackupAndRestore(tmp_path, delete_checkpoint=False)
+    with pytest.warns(UserWarning, match="epoch-000003.backup.npz"):
+        history = fit(tiny_model(seed=5), [backup], epochs=4)
+    assert backup.restored_epoch == 2
+    assert history.epoch == [2, 3]
+
+
+def test_no_usable_backup_is_a_clear_error_naming_the_files(tmp_path):
+    model = tiny_model()
+    fit(model, [kt.BackupAndRestore(tmp_path, delete_checkpoint=False)], epochs=3)
+    for name in os.listdir(tmp_path):
+        if name.endswith(".npz"):
+            truncate(tmp_path / name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(OSError, match="No usable backup") as raised:
+            fit(tiny_model(), [kt.BackupAndRestore(tmp_path)], epochs=4)
+    message = str(raised.value)
+    assert "epoch-000003.backup.npz" in message
+    assert "epoch-000002.backup.npz" in message
+    assert "Delete the folder" in message
+
+
+@contextlib.contextmanager
+def file_size_limit(limit):
+    """Writes beyond `limit` bytes fail with EFBIG, as on a full disk."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, handler)
+
+
+class LimitFileSize(keras.callbacks.Callback):
+    def __init__(self, at_epoch, stack):
+        super().__init__()
+        self.at_epoch, self.stack = at_epoch, stack
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.at_epoch:
+            self.stack.enter_context(file_size_limit(1000))
+
+
+def test_a_full_disk_is_a_clear_oserror_and_the_last_backup_still_loads(tmp_path):
+    model = tiny_model()
+    with contextlib.ExitStack() as stack:
+        with pytest.raises(OSError, match="Could not write") as raised:
+            fit(model, [LimitFileSize(1, stack),
+                        kt.BackupAndRestore(tmp_path, delete_checkpoint=False)],
+                epochs=4)
+    assert str(tmp_path) in str(raised.value)
+    assert "unchanged" in str(raised.value)
+    assert not [n for n in os.listdir(tmp_path) if ".partial-" in n]
+    backup = kt.BackupAndRestore(tmp_path)
+    fit(tiny_model(), [backup], epochs=4)
+    assert backup.restored_epoch == 1
+
+
+def test_an_unwritable_backup_dir_fails_before_the_first_step(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    model = tiny_model()
+    before = weights_of(model)
+    with pytest.raises(OSError, match="backup_dir"):
+        fit(model, [kt.BackupAndRestore(blocker / "backups")])
+    assert_close(weights_of(model), before)
+
+
+HOLDER = """
+import sys, time
+from keras_trainopt._internal import dir_lock
+dir_lock.claim(sys.argv[1], "`backup_dir`")
+print("holding", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.fixture
+def held_folder(tmp_path):
+    """A folder claimed by another live process."""
+    folder = tmp_path / "shared"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(folder)], stdout=subprocess.PIPE
+    )
+    try:
+        assert holder.stdout.readline().strip() == b"holding"
+        yield folder
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_second_run_on_the_same_backup_dir_fails_at_start(held_folder):
+    model = tiny_model()
+    before = weights_of(model)
+    with pytest.raises(dir_lock.FolderInUseError, match="in use by another"):
+        fit(model, [kt.BackupAndRestore(held_folder)])
+    assert_close(weights_of(model), before)  # not one step taken
+
+
+def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
+    folder = tmp_path / "shared"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(folder)], stdout=subprocess.PIPE
+    )
+    assert holder.stdout.readline().strip() == b"holding"
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    fit(tiny_model(), [kt.BackupAndRestore(folder)], epochs=1)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"backup_dir": ""}, "`backup_dir` must be a non-empty path"),
+        ({"backup_dir": None}, "`backup_dir` must be a path"),
+        ({"backup_dir": "b", "save_freq": 10}, "`save_freq` must be 'epoch'"),
+        ({"backup_dir": "b", "double_checkpoint": 1}, "`double_checkpoint`"),
+        ({"backup_dir": "b", "delete_checkpoint": "yes"}, "`delete_checkpoint`"),
+    ],
+)
+def test_bad_arguments_are_refused_by_name(kwargs, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        kt.BackupAndRestore(**kwargs)
+
+
+def test_config_round_trips(tmp_path):
+    backup = kt.BackupAndRestore(tmp_path, double_checkpoint=False)
+    again = kt.BackupAndRestore(**backup.get_config())
+    assert again.get_config() == backup.get_config()
+
+
+def test_state_encoding_round_trips_nested_arrays():
+    state = {"a": [np.arange(3.0), {"b": (1, None, "x")}], "c": float("nan")}
+    text, arrays = callback_state.encode(state)
+    json.loads(text)  # plain JSON plus NaN
+    back = callback_state.decode(text, arrays)
+    np.testing.assert_array_equal(back["a"][0], np.arange(3.0))
+    assert back["a"][1] == {"b": [1, None, "x"]}
+    assert np.isnan(back["c"])
+
+
+# -- found by fuzzing (issue 7) ------------------------------------------------
+
+
+def test_backup_dir_that_is_a_file_and_array_save_freq_are_refused(tmp_path):
+    file = tmp_path / "file"
+    file.write_text("")
+    # before: accepted; `fit` then failed with FileExistsError
+    with pytest.raises(ValueError, match=r"`backup_dir` must be a folder"):
+        kt.BackupAndRestore(file)
+    # before: "The truth value of an array ... is ambiguous", naming nothing
+    with pytest.raises(ValueError, match=r"`save_freq` must be 'epoch'"):
+        kt.BackupAndRestore(tmp_path / "b", save_freq=np.array([1.0, 2.0]))
