@@ -921,6 +921,7 @@ def test_constructor_or_function_contract(name):
     run_spec(name)
 
 
+@pytest.mark.slow  # trains models: `.ci/run` runs these
 @pytest.mark.parametrize("name", sorted(FUNCTIONS_THAT_TRAIN))
 def test_training_function_contract(name, monkeypatch):
     # search_hyperparameters' default folder is a new temporary one: under
@@ -974,6 +975,7 @@ FIT_PARAMS = {
 }
 
 
+@pytest.mark.slow  # trains models: `.ci/run` runs these
 @pytest.mark.parametrize("name", CALLBACKS)
 def test_callback_in_fit(name):
     """Accepted callbacks run `fit` for 2 epochs; the only errors are
@@ -1026,6 +1028,7 @@ def test_callback_in_fit(name):
     assert tally.counts[ACCEPTED] >= 5, tally.counts
 
 
+@pytest.mark.slow  # trains models: `.ci/run` runs these
 def test_accepted_optimizer_trains():
     """What nesterov_sgd accepts also works in the train step: Keras' SGD
     checks few of its arguments (`clipnorm="x"` fails only there)."""

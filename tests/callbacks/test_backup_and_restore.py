@@ -156,6 +156,7 @@ def check_resumed(workdir, reference):
     assert not os.path.exists(os.path.join(workdir, "backup"))  # deleted at end
 
 
+@pytest.mark.slow  # `.ci/run` runs the slow kill tests, bounded
 def test_a_run_killed_three_times_ends_like_an_uninterrupted_one(
     tmp_path, references
 ):
@@ -175,10 +176,8 @@ def test_many_random_kills_end_like_an_uninterrupted_run(
     assert kills == SOAK_KILLS
 
 
-@pytest.mark.parametrize(
-    "write", [2, pytest.param(1, marks=pytest.mark.slow),
-              pytest.param(5, marks=pytest.mark.slow)]
-)
+@pytest.mark.slow
+@pytest.mark.parametrize("write", [1, 2, 5])
 def test_a_kill_in_the_middle_of_a_write_leaves_the_previous_backup(
     write, tmp_path, references
 ):
