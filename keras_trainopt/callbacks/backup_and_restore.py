@@ -313,9 +313,7 @@ def _read_backup(path):
         arrays = {k: archive[k] for k in archive.files if k != "__meta__"}
     if meta.get("format") != _FORMAT:
         raise ValueError(f"unknown backup format {meta.get('format')!r}")
-    state = callback_state.decode(meta["state"], arrays)
-    state["paths"] = [path for path, _ in meta["variables"]]
-    return state
+    return callback_state.decode(meta["state"], arrays)
 
 
 def _assign(variables, values):
