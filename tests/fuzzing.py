@@ -368,7 +368,8 @@ class Spec:
         params: a function returning `{parameter: strategy}` (called inside
             the test, so it may build models); every named parameter of the
             target must have one.
-        examples: `max_examples`.
+        examples: `max_examples`; `None` (constructors and pure functions)
+            for the suite's `CONSTRUCTOR_EXAMPLES`.
         fixed: a function returning arguments passed as they are (the tiny
             model and data of functions that train).
         after: `after(result, kwargs)` checks an accepted result further
@@ -384,7 +385,7 @@ class Spec:
     """
 
     params: callable
-    examples: int = 500
+    examples: int = None
     fixed: callable = dict
     after: callable = None
     target: object = None

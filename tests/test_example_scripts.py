@@ -1,4 +1,8 @@
-"""The script versions of the tutorials run, in their reduced size."""
+"""The script versions of the tutorials run, in their reduced size.
+
+Marked `slow`: the notebooks they mirror already run in the default suite
+(`test_notebooks.py`), and these add a minute to it; `.ci/run` runs them.
+"""
 
 import os
 import pathlib
@@ -11,6 +15,7 @@ EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
 SCRIPTS = sorted(EXAMPLES.glob("[0-9][0-9]_*.py"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", SCRIPTS, ids=lambda path: path.stem)
 def test_script_runs_and_writes_tensorboard_logs(path, tmp_path):
     env = dict(os.environ, KERAS_TRAINOPT_SMOKE="1", TF_CPP_MIN_LOG_LEVEL="2",

@@ -35,6 +35,7 @@ from tests import tb
 from tests.callbacks.helpers import needs_steps_per_execution
 from tests.callbacks.helpers import tiny_data
 from tests.callbacks.helpers import weights_of
+from tests.callbacks.test_mixed_precision import mixed_float16  # noqa: F401
 
 pytestmark = needs_steps_per_execution
 
@@ -320,3 +321,58 @@ def test_snapshot_warns_when_a_cycle_ends_inside_an_execution():
     assert snapshots.cycle_steps == 12
     # taken at the end of the execution holding step 12, then at the end
     assert snapshots.snapshot_steps == [14, 24]
+
+
+# -- mixed precision with steps_per_execution ----------------------------------
+
+
+def mixed_precision_run(spe):
+    """`mixed_float16` with skipped steps (6 of 24, `test_mixed_precision`'s
+    overflowing batches), the step callbacks, k updates per execution."""
+    from tests.callbacks.test_mixed_precision import BATCH as MP_BATCH
+    from tests.callbacks.test_mixed_precision import data
+    from tests.callbacks.test_mixed_precision import spiky_mse
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((4,)),
+        keras.layers.Dense(3, activation="tanh", name="hidden"),
+        keras.layers.Dense(1, name="out"),
+    ])
+    model.compile(keras.optimizers.SGD(0.05, momentum=0.5), loss=spiky_mse,
+                  steps_per_execution=spe)
+    callbacks = {
+        "decay": StepDecay(0.05, factor=0.5, every=5, unit="step"),
+        "ema1": ExponentialMovingAverage(0.9, every=1, apply_at_end=False),
+        "ema3": ExponentialMovingAverage(0.9, every=3, apply_at_end=False),
+        "snapshots": SnapshotEnsemble(cycles=3),
+    }
+    x, y = data()
+    model.fit(x, y, batch_size=MP_BATCH, epochs=3, shuffle=False, verbose=0,
+              callbacks=list(callbacks.values()))
+    inner = model.optimizer.inner_optimizer
+    return {
+        "weights": weights_of(model),
+        "iterations": int(keras.ops.convert_to_numpy(inner.iterations)),
+        "rate": float(keras.ops.convert_to_numpy(inner.learning_rate)),
+        "scale": float(keras.ops.convert_to_numpy(model.optimizer.dynamic_scale)),
+        **{name: (callbacks[name].averaged_weights(),
+                  callbacks[name].num_averaged) for name in ("ema1", "ema3")},
+        "snapshot_steps": callbacks["snapshots"].snapshot_steps,
+    }
+
+
+@pytest.mark.usefixtures("mixed_float16")
+def test_mixed_precision_with_steps_per_execution_equals_one_step(spe):
+    one, many = mixed_precision_run(1), mixed_precision_run(spe)
+    assert one["iterations"] == many["iterations"] == 18  # 6 steps skipped
+    assert one["scale"] == many["scale"] < 2.0**15
+    assert many["rate"] == pytest.approx(0.05 * 0.5 ** (18 // 5), rel=1e-6)
+    assert one["rate"] == pytest.approx(many["rate"], rel=1e-6)
+    assert_close(many["weights"], one["weights"])
+    for name, terms in (("ema1", 18), ("ema3", 6)):
+        assert many[name][1] == one[name][1] == terms
+        assert_close(many[name][0], one[name][0])
+    # earlier snapshots may move to the end of the execution holding their
+    # cycle's end (the callback warns); the last is at the count reached
+    assert one["snapshot_steps"][-1] == many["snapshot_steps"][-1] == 18

@@ -148,64 +148,6 @@ def datasets(multi_worker, validation):
     return feed
 
 
-def patch_keras_for_multi_worker(model):
-    """Works around two bugs of Keras 3.15's `fit` under
-    `MultiWorkerMirroredStrategy` (Keras 3 with this strategy is an open
-    question upstream, keras-team/keras#20585). Neither changes what the
-    training computes; both fail without any callback of ours.
-
-    1. Before training, Keras takes the first distributed batch and calls
-       `strategy.reduce("MEAN", batch)` on the whole `(x, y)` structure,
-       only to learn the shapes and dtypes to build the metrics with.
-       `MultiWorkerMirroredStrategy.reduce` takes one value, not a
-       structure: "Attempt to convert a value (PerReplica: ...) to a
-       Tensor". Replaced (on this model) by a build from the local
-       replica's part of the batch: same dtypes; the batch size does not
-       matter to a symbolic build.
-    2. Each step's logs (the metrics' scalar results) are reduced with
-       `strategy.reduce("MEAN", value, axis=0)`, which fails on a scalar:
-       "Invalid reduction dimension 0 for input with 0 dimensions".
-       Replaced (in Keras' TensorFlow trainer, for this strategy only) by
-       the mean over the replicas, `axis=None`, which is what
-       `MirroredStrategy` gets.
-    """
-    import tensorflow as tf
-    from keras.src import tree
-    from keras.src.backend.tensorflow import trainer as tf_trainer
-
-    strategy = model.distribute_strategy
-
-    def local(value):
-        if isinstance(value, tf.distribute.DistributedValues):
-            return strategy.experimental_local_results(value)[0]
-        return value
-
-    def maybe_symbolic_build(iterator=None, data_batch=None):
-        if iterator is not None:
-            for _, _, it in iterator:
-                data_batch = tree.map_structure(local, next(it))
-                break
-        with strategy.scope():
-            model._symbolic_build(data_batch=data_batch)
-
-    model._maybe_symbolic_build = maybe_symbolic_build
-
-    original = getattr(tf_trainer.reduce_per_replica, "original", None)
-    original = original or tf_trainer.reduce_per_replica
-
-    def reduce_per_replica(values, strategy, reduction="auto"):
-        if reduction == "auto" and isinstance(
-            strategy, tf.distribute.MultiWorkerMirroredStrategy
-        ):
-            return tree.map_structure(
-                lambda v: strategy.reduce("MEAN", v, axis=None), values
-            )
-        return original(values, strategy, reduction)
-
-    reduce_per_replica.original = original
-    tf_trainer.reduce_per_replica = reduce_per_replica
-
-
 def rate_recorder():
     """A callback that reads, before every batch, the rate its update uses."""
     import keras
@@ -293,6 +235,8 @@ def run_case(case, strategy, workdir, multi_worker=False, jit_compile=False):
     os.makedirs(workdir, exist_ok=True)
     model = build_model(strategy, jit_compile=jit_compile)
     if multi_worker:
+        from keras_trainopt.distribute import patch_keras_for_multi_worker
+
         patch_keras_for_multi_worker(model)
     feed = datasets(multi_worker, validation=case in NEEDS_VALIDATION)
     x_probe = data()[1][0][:16]
