@@ -593,7 +593,9 @@ REGISTRY = {
     # distribute
     "patch_keras_for_multi_worker": Spec(
         # No strategy here: a model is returned unchanged, anything else
-        # is refused.
+        # is refused. With two valid inputs only, and hypothesis avoiding
+        # repeats, few of 500 examples are valid (6): at least one must be.
+        min_accepted=0.0,
         params=lambda: dict(model=built(compiled_model, batchnorm_model,
                                         lambda: keras.layers.Dense(1))),
         after=check_patched_model,

@@ -15,6 +15,7 @@ import numpy as np
 
 # The largest float32: learning rates above it are infinite inside the step.
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+FLOAT32_TINY = float(np.finfo(np.float32).tiny)  # the smallest normal float32
 
 
 def _interval(low, high, low_open, high_open):
@@ -107,11 +108,18 @@ def check_choice(name, value, choices):
 def check_float32(name, value):
     """Returns `value` if a float32 holds it: rates and decay constants
     beyond the largest float32 are inf inside the train step (and
-    `decay * 0` NaN)."""
+    `decay * 0` NaN), and nonzero ones below the smallest normal float32
+    are flushed to 0 there."""
     if value is not None and value > FLOAT32_MAX:
         raise ValueError(
             f"`{name}` must be at most {FLOAT32_MAX:g}, the largest float32: "
             f"it is computed in float32 in the train step. "
+            f"Received: {name}={value:g}"
+        )
+    if value is not None and 0 < abs(value) < FLOAT32_TINY:
+        raise ValueError(
+            f"`{name}` must be 0 or at least {FLOAT32_TINY:g}, the smallest "
+            "normal float32: smaller values are 0 in the train step. "
             f"Received: {name}={value:g}"
         )
     return value

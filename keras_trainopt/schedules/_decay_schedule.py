@@ -64,8 +64,9 @@ class DecaySchedule(keras.optimizers.schedules.LearningRateSchedule):
                 low_open=True,
             ),
         )
-        self.min_learning_rate = validation.check_real(
-            "min_learning_rate", min_learning_rate, low=0.0
+        self.min_learning_rate = validation.check_float32(
+            "min_learning_rate",
+            validation.check_real("min_learning_rate", min_learning_rate, low=0.0),
         )
         if self.min_learning_rate > self.initial_learning_rate:
             raise ValueError(

@@ -361,7 +361,10 @@ def _make_space(search_space, epochs):
     if isinstance(search_space, SearchSpace):
         return search_space
     if isinstance(search_space, dict):
-        return SearchSpace(epochs, **search_space)
+        try:
+            return SearchSpace(epochs, **search_space)
+        except (TypeError, ValueError) as error:  # name the argument given
+            raise type(error)(f"`search_space`: {error}") from None
     raise TypeError(
         "`search_space` must be a SearchSpace, a dict of knob ranges or None. "
         f"Received: search_space={search_space!r}"

@@ -170,8 +170,12 @@ def find_learning_rate(
     """
     _check_model(model)
     batch_size = validation.check_int("batch_size", batch_size, low=1)
-    lr_min = validation.check_real("lr_min", lr_min, low=0.0, low_open=True)
-    lr_max = validation.check_real("lr_max", lr_max, low=0.0, low_open=True)
+    lr_min = validation.check_float32(
+        "lr_min", validation.check_real("lr_min", lr_min, low=0.0, low_open=True)
+    )
+    lr_max = validation.check_float32(
+        "lr_max", validation.check_real("lr_max", lr_max, low=0.0, low_open=True)
+    )
     if lr_min >= lr_max:
         raise ValueError(
             "`lr_min` must be smaller than `lr_max`. Received: "

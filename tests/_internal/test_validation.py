@@ -114,3 +114,14 @@ def test_check_float32():
     assert validation.check_float32("r", 3e38) == 3e38
     with pytest.raises(ValueError, match=r"`r` must be at most 3\.40282e\+38"):
         validation.check_float32("r", 1e39)
+
+
+@pytest.mark.parametrize("value", [1.1e-41, -1e-39, 1e-320])
+def test_float32_refuses_values_flushed_to_zero(value):
+    # found by fuzzing: a schedule with initial_learning_rate=1.1e-41 gave
+    # rates of 0, and find_learning_rate(lr_min=1e-320) a sweep up to inf
+    with pytest.raises(ValueError, match=r"`rate` must be 0 or at least 1.17549e-38"
+                                         r".*Received: rate="):
+        validation.check_float32("rate", value)
+    assert validation.check_float32("rate", 0.0) == 0.0
+    assert validation.check_float32("rate", 1.2e-38) == 1.2e-38

@@ -280,3 +280,12 @@ def test_search_space_instance_is_used_as_given(tmp_path):
     assert result.space is space
     assert 0.05 <= result.best.learning_rate <= 0.5
     assert result.best.schedule == "constant" and result.best.l2 is None
+
+
+def test_a_bad_search_space_dict_is_refused_naming_search_space():
+    # found by fuzzing: the error named only the unknown knob
+    x = np.zeros((8, 4), "float32")
+    with pytest.raises(ValueError, match=r"`search_space`: Unknown search-space "
+                                         r"knob `bogus`.*Received: bogus=1"):
+        search_hyperparameters(build_model, x, x[:, 0], validation_data=(x, x[:, 0]),
+                               search_space={"bogus": 1})

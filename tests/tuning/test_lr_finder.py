@@ -214,3 +214,15 @@ def test_batch_larger_than_the_data_names_batch_size():
     with pytest.raises(ValueError, match=r"`batch_size` must be at most"):
         find_learning_rate(model, np.ones((8, 2)), np.ones((8, 1)),
                            batch_size=9)
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(lr_min=1e-320), "lr_min"),  # found by fuzzing: swept up to inf
+    (dict(lr_max=1e39), "lr_max"),
+])
+def test_rates_beyond_float32_are_refused_by_name(kwargs, name):
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    x = np.zeros((8, 4), "float32")
+    with pytest.raises(ValueError, match=rf"`{name}` must be"):
+        find_learning_rate(model, x, x[:, :1], **kwargs)
