@@ -3,6 +3,7 @@
     python benchmarks/overhead.py --suite decay --model mlp --rounds 20 --steps 100
     python benchmarks/overhead.py --suite monitors --model mlp --rounds 15
     python benchmarks/overhead.py --suite averaging --model mlp --rounds 20 --steps 100
+    python benchmarks/overhead.py --suite monitors --only UpdateRatio --model mlp
 
 Prints one Markdown table per model: the median over rounds of the ratio of
 step time with the callback to plain `fit` in the same round (see harness.py).
@@ -170,6 +171,9 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--steps", type=int, default=100,
                         help="steps per timed epoch")
+    parser.add_argument("--only", metavar="TEXT",
+                        help="time only the variants whose name contains TEXT "
+                             "(plain fit always runs)")
     parser.add_argument("--json", help="also write the raw timings here")
     args = parser.parse_args(argv)
 
@@ -188,6 +192,10 @@ def main(argv=None):
                 variants += monitors_suite(args.steps, x_probe, log_dir)
             else:
                 variants += SUITES[suite](args.steps)
+        if args.only:
+            variants = variants[:1] + [
+                v for v in variants[1:] if args.only in v.name
+            ]
         results = harness.measure(
             variants, model=model, rounds=args.rounds, steps=args.steps,
             validation_steps=5 if "monitors" in suites else 0,

@@ -136,24 +136,42 @@ def build_optimizer(model):
             optimizer.build(model.trainable_variables)
 
 
-def add_state_variable(model, reference=None, *, shape=(), dtype="int64", name):
+def add_state_variable(
+    model, reference=None, *, shape=(), dtype="int64", name, backed_up=True
+):
     """A new variable for state kept in `model.optimizer` (see above).
 
     Shaped like `reference` when it is given. The variable is created under
     the model's distribution strategy and aggregated "only first replica":
     every replica computes the same value, so the first replica's is kept.
     It is not attached to the optimizer yet (`attach_state_variables`).
+
+    `backed_up=False` marks scratch state that a restart does not need (a
+    measurement the step hands to a callback): `BackupAndRestore` leaves it
+    out (`backed_up_variables`), so a callback may attach it at `fit` start,
+    after a backup has been loaded.
     """
     if reference is not None:
         shape, dtype = reference.shape, reference.dtype
     with distribute.variable_scope(model):
-        return keras.Variable(
+        variable = keras.Variable(
             initializer=np.zeros(shape, dtype=dtype),
             dtype=dtype,
             trainable=False,
             aggregation="only_first_replica",
             name=name,
         )
+    variable._keras_trainopt_backed_up = backed_up
+    return variable
+
+
+def backed_up_variables(optimizer):
+    """The optimizer's variables less the scratch state (`backed_up=False`)."""
+    return [
+        v
+        for v in optimizer.variables
+        if getattr(v, "_keras_trainopt_backed_up", True)
+    ]
 
 
 def attach_state_variables(optimizer, variables):

@@ -5,25 +5,36 @@ and with `steps_per_execution = s` an execution applies `s` updates. To
 measure exactly one update, the probe registers an `around` hook
 (`apply_hooks`): on every update whose index `t` (updates already applied) is
 a multiple of `every`, the compiled step copies the trainable weights, applies
-the update, and stores `||w_after - w_before|| / ||w_before||` per weight in a
-vector variable, with `t + 1` (the step count after the update) beside it.
+the update, and computes `||w_after - w_before|| / ||w_before||` per weight.
 Other updates run untouched: the copy happens only inside the measuring branch
 of an `ops.cond`.
 
-On TensorFlow and PyTorch the result lands in two variables that the
-callback reads. On JAX the update runs statelessly inside `jax.jit`, where a
-variable outside the optimizer's state cannot be written; there the measuring
-branch hands the ratios to the host with `jax.debug.callback` instead (it runs
-only for measured updates), and `read` drains what arrived.
+The step writes each measurement into a row of a small ring buffer kept in
+two variables, the ratios (`capacity x weights`) and the step count after the
+update (`t + 1`) beside them, at row `(t // every) % capacity`. The callback
+reads the buffer only now and then (`read_due`): a host read stalls the step
+pipeline, and on JAX it also writes the whole live training state back to the
+variables (`training.sync_state`). The buffer holds every measurement that
+can happen between two reads (`capacity`), so none is lost, whatever `every`
+and `steps_per_execution`.
+
+On JAX the update runs statelessly inside `jax.jit`, where only the model's
+and the optimizer's variables can be written: there the two variables are
+attached to the optimizer while the probe is installed (as scratch state,
+which `BackupAndRestore` leaves out).
 
 Under a `tf.distribute` strategy the two variables are made in the
 strategy's scope (mirrored, aggregated "only first replica": every replica
 measures the same update), and the update cannot run inside a branch: it
 synchronizes the replicas (the gradient all-reduce, through `merge_call`).
-So in a replica the weights are copied before *every* update, the update
-runs unconditionally, only the ratios are computed in the measuring branch,
-and the variables are assigned after it.
+So in a replica, and under JAX where a branch cannot write a variable
+either, the update runs unconditionally, the measuring branch returns the
+new buffer, and the variables are assigned after it. On JAX that costs no
+copy of the weights: arrays are immutable, and the pre-update ones are kept
+only for the branch.
 """
+
+import math
 
 import keras
 import numpy as np
@@ -32,140 +43,189 @@ from keras import ops
 from keras_trainopt._internal import apply_hooks
 from keras_trainopt._internal import distribute
 from keras_trainopt._internal import optimizers
+from keras_trainopt._internal import training
+
+# Updates between two reads of the buffer, at least (unless an epoch ends).
+READ_SPAN = 32
 
 
 class UpdateProbe:
-    """Measures every `every`-th update of a compiled model."""
+    """Measures every `every`-th update of a compiled model.
 
-    def __init__(self, model, every):
+    Args:
+        model: the compiled model.
+        every: measure the updates whose index is a multiple of `every`.
+        steps_per_execution: the model's; sizes the buffer.
+    """
+
+    def __init__(self, model, every, steps_per_execution=1):
         self.model = model
         self.every = every
+        self.steps_per_execution = steps_per_execution
         self.variables = list(model.trainable_variables)
         if not self.variables:
             raise ValueError(
                 "UpdateRatioLogger: the model has no trainable weights."
             )
-        self._jax = keras.backend.backend() == "jax"
-        self._arrived = []  # (step, ratios) handed over by jax.debug.callback
-        if not self._jax:
-            # In the strategy's scope: a variable written in the step must be
-            # mirrored (a TPU has no other kind).
-            with distribute.variable_scope(model):
-                self._ratios = keras.Variable(
-                    np.zeros(len(self.variables), "float32"), trainable=False,
-                    aggregation="only_first_replica", name="update_ratios",
-                )
-                self._step = keras.Variable(
-                    0, dtype="int64", trainable=False,
-                    aggregation="only_first_replica", name="update_ratio_step",
-                )
-        self._hook = apply_hooks.Hook(
-            around=self._around_jax if self._jax else self._around
+        # Reads come at the first hook call at least READ_SPAN updates after
+        # the previous read, so at most READ_SPAN + s - 1 updates pass
+        # between two reads, and a window of w updates holds at most
+        # ceil(w / every) measured ones.
+        self.capacity = math.ceil(
+            (READ_SPAN + steps_per_execution) / every
         )
+        self._jax = keras.backend.backend() == "jax"
+        self._torch = None  # PyTorch's fused ops (`torch_ops`) on that backend
+        if keras.backend.backend() == "torch":
+            from keras_trainopt._internal import torch_ops
+
+            self._torch = torch_ops
+        # In the strategy's scope: a variable written in the step must be
+        # mirrored (a TPU has no other kind).
+        self._ratios = optimizers.add_state_variable(
+            model, shape=(self.capacity, len(self.variables)),
+            dtype="float32", name="update_ratios", backed_up=False,
+        )
+        self._steps = optimizers.add_state_variable(
+            model, shape=(self.capacity,), dtype="int32",
+            name="update_ratio_steps", backed_up=False,
+        )
+        self._hook = apply_hooks.Hook(around=self._around)
         self._installed = False
+        self._delivered = 0  # the step of the newest measurement read
+
+    # -- inside the step -----------------------------------------------------
+
+    def _copies(self, tensors):
+        if self._torch:
+            return self._torch.copies(tensors)
+        return [ops.copy(x) for x in tensors]
 
     def _ratios_of(self, before, after):
+        if self._torch:
+            return self._torch.relative_changes(before, after)
         return ops.stack([
             ops.sqrt(ops.sum(ops.square(a - b))) / ops.sqrt(ops.sum(ops.square(b)))
             for b, a in zip(before, after)
         ])
 
-    def _around_jax(self, apply):
-        import jax
+    def _due(self, optimizer):
+        """Before the update: whether it is measured.
 
-        optimizer = optimizers.unwrap(self.model.optimizer)
+        `t`, the number of updates applied before this one, decides.
+        """
+        return ops.equal(ops.mod(optimizer.iterations, self.every), 0)
 
-        def receive(step, ratios):
-            self._arrived.append((int(step), np.asarray(ratios, "float64")))
+    def _with_measurement(self, optimizer, before, after):
+        """The two buffers with the measurement of the update just applied.
 
-        def measured_apply(grads, trainable_variables=None):
-            t = optimizer.iterations.value
-            before = [v.value for v in self.variables]  # immutable: no copy
-            apply(grads, trainable_variables)
-            after = [v.value for v in self.variables]
-
-            def report(before, after):
-                jax.debug.callback(receive, t + 1, self._ratios_of(before, after))
-
-            jax.lax.cond(
-                t % self.every == 0, report, lambda before, after: None,
-                before, after,
-            )
-
-        return measured_apply
+        Read after the update, `iterations` is `t + 1`.
+        """
+        step = ops.cast(optimizer.iterations, "int32")
+        row = ops.mod(ops.floor_divide(step - 1, self.every), self.capacity)
+        ratios = ops.cast(self._ratios_of(before, after), "float32")
+        return (
+            ops.slice_update(
+                self._ratios.value, (row, 0), ops.expand_dims(ratios, 0)
+            ),
+            ops.slice_update(
+                self._steps.value, (row,), ops.expand_dims(step, 0)
+            ),
+        )
 
     def _around(self, apply):
         optimizer = optimizers.unwrap(self.model.optimizer)
 
         def measured_apply(grads, trainable_variables=None):
-            if distribute.in_replica_context():
-                return self._measure_in_replica(
+            if self._jax or distribute.in_replica_context():
+                return self._measure_functionally(
                     optimizer, apply, grads, trainable_variables
                 )
+            due = self._due(optimizer)
 
             def measured():
-                before = [ops.copy(v.value) for v in self.variables]
+                before = self._copies([v.value for v in self.variables])
                 apply(grads, trainable_variables)
                 after = [v.value for v in self.variables]
-                self._ratios.assign(
-                    ops.cast(self._ratios_of(before, after), "float32")
-                )
-                # The step count after the update: t + 1.
-                self._step.assign(ops.cast(optimizer.iterations, "int64"))
+                ratios, steps = self._with_measurement(optimizer, before, after)
+                self._ratios.assign(ratios)
+                self._steps.assign(steps)
                 return ops.convert_to_tensor(True)
 
             def plain():
                 apply(grads, trainable_variables)
                 return ops.convert_to_tensor(False)
 
-            # `t`, the updates applied before this one, decides.
-            t = optimizer.iterations
-            ops.cond(ops.equal(ops.mod(t, self.every), 0), measured, plain)
+            ops.cond(due, measured, plain)
 
         return measured_apply
 
-    def _measure_in_replica(self, optimizer, apply, grads, trainable_variables):
-        """`_around` in a `tf.distribute` replica: no update in a branch."""
-        due = ops.equal(ops.mod(optimizer.iterations, self.every), 0)
-        before = [ops.copy(v.value) for v in self.variables]
+    def _measure_functionally(self, optimizer, apply, grads, trainable_variables):
+        """`_around` under JAX or in a `tf.distribute` replica.
+
+        No update in a branch, no assignment in a branch: the branch returns
+        the new buffers, assigned after it.
+        """
+        due = self._due(optimizer)
+        before = [v.value for v in self.variables]
+        if not self._jax:  # JAX arrays are immutable: no copy needed
+            before = self._copies(before)
         apply(grads, trainable_variables)
         after = [v.value for v in self.variables]
-        ratios = ops.cond(
+        ratios, steps = ops.cond(
             due,
-            lambda: ops.cast(self._ratios_of(before, after), "float32"),
-            lambda: self._ratios.value,
-        )
-        step = ops.where(
-            due, ops.cast(optimizer.iterations, "int64"), self._step.value
+            lambda: self._with_measurement(optimizer, before, after),
+            lambda: (self._ratios.value, self._steps.value),
         )
         self._ratios.assign(ratios)
-        self._step.assign(step)
+        self._steps.assign(steps)
+
+    # -- between steps -------------------------------------------------------
 
     def install(self):
-        if not self._installed:
-            apply_hooks.add(self.model, self._hook)
-            self._installed = True
+        """Measures from the next step on; forgets earlier measurements."""
+        if self._installed:
+            return
+        self._ratios.assign(np.zeros(self._ratios.shape, "float32"))
+        self._steps.assign(np.zeros(self._steps.shape, "int32"))
+        self._delivered = 0
+        if self._jax:
+            optimizers.attach_state_variables(
+                self.model.optimizer, [self._ratios, self._steps]
+            )
+        apply_hooks.add(self.model, self._hook)
+        self._installed = True
 
     def uninstall(self):
-        if self._installed:
-            apply_hooks.remove(self.model, self._hook)
-            self._installed = False
-
-    def read(self, wait=False):
-        """`[(step, ratios), ...]` measured since the previous read.
-
-        `step` is the optimizer's step count after the measured update. With
-        `wait=True` (at epoch end) JAX's pending host callbacks are waited
-        for first.
-        """
+        if not self._installed:
+            return
+        apply_hooks.remove(self.model, self._hook)
         if self._jax:
-            if wait:
-                import jax
+            training.sync_state(self.model)  # before the state shrinks
+            optimizers.detach_state_variables(
+                self.model.optimizer, [self._ratios, self._steps]
+            )
+        self._installed = False
 
-                jax.effects_barrier()
-            arrived, self._arrived = self._arrived, []
-            return arrived
-        step = int(ops.convert_to_numpy(self._step))
-        if step == 0:
-            return []
-        return [(step, np.asarray(ops.convert_to_numpy(self._ratios), "float64"))]
+    def read_due(self, updates_since_read, measured_since_read):
+        """Whether a caller should `read` now.
+
+        Args:
+            updates_since_read: updates run since the previous read, at
+                most (steps run: a skipped loss-scaled step counts too).
+            measured_since_read: whether one of them may have been measured.
+        """
+        return measured_since_read and updates_since_read >= READ_SPAN
+
+    def read(self):
+        """`[(step, ratios), ...]` measured since the previous read, in order.
+
+        `step` is the optimizer's step count after the measured update.
+        """
+        training.sync_state(self.model)
+        steps = np.asarray(ops.convert_to_numpy(self._steps.value), "int64")
+        ratios = np.asarray(ops.convert_to_numpy(self._ratios.value), "float64")
+        new = [i for i in np.argsort(steps) if steps[i] > self._delivered]
+        if new:
+            self._delivered = int(steps[new[-1]])
+        return [(int(steps[i]), ratios[i]) for i in new]

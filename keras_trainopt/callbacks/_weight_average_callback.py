@@ -224,8 +224,11 @@ class WeightAverageCallback(keras.callbacks.Callback):
 
         Inside the step, or eagerly between steps (after `sync_state`).
         """
-        if keras.backend.backend() == "jax" or distribute.in_replica_context():
+        backend = keras.backend.backend()
+        if backend == "jax" or distribute.in_replica_context():
             self._update_functional(self._state, due)
+        elif backend == "torch":
+            self._update_in_place(self._state, due)
         else:
             self._update_stateful(self._state, due)
 
@@ -248,7 +251,7 @@ class WeightAverageCallback(keras.callbacks.Callback):
         return deltas, ops.isfinite(total)
 
     def _update_stateful(self, state, due):
-        """TensorFlow and PyTorch: assign inside the taken branch only."""
+        """TensorFlow: assign inside the taken branch only."""
 
         def update():
             deltas, finite = self._terms(state)
@@ -270,6 +273,26 @@ class WeightAverageCallback(keras.callbacks.Callback):
             update()
         else:
             ops.cond(due, update, lambda: ops.convert_to_tensor(False))
+
+    def _update_in_place(self, state, due):
+        """PyTorch: one fused in-place pass over the weights (`torch_ops`).
+
+        Keras' eager PyTorch ops would launch four kernels per weight here
+        (`_update_stateful`), each with a temporary. The finiteness check is
+        on the weights' largest magnitudes: NaN or inf in any weight skips
+        the update, as in `_terms`.
+        """
+        from keras_trainopt._internal import torch_ops
+
+        if due is not None and not bool(ops.convert_to_numpy(due)):
+            return
+        weights = [w.value for w in state.sources]
+        if torch_ops.all_finite(weights):
+            c = ops.convert_to_numpy(self._coefficient(state.num_averaged))
+            torch_ops.lerp_([a.value for a in state.average], weights, c)
+            state.num_averaged.assign_add(1)
+        else:
+            state.num_skipped.assign_add(1)
 
     def _update_functional(self, state, due):
         """JAX and tf.distribute replicas: branches return new values,

@@ -294,11 +294,12 @@ def _variables(model):
     The model's variables (weights, then the random seed generators' states,
     which `save_weights` leaves out: dropout after a restart draws the masks
     it would have drawn) and the optimizer's (step count, learning rate,
-    slots, loss scale, and the averages attached by our callbacks).
+    slots, loss scale, and the averages attached by our callbacks; not
+    the scratch state of `UpdateRatioLogger`'s measurement on JAX).
     """
     found, seen = [], set()
     optimizer = model.optimizer
-    extra = [] if optimizer is None else optimizer.variables
+    extra = [] if optimizer is None else optimizers.backed_up_variables(optimizer)
     for variable in list(model.variables) + list(extra):
         if id(variable) not in seen:
             seen.add(id(variable))

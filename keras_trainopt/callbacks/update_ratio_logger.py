@@ -8,6 +8,7 @@ import numpy as np
 
 from keras_trainopt._internal import callback_state
 from keras_trainopt._internal import optimizers
+from keras_trainopt._internal import training
 from keras_trainopt._internal import update_probe
 from keras_trainopt._internal import validation
 from keras_trainopt.diagnostics.update_ratio import layer_verdict
@@ -34,11 +35,11 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
     across exactly one real optimizer update, from inside the compiled train
     step (so it holds with `steps_per_execution > 1`, and skipped loss-scaled
     steps are not measured), on the TensorFlow, JAX and PyTorch backends.
-    `every` counts applied updates (the optimizer's `iterations`). With
-    `steps_per_execution = s > every` on TensorFlow only the last measured
-    update of each execution is kept (one result lives in the step's
-    variables between host reads); JAX hands every one over. The latest
-    values are in `ratios`, keyed `"<layer>/<weight>"`; with `log_dir` they
+    `every` counts applied updates (the optimizer's `iterations`), and every
+    measured update is kept, whatever `steps_per_execution`: the step writes
+    each measurement into a small buffer that the callback reads at most
+    once per 32 updates and at each epoch's end (a host read stalls the
+    step pipeline). The latest values are in `ratios`, keyed `"<layer>/<weight>"`; with `log_dir` they
     go to TensorBoard as scalars `update_ratio/<layer>/<weight>`, with a
     per-layer summary: one scalar per layer, `update_ratio_by_layer/<layer>`
     (one chart with a line per layer in the custom-scalars tab), and a
@@ -77,7 +78,8 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
         verbose: 1 prints a warning for each layer outside the band, at the
             end of each epoch.
 
-    Attributes:
+    Attributes (current at each epoch's end; during an epoch, at most
+    about 32 updates behind):
         ratios: `{"<layer>/<weight>": ratio}` of the latest measurement.
         layer_ratios: `{layer: ratio of its largest weight}`.
         step: the optimizer step count after the measured update.
@@ -127,14 +129,18 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
             self.history[key] = [(int(step), value) for step, value in rows]
 
     def on_train_begin(self, logs=None):
+        spe = int(getattr(self.model, "steps_per_execution", 1) or 1)
         if self._probe is not None:
             self._probe.uninstall()  # left over by a fit that raised
-            if self._probe.model is not self.model:
+            if (
+                self._probe.model is not self.model
+                or self._probe.steps_per_execution != spe
+            ):
                 self._probe = None
         if self._probe is None:
             # Kept across `fit` calls: its hook is then the same, and the
             # train function traced with it is reused.
-            self._probe = update_probe.UpdateProbe(self.model, self.every)
+            self._probe = update_probe.UpdateProbe(self.model, self.every, spe)
         self._keys = [weight_key(v) for v in self._probe.variables]
         self._largest = {}
         for key, variable in zip(self._keys, self._probe.variables):
@@ -146,22 +152,26 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
         self._writer = tensorboard.open_run(self.log_dir, "monitors")
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._done_at_epoch_begin = optimizers.get_iterations(
-            self.model.optimizer
-        )
-        self._read_upto = self._done_at_epoch_begin
+        self._applied_at_read = optimizers.get_iterations(self.model.optimizer)
+        self._steps_at_read = 0
 
     def on_train_batch_end(self, batch, logs=None):
-        # Updates applied so far, predicted without a device read; a read
-        # happens only when an update index that is a multiple of `every`
-        # has passed since the last one.
-        done = self._done_at_epoch_begin + batch + 1
-        if (done - 1) // self.every * self.every >= self._read_upto:
-            self._read_upto = done
+        # The updates [a, a + ran) may have run since the last read (fewer
+        # if loss scaling skipped some): predicted without a device read,
+        # which happens only when the probe says so.
+        steps = training.steps_done(batch, self.params)
+        ran = steps - self._steps_at_read
+        a = self._applied_at_read
+        measured = ran > 0 and (a + ran - 1) // self.every * self.every >= a
+        if self._probe.read_due(ran, measured):
             self._collect()
+            self._applied_at_read = optimizers.get_iterations(
+                self.model.optimizer
+            )
+            self._steps_at_read = steps
 
     def on_epoch_end(self, epoch, logs=None):
-        self._collect(wait=True)
+        self._collect()
         self._flush()
         if self.verbose:
             self._warn(epoch)
@@ -172,10 +182,8 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
         tensorboard.close_run(self._writer)
         self._writer = None
 
-    def _collect(self, wait=False):
-        for step, values in self._probe.read(wait=wait):
-            if step == self.step:
-                continue
+    def _collect(self):
+        for step, values in self._probe.read():
             self.step = step
             self.ratios = dict(zip(self._keys, values.tolist()))
             self.layer_ratios = {
@@ -190,18 +198,18 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
         if self._writer is not None:
             for step, values in self._pending:
                 by_key = dict(zip(self._keys, values))
-                for key, value in by_key.items():
-                    self._writer.scalar(f"update_ratio/{key}", value, step)
+                scalars = {
+                    f"update_ratio/{key}": value for key, value in by_key.items()
+                }
                 for layer, (key, _) in self._largest.items():
-                    self._writer.scalar(
-                        f"update_ratio_by_layer/{layer}", by_key[key], step
-                    )
+                    scalars[f"update_ratio_by_layer/{layer}"] = by_key[key]
                 finite = values[np.isfinite(values) & (values > 0)]
-                if finite.size:
-                    self._writer.histogram(
-                        "update_ratio/log10_all_weights", np.log10(finite),
-                        step,
-                    )
+                histograms = (
+                    {"update_ratio/log10_all_weights": np.log10(finite)}
+                    if finite.size
+                    else {}
+                )
+                self._writer.write(step, scalars, histograms)
             self._writer.flush()
         self._pending = []
 

@@ -50,12 +50,10 @@ class RunWriter:
             path, max_queue_size=1000
         )
         self._layout_written = False
+        self._scalar_templates = {}  # (tag, description) -> Summary.Value
 
     def _add(self, summary, step):
-        if not isinstance(summary, summary_pb2.Summary):
-            # Some TensorBoard builders return TensorFlow's own Summary class
-            # when TensorFlow is installed: same wire format, other class.
-            summary = summary_pb2.Summary.FromString(summary.SerializeToString())
+        summary = _own_summary(summary)
         self._writer.add_event(
             event_pb2.Event(wall_time=time.time(), step=int(step),
                             summary=summary)
@@ -69,6 +67,46 @@ class RunWriter:
             self._add(layout.layout_summary(), 0)
             self._layout_written = True
 
+    def _scalar_value(self, tag, value, description=None):
+        """The `Summary.Value` of `scalar_pb(tag, value, description)`.
+
+        TensorBoard's builder makes the metadata and the tensor anew for
+        every value; a monitor writing every step would spend most of its
+        time there. So its output is kept per tag as a template, and a copy
+        gets the new number (a float32, as `scalar_pb` stores it).
+        """
+        template = self._scalar_templates.get((tag, description))
+        if template is None:
+            template = _own_summary(
+                scalar_summary.scalar_pb(tag, 0.0, description=description)
+            ).value[0]
+            self._scalar_templates[(tag, description)] = template
+        copy = summary_pb2.Summary.Value()
+        copy.CopyFrom(template)
+        copy.tensor.float_val[0] = float(value)
+        return copy
+
+    def write(self, step, scalars=None, histograms=None, buckets=30):
+        """Writes several values at one step, as one event.
+
+        Args:
+            step: the x-axis value.
+            scalars: `{tag: number}`.
+            histograms: `{tag: array-like}` (flattened), bucketed by
+                TensorBoard's `histogram_pb` into `buckets` buckets.
+        """
+        summary = summary_pb2.Summary()
+        for tag, value in (scalars or {}).items():
+            summary.value.append(self._scalar_value(tag, value))
+        for tag, values in (histograms or {}).items():
+            values = np.asarray(values, dtype="float64").ravel()
+            summary.value.extend(
+                _own_summary(
+                    histogram_summary.histogram_pb(tag, values, buckets)
+                ).value
+            )
+        self._add(summary, step)
+
     def scalars(self, tag, steps, values, description=None):
         """Writes a series of scalars: `values[i]` at step `steps[i]`.
 
@@ -76,20 +114,18 @@ class RunWriter:
         with the first value of the series.
         """
         for i, (step, value) in enumerate(zip(steps, values)):
-            self._add(
-                scalar_summary.scalar_pb(
-                    tag, float(value), description=None if i else description
-                ),
-                step,
+            summary = summary_pb2.Summary()
+            summary.value.append(
+                self._scalar_value(tag, value, None if i else description)
             )
+            self._add(summary, step)
 
     def scalar(self, tag, value, step):
-        self._add(scalar_summary.scalar_pb(tag, float(value)), step)
+        self.write(step, scalars={tag: value})
 
     def histogram(self, tag, values, step, buckets=30):
         """A histogram of `values` (any array-like; flattened)."""
-        values = np.asarray(values, dtype="float64").ravel()
-        self._add(histogram_summary.histogram_pb(tag, values, buckets), step)
+        self.write(step, histograms={tag: values}, buckets=buckets)
 
     def histogram_from_counts(self, tag, counts, edges, step):
         """A histogram already bucketed by `np.histogram(...)`.
@@ -144,6 +180,17 @@ class RunWriter:
 
     def _close(self):
         self._writer.close()
+
+
+def _own_summary(summary):
+    """`summary` as TensorBoard's `Summary` class.
+
+    Some TensorBoard builders return TensorFlow's own Summary class when
+    TensorFlow is installed: same wire format, other class.
+    """
+    if isinstance(summary, summary_pb2.Summary):
+        return summary
+    return summary_pb2.Summary.FromString(summary.SerializeToString())
 
 
 def open_run(log_dir, run):

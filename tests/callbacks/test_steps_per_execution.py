@@ -44,7 +44,6 @@ BATCH = 8
 STEPS = 8  # per epoch
 EPOCHS = 3
 SPES = (3, 4)
-JAX = keras.backend.backend() == "jax"
 
 
 def groups():
@@ -251,20 +250,10 @@ def test_loss_tensorboard_description_says_per_execution(tmp_path_factory):
     assert "mean" in metadata.summary_description
 
 
-def measured_steps(spe, every, all_arrive):
-    """Steps (iterations after the update) of the measured updates that
-    UpdateRatioLogger keeps: all of them on JAX (handed to the host from
-    the step); on TensorFlow the last measured one of each execution."""
-    measured = [t + 1 for t in range(EPOCHS * STEPS) if t % every == 0]
-    if all_arrive:
-        return measured
-    kept, start = [], 0
-    for end in execution_ends(spe):
-        inside = [s for s in measured if start < s <= end]
-        if inside:
-            kept.append(inside[-1])
-        start = end
-    return kept
+def measured_steps(every):
+    """Steps (iterations after the update) of the measured updates: every
+    one is kept, whatever `steps_per_execution`."""
+    return [t + 1 for t in range(EPOCHS * STEPS) if t % every == 0]
 
 
 @pytest.mark.parametrize(
@@ -276,10 +265,8 @@ def test_update_ratios_are_of_single_updates(
 ):
     one = run(group, 1, tmp_path_factory).callbacks[name]
     logger = run(group, spe, tmp_path_factory).callbacks[name]
-    assert [s for s, _ in one.history["out/kernel"]] == measured_steps(
-        1, every, True
-    )
-    expected_steps = measured_steps(spe, every, JAX)
+    assert [s for s, _ in one.history["out/kernel"]] == measured_steps(every)
+    expected_steps = measured_steps(every)
     for key, rows in logger.history.items():
         assert [s for s, _ in rows] == expected_steps
         reference = dict(one.history[key])
@@ -297,7 +284,7 @@ def test_training_doctor_equals_its_monitors(spe, tmp_path_factory):
     assert loss.steps == steps
     np.testing.assert_allclose(loss.losses, losses, rtol=1e-5)
     ratios = doctor.monitors["update_ratio"].history["out/kernel"]
-    assert [s for s, _ in ratios] == measured_steps(spe, 4, JAX)
+    assert [s for s, _ in ratios] == measured_steps(4)
     assert doctor.monitors["fit"].gaps == pytest.approx(
         one.monitors["fit"].gaps, rel=1e-5, abs=1e-7
     )

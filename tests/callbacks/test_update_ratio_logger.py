@@ -88,6 +88,50 @@ def test_ratios_match_recorded_weights(steps_per_execution, tmp_path):
         [value for _, value in logger.history["out/kernel"]], rel=1e-6)
 
 
+class Staleness(keras.callbacks.Callback):
+    """Records (steps run, logger.step) at every batch end."""
+
+    def __init__(self, logger):
+        super().__init__()
+        self.logger, self.seen = logger, []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen.append((batch + 1, self.logger.step))
+
+
+@pytest.mark.parametrize(
+    "steps_per_execution",
+    [1, pytest.param(40, marks=needs_steps_per_execution)],
+)
+@pytest.mark.parametrize("every", [1, 3])
+def test_long_epochs_keep_every_measurement(every, steps_per_execution):
+    # 100 updates per epoch: the buffer is read several times an epoch, and
+    # with 40 steps per execution one execution measures up to 40 updates.
+    x, y = data(n=800)
+    trajectory = Trajectory()
+    model(momentum=0.9).fit(x, y, batch_size=8, epochs=1, shuffle=False,
+                            callbacks=[trajectory], verbose=0)
+    logger = UpdateRatioLogger(every=every, verbose=0)
+    staleness = Staleness(logger)
+    model(momentum=0.9, steps_per_execution=steps_per_execution).fit(
+        x, y, batch_size=8, epochs=1, shuffle=False,
+        callbacks=[logger, staleness], verbose=0,
+    )
+    measured = list(range(0, 100, every))
+    assert [s for s, _ in logger.history["out/kernel"]] == [
+        t + 1 for t in measured
+    ]
+    for key_index, key in enumerate(KEYS):
+        want = [reference_ratios(trajectory, t)[key_index] for t in measured]
+        got = [value for _, value in logger.history[key]]
+        np.testing.assert_allclose(got, want, rtol=1e-4)
+    # read during the epoch, never more than 32 updates plus one execution
+    # behind
+    for done, step in staleness.seen:
+        if done >= 32 + steps_per_execution:
+            assert step is not None and done - step < 32 + steps_per_execution
+
+
 def test_plain_sgd_ratio_doubles_with_the_learning_rate():
     x, y = data()
     first = {}
@@ -147,3 +191,25 @@ def test_log_dir_is_checked_when_built(log_dir):
     # working folder
     with pytest.raises((TypeError, ValueError), match=r"`log_dir` must be"):
         UpdateRatioLogger(log_dir)
+
+
+def test_a_backup_does_not_hold_the_probe_buffers(tmp_path):
+    # On JAX the buffers are optimizer variables while `fit` runs; a backup
+    # taken then must still load into a run without the logger.
+    import warnings
+
+    from keras_trainopt import BackupAndRestore
+
+    x, y = data()
+    backup_dir = str(tmp_path / "backup")
+    net = model()
+    net.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0,
+            # first: its last backup is written while the logger still runs
+            callbacks=[BackupAndRestore(backup_dir, delete_checkpoint=False),
+                       UpdateRatioLogger(every=1, verbose=0)])
+    resumed = BackupAndRestore(backup_dir, delete_checkpoint=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "the callbacks differ"
+        model(seed=1).fit(x, y, batch_size=8, epochs=2, verbose=0,
+                          callbacks=[resumed])
+    assert resumed.restored_epoch == 2

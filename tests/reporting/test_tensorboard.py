@@ -175,3 +175,38 @@ def test_every_writer_works_where_tensorflow_is_not_installed(tmp_path, backend)
             "doctor/advice"} <= tags
     assert tb.scalars(os.path.join(tmp_path, "results"),
                       "results/test_accuracy") == [(0, 0.5)]
+
+
+def test_write_puts_scalars_and_a_histogram_in_one_event(tmp_path):
+    from tensorboard.plugins.histogram import summary_v2 as histogram_summary
+    from tensorboard.plugins.scalar import summary_v2 as scalar_summary
+
+    writer = tensorboard.open_run(str(tmp_path), "run")
+    values = np.array([0.5, -2.0, 3.25, 7.0])
+    # 0.1 is not a float32: the value read back is TensorBoard's rounding
+    writer.write(5, {"a/x": 0.1, "a/y": float("nan")}, {"a/h": values})
+    writer.write(6, {"a/x": -3.0})
+    tensorboard.close_run(writer)
+    run = str(tmp_path / "run")
+    reference = scalar_summary.scalar_pb("a/x", 0.1).value[0]
+    stored = tb.load(run).Tensors("a/x")
+    assert [e.step for e in stored] == [5, 6]
+    assert stored[0].tensor_proto == reference.tensor
+    assert tb.scalars(run, "a/x")[1] == (6, -3.0)
+    assert np.isnan(tb.scalars(run, "a/y")[0][1])
+    assert tb.load(run).SummaryMetadata("a/x") == reference.metadata
+    histogram = tb.load(run).Tensors("a/h")
+    assert [e.step for e in histogram] == [5]
+    expected = histogram_summary.histogram_pb("a/h", values, 30).value[0]
+    assert histogram[0].tensor_proto == expected.tensor
+    sizes = [(e.step, len(e.summary.value)) for e in _events(run)]
+    assert [size for size in sizes if size[0] in (5, 6)] == [(5, 3), (6, 1)]
+
+
+def _events(run_dir):
+    from tensorboard.backend.event_processing import event_file_loader
+
+    for name in sorted(os.listdir(run_dir)):
+        yield from event_file_loader.EventFileLoader(
+            os.path.join(run_dir, name)
+        ).Load()

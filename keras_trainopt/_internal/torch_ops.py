@@ -1,0 +1,48 @@
+"""PyTorch-only fast paths for work done on every update, in one place.
+
+On the PyTorch backend Keras runs the train step eagerly: every `keras.ops`
+call is one kernel launch with its own temporary, behind a few layers of
+Python. Work that touches every weight at every update (a running average,
+an update measurement) then costs several launches per weight and per step.
+`torch._foreach_*` does the same arithmetic over a list of tensors in one
+call, in place where it can; Keras uses it the same way for its own
+optimizers (`keras/src/backend/torch/optimizers`). Callers pass the tensors
+of Keras variables (`variable.value`) and call these only when
+`keras.backend.backend() == "torch"`.
+"""
+
+import math
+
+import torch
+
+
+@torch.no_grad()
+def all_finite(tensors):
+    """Whether every element of every tensor is finite (a host read).
+
+    The largest magnitude of a tensor is finite exactly when all of its
+    elements are (NaN and inf propagate through the max), so one norm per
+    tensor and one max over them decide, with no overflow to fear.
+    """
+    largest = torch.stack(torch._foreach_norm(tensors, math.inf))
+    return bool(torch.isfinite(largest.max()))
+
+
+@torch.no_grad()
+def lerp_(targets, ends, weight):
+    """`target += weight * (end - target)` for each pair, in place."""
+    torch._foreach_lerp_(targets, ends, float(weight))
+
+
+@torch.no_grad()
+def copies(tensors):
+    """Copies of `tensors`, made in one call."""
+    return torch._foreach_mul(tensors, 1.0)
+
+
+@torch.no_grad()
+def relative_changes(before, after):
+    """`||after - before|| / ||before||` for each pair, as one vector."""
+    changes = torch._foreach_norm(torch._foreach_sub(after, before))
+    sizes = torch._foreach_norm(before)
+    return torch.stack(changes) / torch.stack(sizes)
