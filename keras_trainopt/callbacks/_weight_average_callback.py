@@ -278,9 +278,8 @@ class WeightAverageCallback(keras.callbacks.Callback):
         """PyTorch: one fused in-place pass over the weights (`torch_ops`).
 
         Keras' eager PyTorch ops would launch four kernels per weight here
-        (`_update_stateful`), each with a temporary. The finiteness check is
-        on the weights' largest magnitudes: NaN or inf in any weight skips
-        the update, as in `_terms`.
+        (`_update_stateful`), each with a temporary. NaN or inf in any
+        weight skips the update, as in `_terms`.
         """
         from keras_trainopt._internal import torch_ops
 
