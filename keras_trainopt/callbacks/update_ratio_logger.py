@@ -39,10 +39,10 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
     measured update is kept, whatever `steps_per_execution`: the step writes
     each measurement into a small buffer that the callback reads at most
     once per 32 updates and at each epoch's end (a host read stalls the
-    step pipeline). The latest values are in `ratios`, keyed `"<layer>/<weight>"`; with `log_dir` they
-    go to TensorBoard as scalars `update_ratio/<layer>/<weight>`, with a
-    per-layer summary: one scalar per layer, `update_ratio_by_layer/<layer>`
-    (one chart with a line per layer in the custom-scalars tab), and a
+    step pipeline). The latest values are in `ratios`, keyed
+    `"<layer>/<weight>"`; with `log_dir` they go to TensorBoard as scalars
+    `update_ratio/<layer>/<weight>`, with a per-layer summary: one scalar
+    per layer, `update_ratio_by_layer/<layer>` (one chart with a line per layer in the custom-scalars tab), and a
     histogram of `log10(ratio)` over all weights
     (`update_ratio/log10_all_weights`). Each layer is judged by its
     largest weight (a bias starting at zero has no meaningful ratio), and
@@ -156,7 +156,9 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
         # executions hold a measured update is known in advance, and the
         # others run without the measuring hook. With it, a skipped step
         # shifts the updates, and the hook stays in every step.
-        self._intermittent = not hasattr(self.model.optimizer, "inner_optimizer")
+        self._intermittent = not hasattr(
+            self.model.optimizer, "inner_optimizer"
+        )
         self._writer = tensorboard.open_run(self.log_dir, "monitors")
 
     def on_epoch_begin(self, epoch, logs=None):
