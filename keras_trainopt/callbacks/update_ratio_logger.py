@@ -42,9 +42,9 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
     step pipeline). The latest values are in `ratios`, keyed
     `"<layer>/<weight>"`; with `log_dir` they go to TensorBoard as scalars
     `update_ratio/<layer>/<weight>`, with a per-layer summary: one scalar
-    per layer, `update_ratio_by_layer/<layer>` (one chart with a line per layer in the custom-scalars tab), and a
-    histogram of `log10(ratio)` over all weights
-    (`update_ratio/log10_all_weights`). Each layer is judged by its
+    per layer, `update_ratio_by_layer/<layer>` (one chart with a line per
+    layer in the custom-scalars tab), and a histogram of `log10(ratio)` over
+    all weights (`update_ratio/log10_all_weights`). Each layer is judged by its
     largest weight (a bias starting at zero has no meaningful ratio), and
     with `verbose` a layer outside `[low, high]` gets a warning.
 
