@@ -89,6 +89,16 @@ class RunWriter:
     def write(self, step, scalars=None, histograms=None, buckets=30):
         """Writes several values at one step, as one event.
 
+        A monitor that logs many values per step (one per layer, say) pays
+        for one event instead of one per value.
+
+        >>> import tempfile
+        >>> from keras_trainopt.reporting import close_run, open_run
+        >>> writer = open_run(tempfile.mkdtemp(), "monitors")
+        >>> writer.write(10, scalars={"loss": 0.25, "lr": 0.1},
+        ...              histograms={"ratios": [1e-3, 2e-3, 5e-4]})
+        >>> close_run(writer)
+
         Args:
             step: the x-axis value.
             scalars: `{tag: number}`.
