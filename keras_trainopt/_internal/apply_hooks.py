@@ -31,8 +31,7 @@ import weakref
 
 from keras_trainopt._internal import optimizers
 
-# model -> {"plain": Keras' train function, "signature": the optimizer
-# variables it was made for, "hooked": {(hook ids, signature): function}}
+# model -> {"plain": Keras' train function, "hooked": {hook ids: function}}
 _FUNCTIONS = weakref.WeakKeyDictionary()
 
 
@@ -80,22 +79,8 @@ def _wrapper(optimizer, create):
     return wrapper
 
 
-def _signature(model):
-    """The optimizer's variables, which a JAX train function is made for.
-
-    Under a `keras.distribution` Keras' JAX train function fixes the
-    shardings of the step state, the optimizer's variables included, when
-    it is made: a function made before a callback attached state variables
-    (`optimizers.attach_state_variables`) cannot run after, and the other
-    way round.
-    """
-    return tuple(id(v) for v in model.optimizer.variables)
-
-
 def _functions(model):
-    state = _FUNCTIONS.setdefault(
-        model, {"plain": None, "signature": None, "hooked": {}}
-    )
+    state = _FUNCTIONS.setdefault(model, {"plain": None, "hooked": {}})
     current = model.train_function
     if current is not None and current is not state["plain"] and all(
         current is not f for f in state["hooked"].values()
@@ -103,18 +88,15 @@ def _functions(model):
         # Keras built a new function (first fit, or after a recompile):
         # functions traced for the old one are stale.
         state["plain"], state["hooked"] = current, {}
-        state["signature"] = _signature(model)
     return state
 
 
 def _select_function(model, wrapper):
     state = _functions(model)
-    hooks = [] if wrapper is None else wrapper.hooks
-    signature = _signature(model)
-    if not hooks and signature == state["signature"]:
+    if wrapper is None or not wrapper.hooks:
         model.train_function = state["plain"]
         return
-    key = (tuple(id(hook) for hook in hooks), signature)
+    key = tuple(id(hook) for hook in wrapper.hooks)
     cached = state["hooked"].get(key)
     if cached is not None:
         model.train_function = cached
@@ -141,22 +123,6 @@ def _build_train_function(model):
         model.make_train_function(force=True)
     finally:
         del model.train_step
-
-
-def note_train_function(model):
-    """Call before changing the optimizer's variables and adding a hook.
-
-    Notes Keras' own train function together with the variables it was
-    made for, so that it is chosen again once they are back.
-    """
-    _functions(model)
-
-
-def refresh(model):
-    """Chooses the train function again, after the optimizer's variables
-    changed (see `_signature`)."""
-    optimizer = optimizers.unwrap(model.optimizer)
-    _select_function(model, _wrapper(optimizer, create=False))
 
 
 def add(model, hook):

@@ -29,10 +29,9 @@ measures the same update), and the update cannot run inside a branch: it
 synchronizes the replicas (the gradient all-reduce, through `merge_call`).
 So in a replica, and under JAX where a branch cannot write a variable
 either, the update runs unconditionally, the measuring branch returns the
-new buffer, and the variables are assigned after it. On JAX that needs no
-explicit copy (arrays are immutable), but the pre-update weights stay alive
-across the update, as operands of the branch. So between measured updates
-the caller takes the hook out of the step altogether (`arm`).
+new buffer, and the variables are assigned after it. On JAX that costs no
+copy of the weights: arrays are immutable, and the pre-update ones are kept
+only for the branch.
 """
 
 import math
@@ -93,7 +92,6 @@ class UpdateProbe:
         )
         self._hook = apply_hooks.Hook(around=self._around)
         self._installed = False
-        self._armed = False  # the hook is in the step (see `arm`)
         self._delivered = 0  # the step of the newest measurement read
 
     # -- inside the step -----------------------------------------------------
@@ -192,44 +190,22 @@ class UpdateProbe:
         self._steps.assign(np.zeros(self._steps.shape, "int32"))
         self._delivered = 0
         if self._jax:
-            apply_hooks.note_train_function(self.model)
             optimizers.attach_state_variables(
                 self.model.optimizer, [self._ratios, self._steps]
             )
         apply_hooks.add(self.model, self._hook)
-        self._installed = self._armed = True
-
-    def arm(self, armed):
-        """Runs the next steps with the measuring hook, or without it.
-
-        A caller that knows no update of the coming execution is due
-        (`t % every != 0` for all of them) disarms the probe: the step then
-        runs the train function without the hook, and pays nothing for it
-        (on JAX the measuring branch would hold the pre-update weights in
-        every step). `apply_hooks` keeps the traced functions of both hook
-        sets, so switching is a lookup. The buffers stay attached.
-        """
-        if not self._installed or armed == self._armed:
-            return
-        if armed:
-            apply_hooks.add(self.model, self._hook)
-        else:
-            apply_hooks.remove(self.model, self._hook)
-        self._armed = armed
+        self._installed = True
 
     def uninstall(self):
         if not self._installed:
             return
+        apply_hooks.remove(self.model, self._hook)
         if self._jax:
             training.sync_state(self.model)  # before the state shrinks
             optimizers.detach_state_variables(
                 self.model.optimizer, [self._ratios, self._steps]
             )
-        if self._armed:
-            apply_hooks.remove(self.model, self._hook)
-        else:
-            apply_hooks.refresh(self.model)  # the state has shrunk
-        self._installed = self._armed = False
+        self._installed = False
 
     def read_due(self, updates_since_read, measured_since_read):
         """Whether a caller should `read` now.

@@ -70,12 +70,10 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
         every: measure the updates whose index is a multiple of `every`
             (int >= 1). Each measurement copies the weights once inside the
             step; on the benchmark MLP 100 costs a few percent at most, 1
-            about 1.1x (TensorFlow) to 1.25x (PyTorch). Executions that
-            hold no measured update run without the measuring code (not
-            with loss scaling, which can skip steps). Under a
-            `tf.distribute` strategy the copy happens at every update of an
-            execution that holds a measured one (the update, which
-            synchronizes the replicas, cannot sit in a branch).
+            about 1.1x (TensorFlow) to 1.25x (PyTorch). Under a
+            `tf.distribute` strategy the copy happens at every update (the
+            update, which synchronizes the replicas, cannot sit in a
+            branch), whatever `every`.
         low, high: the healthy band for a layer (default 1e-4 and 1e-2, a
             decade either side of 1e-3).
         verbose: 1 prints a warning for each layer outside the band, at the
@@ -152,29 +150,11 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
             if size > self._largest.get(layer, ("", -1))[1]:
                 self._largest[layer] = (key, size)
         self._probe.install()
-        # Without loss scaling every step applies an update, so which
-        # executions hold a measured update is known in advance, and the
-        # others run without the measuring hook. With it, a skipped step
-        # shifts the updates, and the hook stays in every step.
-        self._intermittent = not hasattr(
-            self.model.optimizer, "inner_optimizer"
-        )
         self._writer = tensorboard.open_run(self.log_dir, "monitors")
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._applied_at_epoch_begin = optimizers.get_iterations(
-            self.model.optimizer
-        )
-        self._applied_at_read = self._applied_at_epoch_begin
+        self._applied_at_read = optimizers.get_iterations(self.model.optimizer)
         self._steps_at_read = 0
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if self._intermittent:
-            # The execution starting at step `batch` applies the updates
-            # [a, a + s): is a multiple of `every` among them?
-            a = self._applied_at_epoch_begin + batch
-            last = a + self._probe.steps_per_execution - 1
-            self._probe.arm(last // self.every * self.every >= a)
 
     def on_train_batch_end(self, batch, logs=None):
         # The updates [a, a + ran) may have run since the last read (fewer

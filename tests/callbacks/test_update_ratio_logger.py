@@ -213,36 +213,3 @@ def test_a_backup_does_not_hold_the_probe_buffers(tmp_path):
         model(seed=1).fit(x, y, batch_size=8, epochs=2, verbose=0,
                           callbacks=[resumed])
     assert resumed.restored_epoch == 2
-
-
-class TrainFunctions(keras.callbacks.Callback):
-    """Records which train function runs each step."""
-
-    def __init__(self):
-        super().__init__()
-        self.functions = []
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self.functions.append(self.model.train_function)
-
-
-def test_unmeasured_steps_run_without_the_hook():
-    x, y = data()
-    net = model()
-    net.fit(x[:8], y[:8], batch_size=8, epochs=1, verbose=0)
-    plain = net.train_function
-    functions = TrainFunctions()
-    logger = UpdateRatioLogger(every=5, verbose=0)
-    net.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0,
-            callbacks=[logger, functions])
-    # 24 updates, the first fit made 1: updates 5, 10, 15, 20 are measured
-    due = [(1 + step) % 5 == 0 for step in range(24)]
-    measuring = {id(f) for f, d in zip(functions.functions, due) if d}
-    others = {id(f) for f, d in zip(functions.functions, due) if not d}
-    assert len(measuring) == 1 and len(others) == 1 and measuring != others
-    if keras.backend.backend() != "jax":
-        # on JAX the buffers are optimizer state during fit: a function
-        # without the hook is made for that state
-        assert others == {id(plain)}
-    assert [s for s, _ in logger.history["out/kernel"]] == [6, 11, 16, 21]
-    assert net.train_function is plain
