@@ -43,17 +43,18 @@ def test_a_diverging_run_keeps_averages_finite_and_stops_with_good_weights():
     ratios = kt.UpdateRatioLogger(every=1, verbose=0)
     model, history, recorder = exploding_run(ema, swa, monitor, ratios)
 
-    # stopped in the first epoch, at the update whose loss was not finite
-    # (the monitor restores the weights before the recorder sees them)
+    # stopped in the first epoch, one update after the one whose loss was
+    # not finite (the monitor reads before an execution: the one under way
+    # when it sees the loss still runs)
     assert len(history.epoch) == 1 < 5
-    assert monitor.diverged_at_step == len(recorder.trajectory) - 1
+    assert monitor.diverged_at_step == len(recorder.trajectory) - 2
     assert monitor.diagnosis == "learning_rate_too_high"
     assert "inf" in monitor.reason or "nan" in monitor.reason
     assert "restored" in monitor.reason
-    # the EMA left the non-finite update out, and counted it; SWA averages
+    # the EMA left the non-finite updates out, and counted them; SWA averages
     # at the last update of an epoch, which this stopped epoch never reached
     assert finite(ema.averaged_weights())
-    assert ema.num_skipped == 1
+    assert ema.num_skipped == 2
     assert ema.num_averaged + ema.num_skipped == len(recorder.trajectory) - 1
     assert finite(swa.averaged_weights())
     assert swa.num_skipped == 0

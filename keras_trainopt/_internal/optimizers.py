@@ -24,11 +24,7 @@ def unwrap(optimizer):
 
 def has_settable_learning_rate(optimizer):
     """True when `optimizer` holds its learning rate in a variable."""
-    if optimizer is None:
-        return False
-    return isinstance(
-        getattr(unwrap(optimizer), "_learning_rate", None), keras.Variable
-    )
+    return optimizer is not None and learning_rate_variable(optimizer) is not None
 
 
 def check_settable_learning_rate(optimizer, caller):
@@ -71,8 +67,18 @@ def get_learning_rate(optimizer):
     The shortest decimal that round-trips the variable's dtype is returned, so
     a float32 rate compiled as 0.2 reads back as 0.2, not 0.20000000298.
     """
-    value = np.asarray(ops.convert_to_numpy(unwrap(optimizer).learning_rate))
-    return float(str(value[()]))
+    return as_learning_rate(ops.convert_to_numpy(unwrap(optimizer).learning_rate))
+
+
+def as_learning_rate(value):
+    """A rate read from the device as the shortest round-tripping float."""
+    return float(str(np.asarray(value)[()]))
+
+
+def learning_rate_variable(optimizer):
+    """The variable that holds the learning rate, or `None` for a schedule."""
+    rate = getattr(unwrap(optimizer), "_learning_rate", None)
+    return rate if isinstance(rate, keras.Variable) else None
 
 
 def set_learning_rate(optimizer, value):
@@ -84,6 +90,16 @@ def assign_learning_rate_in_step(optimizer, value):
     """Assigns a tensor to the learning-rate variable inside a train step."""
     variable = unwrap(optimizer)._learning_rate
     variable.assign(ops.cast(value, variable.dtype))
+
+
+def step_variables(optimizer):
+    """The variables that `get_iterations` and `get_learning_rate` read.
+
+    The step count, and the learning-rate variable unless the rate is a
+    schedule (a schedule is computed from the step count).
+    """
+    rate = learning_rate_variable(optimizer)
+    return [unwrap(optimizer).iterations] + ([rate] if rate is not None else [])
 
 
 def get_iterations(optimizer):

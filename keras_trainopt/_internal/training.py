@@ -1,5 +1,8 @@
 """Reading what a training step did: the batch loss, the weights."""
 
+import contextlib
+
+import keras
 import numpy as np
 from keras import ops
 
@@ -22,34 +25,47 @@ class BatchLossReader:
     the last batch. This reader recovers the latter exactly from the loss
     tracker's running total and count: `(total_k - total_{k-1}) /
     (count_k - count_{k-1})`. With `steps_per_execution = s` a read covers the
-    `s` updates of one execution. Models without Keras' loss tracker (a custom
-    `train_step`) fall back to the `loss` entry of the batch logs.
+    `s` updates of one execution. It reads the tracker between steps, never
+    the batch logs, so a callback that uses it needs no `on_train_batch_end`
+    hook (see `LossMonitor`).
+
+    Raises:
+        ValueError: the model has no loss tracker: no metric named `loss`
+            with a running `total` and `count`, as Keras' own and a
+            `keras.metrics.Mean(name="loss")` have.
     """
 
     def __init__(self, model):
+        self._model = model
         self._tracker = _loss_tracker(model)
+        if self._tracker is None:
+            names = [metric.name for metric in getattr(model, "metrics", [])]
+            raise ValueError(
+                "The model has no loss tracker, so its batch loss cannot be "
+                "read: expected a metric named `loss` with a running `total` "
+                "and `count` in `model.metrics` (Keras adds one when "
+                "compiled with a `loss`; a custom `train_step` can update a "
+                '`keras.metrics.Mean(name="loss")` listed in its `metrics` '
+                f"property). Received: model.metrics names={names}"
+            )
         self.reset()
+
+    @property
+    def variables(self):
+        """The variables that `read` reads."""
+        return [self._tracker.total, self._tracker.count]
 
     def reset(self):
         """Call at epoch begin: Keras resets the tracker then."""
         self._total = 0.0
         self._count = 0.0
 
-    def read(self, logs):
+    def read(self):
         """The mean loss since the previous read (`None` if no new update)."""
-        if self._tracker is None:
-            if not logs or "loss" not in logs:
-                keys = sorted(logs or {})
-                raise ValueError(
-                    "The model reports no `loss` in its batch logs, so its "
-                    f"loss cannot be monitored. Keys in the logs: {keys}"
-                )
-            return float(ops.convert_to_numpy(logs["loss"]))
-        # Not float(variable): under a tf.distribute strategy the tracker's
-        # variables are sync-on-read, and only a conversion reads them (the
-        # sum over the replicas, and over the workers of a multi-worker run).
-        total = float(ops.convert_to_numpy(self._tracker.total))
-        count = float(ops.convert_to_numpy(self._tracker.count))
+        # `read_live` reads the tracker's sync-on-read variables of a
+        # tf.distribute strategy by conversion: their sum over the replicas,
+        # and over the workers of a multi-worker run.
+        total, count = map(float, read_live(self._model, self.variables))
         if count <= self._count:  # nothing new since the previous read
             return None
         loss = (total - self._total) / (count - self._count)
@@ -70,6 +86,83 @@ def sync_state(model):
         sync()
 
 
+def live_values(model, variables):
+    """`(variable, value)` for those of `variables` whose value JAX holds.
+
+    In the middle of an epoch Keras' JAX trainer holds the live training
+    state outside the variables (`model._jax_state`, the state its last
+    step returned; the variables themselves are purged). Reading a few
+    values from it costs far less than `sync_state`, which writes every
+    variable back and makes the next step gather and purge them all again.
+    Empty on the other backends and whenever the state is synced.
+    """
+    state = getattr(model, "_jax_state", None)
+    if not state or getattr(model, "_jax_state_synced", True):
+        return []
+    wanted = {id(variable) for variable in variables}
+    pairs = []
+    for key, group in (
+        ("optimizer_variables", lambda: model.optimizer.variables),
+        ("metrics_variables", lambda: model.metrics_variables),
+        ("non_trainable_variables", lambda: model.non_trainable_variables),
+        ("trainable_variables", lambda: model.trainable_variables),
+    ):
+        if len(pairs) == len(wanted):
+            break
+        values = state.get(key)
+        if values:
+            pairs.extend(
+                (ref, value)
+                for ref, value in zip(group(), values)
+                if id(ref) in wanted
+            )
+    return pairs
+
+
+@contextlib.contextmanager
+def live_state(model, variables):
+    """Reads of `variables` inside see their live values, on every backend.
+
+    A cheap alternative to `sync_state` for a callback that reads a few
+    variables (a step count, a metric's total) between steps: on JAX they
+    are mapped to the live state with a `keras.StatelessScope`; elsewhere
+    the variables are current and nothing changes. Only `variables` may be
+    read inside: on JAX the others are purged.
+    """
+    pairs = live_values(model, variables)
+    if not pairs:
+        yield
+        return
+    with keras.StatelessScope(state_mapping=pairs):
+        yield
+
+
+def read_live(model, variables):
+    """The values of `variables` now, as NumPy arrays, on every backend.
+
+    From JAX's live state in the middle of an epoch (`live_values`), else
+    from the variables themselves. A variable is read by converting it, so
+    under a `tf.distribute` strategy a sync-on-read variable gives its
+    aggregate (the sum over the replicas, and the workers). Each read waits
+    for the step in flight.
+    """
+    live = {id(ref): value for ref, value in live_values(model, variables)}
+    return [
+        np.asarray(ops.convert_to_numpy(live.get(id(variable), variable)))
+        for variable in variables
+    ]
+
+
+def learning_rate(model):
+    """The optimizer's current learning rate, read like `applied_updates`."""
+    optimizer = model.optimizer
+    variable = optimizers.learning_rate_variable(optimizer)
+    if variable is not None:
+        return optimizers.as_learning_rate(read_live(model, [variable])[0])
+    with live_state(model, optimizers.step_variables(optimizer)):
+        return optimizers.get_learning_rate(optimizer)  # a schedule's value
+
+
 def applied_updates(model):
     """The number of optimizer updates applied so far, read between steps.
 
@@ -78,13 +171,14 @@ def applied_updates(model):
     updates, and under mixed precision a step whose update
     `LossScaleOptimizer` skips (non-finite gradients) still calls them. The
     count comes from the optimizer that owns the learning rate
-    (`optimizers.get_iterations`), after `sync_state`, so it is exact in the
-    middle of an epoch on every backend. It costs a device read: callers
+    (`optimizers.get_iterations`), from the live state (`live_state`), so it
+    is exact in the middle of an epoch on every backend. It costs a device
+    read, which waits for the step in flight: callers
     read it only when the batch count says an update of interest may have
     happened (the updates applied never exceed the steps run).
     """
-    sync_state(model)
-    return optimizers.get_iterations(model.optimizer)
+    iterations = optimizers.unwrap(model.optimizer).iterations
+    return int(read_live(model, [iterations])[0])
 
 
 def steps_done(batch, params):

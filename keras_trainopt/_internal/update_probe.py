@@ -13,10 +13,9 @@ The step writes each measurement into a row of a small ring buffer kept in
 two variables, the ratios (`capacity x weights`) and the step count after the
 update (`t + 1`) beside them, at row `(t // every) % capacity`. The callback
 reads the buffer only now and then (`read_due`): a host read stalls the step
-pipeline, and on JAX it also writes the whole live training state back to the
-variables (`training.sync_state`). The buffer holds every measurement that
-can happen between two reads (`capacity`), so none is lost, whatever `every`
-and `steps_per_execution`.
+pipeline (on JAX it reads from JAX's live state, `training.read_live`). The
+buffer holds every measurement that can happen between two reads
+(`capacity`), so none is lost, whatever `every` and `steps_per_execution`.
 
 On JAX the update runs statelessly inside `jax.jit`, where only the model's
 and the optimizer's variables can be written: there the two variables are
@@ -223,9 +222,8 @@ class UpdateProbe:
 
         `step` is the optimizer's step count after the measured update.
         """
-        training.sync_state(self.model)
-        steps = np.asarray(ops.convert_to_numpy(self._steps.value), "int64")
-        ratios = np.asarray(ops.convert_to_numpy(self._ratios.value), "float64")
+        steps, ratios = training.read_live(self.model, [self._steps, self._ratios])
+        steps, ratios = steps.astype("int64"), ratios.astype("float64")
         new = [i for i in np.argsort(steps) if steps[i] > self._delivered]
         if new:
             self._delivered = int(steps[new[-1]])

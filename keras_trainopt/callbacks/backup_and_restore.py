@@ -152,8 +152,10 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
     def on_epoch_end(self, epoch, logs=None):
         self._current_epoch = epoch + 1
 
-    def on_train_batch_end(self, batch, logs=None):
-        pass
+    # No mid-epoch backups: Keras' batch hook is replaced by the default,
+    # no-op one, which Keras recognises, so it still dispatches the batch
+    # hooks of the other callbacks asynchronously (JAX, PyTorch).
+    on_train_batch_end = keras.callbacks.Callback.on_train_batch_end
 
     def on_train_end(self, logs=None):
         try:

@@ -26,6 +26,16 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
     the start of the epoch, and leaves a verdict in `diagnosis` with the
     reason in `reason`.
 
+    Readings are taken between executions, in `on_train_batch_begin` (of the
+    steps run before it) and once after an epoch's last execution, never in
+    `on_train_batch_end`: a batch-end hook makes Keras, on JAX and PyTorch,
+    dispatch every callback synchronously and wait for each step's logs
+    (about 2% of a small step on JAX). So the execution under way when a
+    divergence is seen still runs before training stops. The loss comes
+    from the model's loss tracker; a model without one (a custom
+    `train_step` that updates no `loss` metric) gets a `ValueError` when
+    training begins.
+
     Divergence: with `smooth` the bias-corrected moving average of the loss
     (`beta = 0.98`, as in learning-rate finders), training has diverged when
 
@@ -62,7 +72,8 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
             executions: with `steps_per_execution = s > every` each reading
             is the mean over the `s` updates of one execution (fewer for
             the last, shorter one of an epoch), at the step count that ends
-            it, not one update's loss. An epoch's last batch is read too.
+            it, not one update's loss. An epoch's last execution is read
+            too (before validation, which resets the loss tracker).
             Under mixed precision the updates `LossScaleOptimizer` skips do
             not count towards `every`; their losses join the next reading's
             mean (at an epoch's end, with no update since, they are dropped).
@@ -73,7 +84,8 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
             diverged loss.
         restore_weights: on divergence, put back the last good weights: those
             of the latest epoch start at which the smoothed loss was within
-            1.5x its best (one copy of the weights per epoch).
+            1.5x its best (one copy of the weights per epoch). They are put
+            back when the stopped epoch ends, before its validation.
         oscillation_threshold, linearity_threshold: see
             `keras_trainopt.diagnostics.diagnose_loss_curve`.
         verbose: 1 prints the verdict and advice.
@@ -141,6 +153,7 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
         self._writer = None
         self._reader = None
         self._good_weights = None
+        self._restore_due = False
 
     # -- state ---------------------------------------------------------------
 
@@ -182,18 +195,48 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
         self._reader.reset()
         self._last_read = 0  # steps run in this epoch at the last reading
         self._last_step = optimizers.get_iterations(self.model.optimizer)
+        self._epoch_read = False
         if self.restore_weights and self._looks_healthy():
             self._good_weights = training.copy_weights(self.model)
 
-    def on_train_batch_end(self, batch, logs=None):
-        # `every` counts applied updates (the optimizer's count), not
-        # batch-hook calls: under mixed precision the updates
-        # LossScaleOptimizer skips are not counted. Updates applied never
-        # exceed steps run, so the device is read only once `every` steps
-        # have run since the last reading.
-        done = training.steps_done(batch, self.params)
-        last = training.is_last_batch(batch, self.params)
-        if done - self._last_read < self.every and not last:
+    # Readings are taken before an execution, of the steps run before it, and
+    # once after the epoch's last one: a `on_train_batch_end` hook would make
+    # Keras (on JAX and PyTorch) dispatch every callback synchronously and
+    # wait for the logs of each step.
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._maybe_read(done=batch, last=False)
+
+    def on_test_begin(self, logs=None):
+        # Validation during `fit` resets the loss tracker: read it first.
+        self._finish_epoch()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._finish_epoch()
+
+    def _finish_epoch(self):
+        if self._epoch_read or self._reader is None:
+            return  # outside `fit`, or already done at `on_test_begin`
+        self._epoch_read = True
+        self._maybe_read(done=None, last=True)
+        if self._restore_due:
+            self._restore_due = False
+            training.sync_state(self.model)
+            self.model.set_weights(self._good_weights)
+        if self.diverged_at_step is None:
+            self._judge_shape()
+        self._flush()
+
+    def _maybe_read(self, done, last):
+        """Records the loss since the last reading if `every` updates ran.
+
+        `every` counts applied updates (the optimizer's count), not batches:
+        under mixed precision the updates LossScaleOptimizer skips are not
+        counted. Updates applied never exceed steps run, so the device is
+        read only once `every` steps (`done`) have run since the last
+        reading, or at the epoch's end (`last`).
+        """
+        if not last and done - self._last_read < self.every:
             return
         step = training.applied_updates(self.model)
         if step - self._last_step < self.every and not (
@@ -201,21 +244,16 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
         ):
             return  # skipped updates: wait for `every` applied ones
         self._last_read, self._last_step = done, step
-        loss = self._reader.read(logs)
+        loss = self._reader.read()
         if loss is None:
             return
-        optimizer = self.model.optimizer
         self.steps.append(step)
         self.losses.append(loss)
-        self.learning_rates.append(optimizers.get_learning_rate(optimizer))
+        self.learning_rates.append(training.learning_rate(self.model))
         self._watch(loss)
 
-    def on_epoch_end(self, epoch, logs=None):
-        if self.diverged_at_step is None:
-            self._judge_shape()
-        self._flush()
-
     def on_train_end(self, logs=None):
+        self._reader = None
         if self.diverged_at_step is None:
             self._judge_shape()
         self._flush()
@@ -269,8 +307,9 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
         if self.stop_on_divergence:
             self.model.stop_training = True
         if self.restore_weights and self._good_weights is not None:
-            training.sync_state(self.model)  # else JAX's live state wins
-            self.model.set_weights(self._good_weights)
+            # At the epoch's end: the execution under way when this is seen
+            # still runs, and would change the restored weights.
+            self._restore_due = True
             self.reason += "; the last good weights were restored"
         if self.verbose:
             print(f"\nLossMonitor: stopping: {self.reason}.", flush=True)

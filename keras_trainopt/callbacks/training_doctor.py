@@ -138,9 +138,6 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
     def on_train_batch_begin(self, batch, logs=None):
         self._forward("on_train_batch_begin", batch, logs)
 
-    def on_train_batch_end(self, batch, logs=None):
-        self._forward("on_train_batch_end", batch, logs)
-
     def on_test_begin(self, logs=None):
         self._forward("on_test_begin", logs)
 

@@ -8,7 +8,6 @@ import numpy as np
 
 from keras_trainopt._internal import callback_state
 from keras_trainopt._internal import optimizers
-from keras_trainopt._internal import training
 from keras_trainopt._internal import update_probe
 from keras_trainopt._internal import validation
 from keras_trainopt.diagnostics.update_ratio import layer_verdict
@@ -156,11 +155,14 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
         self._applied_at_read = optimizers.get_iterations(self.model.optimizer)
         self._steps_at_read = 0
 
-    def on_train_batch_end(self, batch, logs=None):
-        # The updates [a, a + ran) may have run since the last read (fewer
-        # if loss scaling skipped some): predicted without a device read,
-        # which happens only when the probe says so.
-        steps = training.steps_done(batch, self.params)
+    def on_train_batch_begin(self, batch, logs=None):
+        # Before an execution, of the `batch` steps run before it; not in
+        # `on_train_batch_end`, which would make Keras (JAX, PyTorch)
+        # dispatch every callback synchronously. The epoch's last steps are
+        # read at its end. The updates [a, a + ran) may have run since the
+        # last read (fewer if loss scaling skipped some): predicted without
+        # a device read, which happens only when the probe says so.
+        steps = batch
         ran = steps - self._steps_at_read
         a = self._applied_at_read
         measured = ran > 0 and (a + ran - 1) // self.every * self.every >= a
