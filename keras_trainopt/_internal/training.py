@@ -86,6 +86,19 @@ def sync_state(model):
         sync()
 
 
+def unsynced_model(callback):
+    """`callback.model`, without the state sync Keras does on JAX.
+
+    On JAX, Keras' `Callback.model` property writes the whole live training
+    state back to the variables at every access (`jax_state_sync`), and the
+    next step then gathers and purges them all again. A hook that only reads
+    a few values between steps takes the model from here and reads them
+    with `read_live`; anything that reads or writes weights syncs first.
+    """
+    model = getattr(callback, "_model", None)
+    return model if model is not None else callback.model
+
+
 def live_values(model, variables):
     """`(variable, value)` for those of `variables` whose value JAX holds.
 
@@ -131,6 +144,7 @@ def live_state(model, variables):
     """
     pairs = live_values(model, variables)
     if not pairs:
+        sync_state(model)  # a no-op unless a later Keras hides its live state
         yield
         return
     with keras.StatelessScope(state_mapping=pairs):
@@ -147,6 +161,8 @@ def read_live(model, variables):
     for the step in flight.
     """
     live = {id(ref): value for ref, value in live_values(model, variables)}
+    if not live:
+        sync_state(model)  # a no-op unless a later Keras hides its live state
     return [
         np.asarray(ops.convert_to_numpy(live.get(id(variable), variable)))
         for variable in variables

@@ -30,8 +30,8 @@ So in a replica, and under JAX where a branch cannot write a variable
 either, the update runs unconditionally, the measuring branch returns the
 new buffer, and the variables are assigned after it. On JAX that needs no
 explicit copy (arrays are immutable), but the pre-update weights stay alive
-across every update as operands of the branch: about 3% of the benchmark
-MLP's step on the CPU (README, Benchmarks).
+across every update as operands of the branch; on the benchmark MLP on the
+CPU that is within the round-to-round noise (README, Benchmarks).
 """
 
 import math

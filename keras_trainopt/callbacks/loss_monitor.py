@@ -238,7 +238,8 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
         """
         if not last and done - self._last_read < self.every:
             return
-        step = training.applied_updates(self.model)
+        model = training.unsynced_model(self)  # reads a few values only
+        step = training.applied_updates(model)
         if step - self._last_step < self.every and not (
             last and step > self._last_step
         ):
@@ -249,7 +250,7 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
             return
         self.steps.append(step)
         self.losses.append(loss)
-        self.learning_rates.append(training.learning_rate(self.model))
+        self.learning_rates.append(training.learning_rate(model))
         self._watch(loss)
 
     def on_train_end(self, logs=None):

@@ -8,6 +8,7 @@ import numpy as np
 
 from keras_trainopt._internal import callback_state
 from keras_trainopt._internal import optimizers
+from keras_trainopt._internal import training
 from keras_trainopt._internal import update_probe
 from keras_trainopt._internal import validation
 from keras_trainopt.diagnostics.update_ratio import layer_verdict
@@ -168,8 +169,8 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
         measured = ran > 0 and (a + ran - 1) // self.every * self.every >= a
         if self._probe.read_due(ran, measured):
             self._collect()
-            self._applied_at_read = optimizers.get_iterations(
-                self.model.optimizer
+            self._applied_at_read = training.applied_updates(
+                training.unsynced_model(self)
             )
             self._steps_at_read = steps
 
