@@ -187,3 +187,66 @@ def test_backup_and_restore_resumes_under_a_strategy(tmp_path):
     for got, want in zip(resumed[0] + resumed[1], plain[0] + plain[1]):
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
     np.testing.assert_allclose(resumed[2], plain[2], rtol=0, atol=1e-6)
+
+
+def _fit_mixed_precision(strategy=None):
+    from tests.callbacks.test_mixed_precision import data
+    from tests.callbacks.test_mixed_precision import spiky_mse
+
+    strategy = strategy or tf.distribute.get_strategy()
+    x, y = data()  # batches 2 and 7 of each epoch overflow float16
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        with strategy.scope():
+            keras.utils.set_random_seed(0)
+            model = keras.Sequential([
+                keras.Input((4,)),
+                keras.layers.Dense(3, activation="tanh", name="hidden"),
+                keras.layers.Dense(1, name="out"),
+            ])
+            model.compile(keras.optimizers.SGD(0.05), loss=spiky_mse)
+        callbacks = {
+            "decay": kt.ExponentialDecay(0.05, decay=0.1, unit="step"),
+            "ema": kt.ExponentialMovingAverage(0.9, every=1,
+                                               apply_at_end=False),
+            "loss": kt.LossMonitor(None, every=1, verbose=0),
+            "ratios": kt.UpdateRatioLogger(None, every=1, verbose=0),
+        }
+        model.fit(x, y, batch_size=4, epochs=3, shuffle=False, verbose=0,
+                  callbacks=list(callbacks.values()))
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    return model, callbacks
+
+
+def test_mixed_precision_replica_paths_equal_the_plain_ones():
+    """`mixed_float16` in a replica context: the skipped steps of
+    `LossScaleOptimizer` are skipped by every callback, as on one device."""
+    plain, ours = _fit_mixed_precision()
+    model, theirs = _fit_mixed_precision(
+        tf.distribute.OneDeviceStrategy("/cpu:0")
+    )
+    applied = 24 - 6  # 3 epochs of 8 steps, 6 of them skipped
+    for m in (plain, model):
+        inner = m.optimizer.inner_optimizer
+        assert int(keras.ops.convert_to_numpy(inner.iterations)) == applied
+    assert theirs["ema"].num_averaged == ours["ema"].num_averaged == applied
+    assert theirs["loss"].steps == ours["loss"].steps == list(
+        range(1, applied + 1))
+    np.testing.assert_allclose(theirs["loss"].losses, ours["loss"].losses,
+                               rtol=0, atol=1e-6)
+    want_rate = 0.05 * np.exp(-0.1 * applied)
+    got_rate = float(keras.ops.convert_to_numpy(
+        model.optimizer.inner_optimizer.learning_rate))
+    assert got_rate == pytest.approx(want_rate, rel=1e-6)
+    for key, points in ours["ratios"].history.items():
+        assert [s for s, _ in theirs["ratios"].history[key]] == [
+            s for s, _ in points] == list(range(1, applied + 1))
+        np.testing.assert_allclose([v for _, v in theirs["ratios"].history[key]],
+                                   [v for _, v in points], rtol=0, atol=1e-6)
+    for a, b in zip(model.get_weights(), plain.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+    for a, b in zip(theirs["ema"].averaged_weights(),
+                    ours["ema"].averaged_weights()):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
