@@ -294,28 +294,37 @@ class WeightAverageCallback(keras.callbacks.Callback):
             state.num_skipped.assign_add(1)
 
     def _update_functional(self, state, due):
-        """JAX and tf.distribute replicas: branches return new values,
-        assigned after (under JAX, the assignment is recorded)."""
+        """JAX and tf.distribute replicas: new values, assigned after (under
+        JAX, the assignment is recorded).
+
+        A due update is one select per weight, `where(finite, a + c (w - a),
+        a)`, not a branch on `finite`: XLA fuses it into one pass that reads
+        the weights and averages and writes the averages, as Keras' own
+        `use_ema` does, where a branch would first write the differences
+        `w - a` out as its operands. Finiteness is one sum over the weights
+        (as in `_terms`).
+        """
         variables = state.updated
 
         def unchanged():
             return [v.value for v in variables]
 
         def update():
-            deltas, finite = self._terms(state)
+            sources = [w.value for w in state.sources]
+            total = ops.sum(ops.stack([ops.sum(w) for w in sources]))
+            finite = ops.isfinite(total)
             n, skipped = state.num_averaged.value, state.num_skipped.value
-
-            def average():
-                c = self._coefficient(n)
-                return [
-                    a.value + ops.cast(c, a.dtype) * d
-                    for a, d in zip(state.average, deltas)
-                ] + [n + 1, skipped]
-
-            def skip():
-                return unchanged()[:-1] + [skipped + 1]
-
-            return ops.cond(finite, average, skip)
+            c = self._coefficient(n)
+            averages = [
+                ops.where(finite, a.value + ops.cast(c, a.dtype) * (w - a.value),
+                          a.value)
+                for a, w in zip(state.average, sources)
+            ]
+            one = ops.ones_like(n)
+            return averages + [
+                n + ops.where(finite, one, 0 * one),
+                skipped + ops.where(finite, 0 * one, ops.ones_like(skipped)),
+            ]
 
         values = update() if due is None else ops.cond(due, update, unchanged)
         for variable, value in zip(variables, values):
