@@ -186,12 +186,12 @@ def applied_updates(model):
     calls: with `steps_per_execution = s` the hooks fire once per `s`
     updates, and under mixed precision a step whose update
     `LossScaleOptimizer` skips (non-finite gradients) still calls them. The
-    count comes from the optimizer that owns the learning rate
-    (`optimizers.get_iterations`), from the live state (`live_state`), so it
-    is exact in the middle of an epoch on every backend. It costs a device
-    read, which waits for the step in flight: callers
-    read it only when the batch count says an update of interest may have
-    happened (the updates applied never exceed the steps run).
+    count comes from the optimizer that owns the learning rate, read from
+    the live state (`read_live`), so it is exact in the middle of an epoch
+    on every backend. It costs a device read, which waits for the step in
+    flight: callers read it only when the batch count says an update of
+    interest may have happened (the updates applied never exceed the steps
+    run).
     """
     iterations = optimizers.unwrap(model.optimizer).iterations
     return int(read_live(model, [iterations])[0])
