@@ -239,16 +239,14 @@ class WeightAverageCallback(keras.callbacks.Callback):
     def _terms(self, state):
         """The differences `w - average` and whether all of them are finite.
 
-        One sum over all of them is finite exactly when every weight is
-        (NaN and inf propagate), barring float32 overflow of weights beyond
-        ~1e32, which counts as diverged too.
+        Finiteness by `_all_finite` of the differences: they are finite
+        exactly when the weights are (the averages always are).
         """
         deltas = [
             ops.subtract(w.value, a.value)
             for w, a in zip(state.sources, state.average)
         ]
-        total = ops.sum(ops.stack([ops.sum(d) for d in deltas]))
-        return deltas, ops.isfinite(total)
+        return deltas, _all_finite(deltas)
 
     def _update_stateful(self, state, due):
         """TensorFlow: assign inside the taken branch only."""
@@ -301,8 +299,8 @@ class WeightAverageCallback(keras.callbacks.Callback):
         a)`, not a branch on `finite`: XLA fuses it into one pass that reads
         the weights and averages and writes the averages, as Keras' own
         `use_ema` does, where a branch would first write the differences
-        `w - a` out as its operands. Finiteness is one sum over the weights
-        (as in `_terms`).
+        `w - a` out as its operands. Finiteness is `_all_finite` of the
+        weights.
         """
         variables = state.updated
 
@@ -311,8 +309,7 @@ class WeightAverageCallback(keras.callbacks.Callback):
 
         def update():
             sources = [w.value for w in state.sources]
-            total = ops.sum(ops.stack([ops.sum(w) for w in sources]))
-            finite = ops.isfinite(total)
+            finite = _all_finite(sources)
             n, skipped = state.num_averaged.value, state.num_skipped.value
             c = self._coefficient(n)
             averages = [
@@ -320,10 +317,9 @@ class WeightAverageCallback(keras.callbacks.Callback):
                           a.value)
                 for a, w in zip(state.average, sources)
             ]
-            one = ops.ones_like(n)
             return averages + [
-                n + ops.where(finite, one, 0 * one),
-                skipped + ops.where(finite, 0 * one, ops.ones_like(skipped)),
+                n + ops.cast(finite, n.dtype),
+                skipped + ops.cast(ops.logical_not(finite), skipped.dtype),
             ]
 
         values = update() if due is None else ops.cond(due, update, unchanged)
@@ -529,3 +525,12 @@ def _to_numpy(variable):
 
 def _to_int(variable):
     return int(ops.convert_to_numpy(variable.value))
+
+
+def _all_finite(tensors):
+    """Whether every element of `tensors` is finite, by one sum over them.
+
+    NaN and inf propagate through the sum, which is finite exactly when every
+    element is, barring float32 overflow beyond ~1e32 (diverged too).
+    """
+    return ops.isfinite(ops.sum(ops.stack([ops.sum(t) for t in tensors])))
