@@ -3,6 +3,7 @@
 import collections.abc
 
 from keras_trainopt._internal import validation
+from keras_trainopt.tuning import schedule_registry
 
 
 class HyperparameterConfig(collections.abc.Mapping):
@@ -80,13 +81,7 @@ class HyperparameterConfig(collections.abc.Mapping):
 
     def describe_schedule(self):
         """The decay as text, e.g. "step(factor=0.5, every=4)"."""
-        if self.schedule == "step":
-            return (f"step(factor={self['step_factor']:.3g}, "
-                    f"every={self['step_every']})")
-        if self.schedule in ("exponential", "inverse_time"):
-            return (f"{self.schedule}"
-                    f"(decay={self[self.schedule + '_decay']:.3g})")
-        return "constant"
+        return schedule_registry.lookup(self.schedule).describe(self)
 
     def optimizer(self, momentum=0.9, **kwargs):
         """`nesterov_sgd(learning_rate, momentum)`: SGD with Nesterov momentum."""
@@ -100,21 +95,9 @@ class HyperparameterConfig(collections.abc.Mapping):
         It starts from `learning_rate` whatever the optimizer was compiled
         with. Extra keyword arguments (e.g. `verbose=1`) go to the callback.
         """
-        from keras_trainopt import callbacks
-
-        rate = self.learning_rate
-        if self.schedule == "step":
-            return callbacks.StepDecay(rate, factor=self["step_factor"],
-                                       every=self["step_every"], **kwargs)
-        if self.schedule == "exponential":
-            return callbacks.ExponentialDecay(
-                rate, decay=self["exponential_decay"], **kwargs
-            )
-        if self.schedule == "inverse_time":
-            return callbacks.InverseTimeDecay(
-                rate, decay=self["inverse_time_decay"], **kwargs
-            )
-        return None
+        return schedule_registry.lookup(self.schedule).build_callback(
+            self.learning_rate, self, **kwargs
+        )
 
     def callbacks(self, **kwargs):
         """`[decay_callback()]`, or `[]` for a constant rate, for `fit`."""
@@ -146,11 +129,9 @@ class HyperparameterConfig(collections.abc.Mapping):
         factor = validation.check_real("factor", factor, low=0.0,
                                        low_open=True)
         values = dict(self._values)
-        if values.get("step_every") is not None:
-            values["step_every"] = max(1, round(values["step_every"] * factor))
-        for key in ("exponential_decay", "inverse_time_decay"):
-            if values.get(key) is not None:
-                values[key] = float(f"{values[key] / factor:.12g}")
+        for name, (knob, _) in schedule_registry.knob_owners().items():
+            if knob.stretch is not None and values.get(name) is not None:
+                values[name] = knob.stretch(values[name], factor)
         return HyperparameterConfig(values)
 
     def to_dict(self):

@@ -20,7 +20,7 @@ import numpy as np
 from keras_trainopt._internal import optimizers
 from keras_trainopt._internal import validation
 from keras_trainopt.tuning.hyperparameter_config import HyperparameterConfig
-from keras_trainopt.tuning.search_space import KNOBS
+from keras_trainopt.tuning.search_space import knob_table
 from keras_trainopt.tuning.search_space import SearchSpace
 
 _STAGES = ("coarse", "fine")
@@ -392,7 +392,7 @@ def _check_model(build_model, space, objective):
     """Builds one model before the search, to fail early and clearly."""
     middle = {"schedule": space.schedules[0]}
     for name, (low, high) in space.ranges.items():
-        scale = KNOBS[name][0]
+        scale = knob_table()[name][0].scale
         middle[name] = (math.sqrt(low * high) if scale == "log"
                         else low if scale == "int" else (low + high) / 2)
     values = space.values(middle)
@@ -434,7 +434,7 @@ def _best(rows, direction):
 def _config(row):
     """The `HyperparameterConfig` of a row of the trials table."""
     return HyperparameterConfig({name: row[name] for name in
-                                 ("schedule", *KNOBS)})
+                                 ("schedule", *knob_table())})
 
 
 def _trials(oracle):
@@ -566,7 +566,7 @@ class _Run:
         if writer is None:
             return
         try:
-            values = {k: row[k] for k in ("stage", *KNOBS, "schedule")}
+            values = {k: row[k] for k in ("stage", *knob_table(), "schedule")}
             writer.hparams(values, trial_id=f"{stage}-{trial_id}")
             for tag, series in history.items():
                 if tag == _DIVERGED:

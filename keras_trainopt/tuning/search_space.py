@@ -19,32 +19,35 @@ import math
 import numbers
 
 from keras_trainopt._internal import validation
+from keras_trainopt.tuning import schedule_registry
+from keras_trainopt.tuning.schedule_registry import Knob
 
-# Every knob: (scale, schedule it belongs to or None). "log" ranges are
-# sampled log-uniformly, "linear" uniformly, "int" uniformly over integers.
-KNOBS = {
-    "learning_rate": ("log", None),
-    "step_factor": ("linear", "step"),
-    "step_every": ("int", "step"),
-    "exponential_decay": ("log", "exponential"),
-    "inverse_time_decay": ("log", "inverse_time"),
-    "l2": ("log", None),
-    "dropout": ("linear", None),
-}
-SCHEDULES = ("step", "exponential", "inverse_time", "constant")
-DECAY_SCHEDULES = SCHEDULES[:3]
+# The knobs of every schedule. Schedule knobs come from the registry.
+_LEARNING_RATE = Knob("learning_rate", "log", lambda epochs: (1e-4, 1.0),
+                      bounds=dict(low=0.0, low_open=True))
+_REGULARIZATION = (
+    Knob("l2", "log", lambda epochs: (1e-6, 1e-2), bounds=dict(low=0.0)),
+    Knob("dropout", "linear", lambda epochs: (0.0, 0.5),
+         bounds=dict(low=0.0, high=1.0, high_open=True), hard_lower=0.0),
+)
 
-# Open/closed bounds every value of a knob must respect, whatever the range.
-_BOUNDS = {
-    "learning_rate": dict(low=0.0, low_open=True),
-    "step_factor": dict(low=0.0, high=1.0, low_open=True, high_open=True),
-    "exponential_decay": dict(low=0.0, low_open=True),
-    "inverse_time_decay": dict(low=0.0, low_open=True),
-    "l2": dict(low=0.0),
-    "dropout": dict(low=0.0, high=1.0, high_open=True),
-}
-# Lower ends no value can go beyond: a best value there is no cause to widen.
-_HARD_LOWER = {"step_every": 1, "dropout": 0.0}
+
+def knob_table():
+    """`{name: (Knob, schedule it belongs to or None)}`, in declaring order.
+
+    The learning rate, then each registered schedule's knobs, then the
+    regularization: the order in which trials sample them, so the same
+    seed samples the same trials.
+    """
+    table = {_LEARNING_RATE.name: (_LEARNING_RATE, None)}
+    table.update(schedule_registry.knob_owners())
+    table.update((knob.name, (knob, None)) for knob in _REGULARIZATION)
+    return table
+
+
+def scale(name):
+    """The sampling scale of knob `name`: "log", "linear" or "int"."""
+    return knob_table()[name][0].scale
 
 
 def default_knobs(epochs):
@@ -55,16 +58,11 @@ def default_knobs(epochs):
     0.05x, and step decay drops every 1 to `epochs // 2` epochs.
     """
     epochs = validation.check_int("epochs", epochs, low=1)
-    return {
-        "learning_rate": (1e-4, 1.0),
-        "schedule": DECAY_SCHEDULES,
-        "step_factor": (0.1, 0.9),
-        "step_every": (1, max(2, epochs // 2)),
-        "exponential_decay": (0.1 / epochs, 5.0 / epochs),
-        "inverse_time_decay": (0.1 / epochs, 20.0 / epochs),
-        "l2": (1e-6, 1e-2),
-        "dropout": (0.0, 0.5),
-    }
+    specs = {"learning_rate": _LEARNING_RATE.default(epochs),
+             "schedule": schedule_registry.default_names()}
+    for name, (knob, _) in knob_table().items():
+        specs[name] = knob.default(epochs)
+    return specs
 
 
 class SearchSpace:
@@ -149,8 +147,9 @@ class SearchSpace:
         else:
             schedule = self.schedules[0]
         sampled = {}
+        table = knob_table()
         for name, bounds in self.ranges.items():
-            owner = KNOBS[name][1]
+            owner = table[name][1]
             if owner is None:
                 sampled[name] = _declare_range(hp, name, bounds)
             elif owner in self.schedules:
@@ -170,7 +169,7 @@ class SearchSpace:
         """
         schedule = sampled.get("schedule", self.schedules[0])
         result = {"schedule": schedule}
-        for name, (_, owner) in KNOBS.items():
+        for name, (_, owner) in knob_table().items():
             if owner is not None and owner != schedule:
                 result[name] = None
             elif name in self.fixed:
@@ -198,7 +197,7 @@ class SearchSpace:
             value = values.get(name)
             knobs[name] = (
                 (low, high) if value is None
-                else zoom_range(low, high, value, zoom, KNOBS[name][0])
+                else zoom_range(low, high, value, zoom, scale(name))
             )
         return SearchSpace(self.epochs, **knobs)
 
@@ -214,13 +213,15 @@ class SearchSpace:
         fraction = validation.check_real("edge_fraction", fraction, low=0.0,
                                          high=0.5, low_open=True)
         warnings = []
+        table = knob_table()
         for name, (low, high) in self._searched_ranges().items():
             value = values.get(name)
             if value is None:
                 continue
-            position = relative_position(low, high, value, KNOBS[name][0])
+            knob = table[name][0]
+            position = relative_position(low, high, value, knob.scale)
             if position <= fraction:
-                if _HARD_LOWER.get(name) == low:
+                if knob.hard_lower == low:
                     continue
                 side = "lower"
             elif position >= 1.0 - fraction:
@@ -236,19 +237,16 @@ class SearchSpace:
 
     def hparams_domains(self):
         """`{knob: tensorboard Domain}` for TensorBoard's HParams dashboard."""
-        from tensorboard.plugins.hparams import summary_v2 as hparams
+        from keras_trainopt.reporting import hparams
 
-        domains = {}
-        if len(self.schedules) > 1:
-            domains["schedule"] = hparams.Discrete(list(self.schedules))
-        for name, (low, high) in self._searched_ranges().items():
-            if KNOBS[name][0] == "int":
-                domains[name] = hparams.IntInterval(int(low), int(high))
-            else:
-                domains[name] = hparams.RealInterval(float(low), float(high))
-        for name, value in self.fixed.items():
-            domains[name] = hparams.Discrete([value])
-        return domains
+        ranges = self._searched_ranges()
+        return hparams.domains(
+            choices=({"schedule": self.schedules} if len(self.schedules) > 1
+                     else None),
+            ranges=ranges,
+            fixed=self.fixed,
+            integers={name for name in ranges if scale(name) == "int"},
+        )
 
     def __repr__(self):
         parts = [f"schedule={self.schedules!r}"]
@@ -301,16 +299,16 @@ def _tidy(value):
 
 
 def _active(name, schedules):
-    owner = KNOBS[name][1]
+    owner = knob_table()[name][1]
     return owner is None or owner in schedules
 
 
 def _declare_range(hp, name, bounds):
     low, high = bounds
-    scale = KNOBS[name][0]
-    if scale == "int":
+    sampling = scale(name)
+    if sampling == "int":
         return hp.Int(name, int(low), int(high))
-    return hp.Float(name, float(low), float(high), sampling=scale)
+    return hp.Float(name, float(low), float(high), sampling=sampling)
 
 
 def _check_schedules(spec):
@@ -318,10 +316,11 @@ def _check_schedules(spec):
     if not isinstance(names, (tuple, list)) or not names:
         raise ValueError(
             "`schedule` must be a schedule name or a non-empty list of them "
-            f"({', '.join(SCHEDULES)}). Received: schedule={spec!r}"
+            f"({', '.join(schedule_registry.names())}). "
+            f"Received: schedule={spec!r}"
         )
     for name in names:
-        validation.check_choice("schedule", name, SCHEDULES)
+        validation.check_choice("schedule", name, schedule_registry.names())
     if len(set(names)) != len(names):
         raise ValueError(
             f"`schedule` lists a schedule twice. Received: schedule={spec!r}"
@@ -330,9 +329,10 @@ def _check_schedules(spec):
 
 
 def _check_value(name, value):
-    if KNOBS[name][0] == "int":
+    knob = knob_table()[name][0]
+    if knob.scale == "int":
         return validation.check_int(name, value, low=1)
-    return validation.check_real(name, value, **_BOUNDS[name])
+    return validation.check_real(name, value, **knob.bounds)
 
 
 def _check_range(name, spec):
@@ -348,7 +348,7 @@ def _check_range(name, spec):
         raise ValueError(
             f"`{name}` range must have low < high. Received: {name}={spec!r}"
         )
-    if KNOBS[name][0] == "log" and low <= 0:
+    if scale(name) == "log" and low <= 0:
         raise ValueError(
             f"`{name}` is searched on a log scale, so its range must be "
             f"positive. Received: {name}={spec!r}"
