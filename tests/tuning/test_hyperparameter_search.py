@@ -9,7 +9,7 @@ from tensorboard.plugins.hparams import metadata as hparams_metadata
 from keras_trainopt.demo import load_digits_split
 from keras_trainopt.tuning import SearchSpace
 from keras_trainopt.tuning import search_hyperparameters
-from keras_trainopt.tuning.hyperparameter_search import _mark_divergence
+from keras_trainopt.tuning.divergence import mark_divergence
 from keras_trainopt.tuning.search_space import zoom_range
 from tests import tb
 
@@ -207,10 +207,10 @@ def test_divergence_marks_the_objective_from_the_first_bad_epoch():
     history.history = {"loss": [1.0, 0.5, float("nan")],
                        "val_accuracy": [0.5, 0.7, 0.1]}
     objective = keras_tuner.Objective("val_accuracy", "max")
-    assert _mark_divergence(history, objective)
+    assert mark_divergence(history, objective)
     assert history.history["val_accuracy"] == [0.5, 0.7, -math.inf]
     history.history = {"loss": [1.0, 0.5], "val_loss": [2.0, 1.0]}
-    assert not _mark_divergence(history, keras_tuner.Objective("val_loss",
+    assert not mark_divergence(history, keras_tuner.Objective("val_loss",
                                                                "min"))
     assert history.history["val_loss"] == [2.0, 1.0]
 

@@ -1,0 +1,120 @@
+"""The keras-tuner side of the search: a HyperModel, a Tuner, trials as rows.
+
+keras-tuner samples, trains, checkpoints and keeps the trials; these
+subclasses plug the search into it. `SpaceHyperModel` turns a sampled
+`hp` into a `HyperparameterConfig` and fits with the config's decay;
+`SeededTuner` seeds each trial, marks diverged trials and hands each
+finished trial, as a row of the trials table, to a callback.
+"""
+
+import keras
+import keras_tuner
+
+from keras_trainopt._internal import optimizers
+from keras_trainopt.tuning import divergence
+from keras_trainopt.tuning.hyperparameter_config import HyperparameterConfig
+from keras_trainopt.tuning.search_space import knob_table
+
+
+def row_config(row):
+    """The `HyperparameterConfig` of a row of the trials table.
+
+    Args:
+        row: a dict from `trial_row` (or `SearchResult.trials`).
+    """
+    return HyperparameterConfig({name: row[name] for name in
+                                 ("schedule", *knob_table())})
+
+
+def finished_trials(oracle):
+    """The oracle's finished trials in the order they ran.
+
+    Args:
+        oracle: a keras-tuner `Oracle`.
+    """
+    return sorted(
+        (trial for trial in oracle.trials.values()
+         if trial.status not in ("RUNNING", "IDLE")),
+        key=lambda trial: int(trial.trial_id),
+    )
+
+
+def trial_row(stage, trial, space):
+    """One line of the trials table: stage, id, score, status and knobs.
+
+    Args:
+        stage: "coarse" or "fine".
+        trial: a finished keras-tuner `Trial`.
+        space: the `SearchSpace` the trial was sampled from.
+    """
+    values = space.values(trial.hyperparameters.values)
+    status = divergence.status(trial)
+    row = {"stage": stage, "trial": trial.trial_id,
+           "score": None if trial.score is None else float(trial.score),
+           "best_epoch": trial.best_step, "status": status, **values}
+    if status == "failed":
+        lines = (trial.message or "").strip().splitlines()
+        row["message"] = lines[-1] if lines else ""
+    return row
+
+
+class SpaceHyperModel(keras_tuner.HyperModel):
+    """Samples the space, calls `build_model`, fits with the config's decay.
+
+    Args:
+        build_model: `build_model(config) -> compiled keras.Model`.
+        space: the `SearchSpace` to sample.
+    """
+
+    def __init__(self, build_model, space):
+        super().__init__()
+        self.build_model = build_model
+        self.space = space
+
+    def build(self, hp):
+        return self.build_model(HyperparameterConfig(self.space.declare(hp)))
+
+    def fit(self, hp, model, *args, callbacks=None, **kwargs):
+        config = HyperparameterConfig(self.space.values(hp.values))
+        optimizers.set_learning_rate(model.optimizer, config.learning_rate)
+        callbacks = [*config.callbacks(), *(callbacks or []),
+                     keras.callbacks.TerminateOnNaN()]
+        return model.fit(*args, callbacks=callbacks, **kwargs)
+
+
+class SeededTuner(keras_tuner.RandomSearch):
+    """`RandomSearch` that seeds each trial and reports it as it ends.
+
+    Args:
+        stage: the stage's name, for the rows.
+        trial_seed: trial `i` runs `keras.utils.set_random_seed(trial_seed +
+            i)`; `None` leaves the seed alone.
+        on_trial_end: `on_trial_end(row, history)` with the trial's row
+            (`trial_row`) and its last fit's `History.history`.
+        **kwargs: for `keras_tuner.RandomSearch`.
+    """
+
+    def __init__(self, *, stage, trial_seed, on_trial_end, **kwargs):
+        super().__init__(**kwargs)
+        self._stage = stage
+        self._trial_seed = trial_seed
+        self._on_trial_end = on_trial_end
+        self._histories = {}
+
+    def run_trial(self, trial, *args, **kwargs):
+        if self._trial_seed is not None:
+            keras.utils.set_random_seed(
+                self._trial_seed + int(trial.trial_id)
+            )
+        histories = super().run_trial(trial, *args, **kwargs)
+        for history in histories:
+            # Kept by the oracle (and so across a resume) as a trial metric.
+            divergence.record_divergence(history, self.oracle.objective)
+        self._histories[trial.trial_id] = histories[-1].history
+        return histories
+
+    def on_trial_end(self, trial):
+        super().on_trial_end(trial)
+        row = trial_row(self._stage, self.oracle.get_trial(trial.trial_id),
+                        self.hypermodel.space)
+        self._on_trial_end(row, self._histories.pop(trial.trial_id, {}))

@@ -1,0 +1,111 @@
+"""`SearchResult`: what a search found, its trials ranked and as a table."""
+
+import dataclasses
+import math
+import warnings
+
+from keras_trainopt.tuning.hyperparameter_config import HyperparameterConfig
+from keras_trainopt.tuning.search_space import SearchSpace
+
+
+@dataclasses.dataclass
+class SearchResult:
+    """What `search_hyperparameters` found: the best configuration and every trial.
+
+    >>> from keras_trainopt.tuning import HyperparameterConfig, SearchResult
+    >>> best = HyperparameterConfig({"learning_rate": 0.1,
+    ...                              "schedule": "constant"})
+    >>> result = SearchResult(best=best, best_score=0.97,
+    ...     objective="val_accuracy", direction="max",
+    ...     trials=[{"stage": "coarse", "trial": "00", "score": 0.97,
+    ...              "status": "completed", "learning_rate": 0.1,
+    ...              "schedule": "constant"}])
+    >>> print(result.table())  # doctest: +NORMALIZE_WHITESPACE
+    | rank | stage | trial | val_accuracy | learning_rate | schedule
+      | l2 | dropout | status |
+    |---:|---|---|---:|---:|---|---:|---:|---|
+    | 1 | coarse | 00 | 0.97 | 0.1 | constant | - | - | completed |
+
+    Args:
+        best: the best configuration (`HyperparameterConfig`): call
+            `best.optimizer()`, `best.callbacks()`, `best.regularizer()`.
+        best_score: its objective value (the best epoch of its trial).
+        objective: the name of the objective, e.g. "val_accuracy".
+        direction: "max" or "min".
+        trials: one dict per trial in the order run: `stage`, `trial`,
+            `score`, `best_epoch`, `status` ("completed", "diverged" or
+            "failed") and every knob's value.
+        warnings: sentences about best values at the edge of their range.
+        space: the `SearchSpace` of the coarse stage.
+        fine_space: the `SearchSpace` of the fine stage (`None` if skipped).
+        directory: where keras-tuner keeps its trials and checkpoints.
+        tuners: `{stage: keras_tuner.RandomSearch}`, for anything more.
+
+    Reference: CS231n, "Neural Networks Part 3: Learning and Evaluation"
+    (hyperparameter optimization: coarse to fine, beware of best values
+    at the border).
+    """
+
+    best: HyperparameterConfig
+    best_score: float
+    objective: str
+    direction: str
+    trials: list
+    warnings: list = dataclasses.field(default_factory=list)
+    space: SearchSpace = None
+    fine_space: SearchSpace = None
+    directory: str = None
+    tuners: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    def ranked(self):
+        """The trials, best first; diverged and failed trials last."""
+        sign = -1.0 if self.direction == "max" else 1.0
+
+        def key(trial):
+            score = trial.get("score")
+            usable = score is not None and math.isfinite(score)
+            return (not usable, sign * score if usable else 0.0)
+
+        return sorted(self.trials, key=key)
+
+    def table(self, max_rows=None):
+        """All trials as a Markdown table, best first."""
+        knobs = ["learning_rate", "schedule", "l2", "dropout"]
+        header = ["rank", "stage", "trial", self.objective, *knobs, "status"]
+        lines = [
+            "| " + " | ".join(header) + " |",
+            "|---:|---|---|---:|" + "---:|---|---:|---:|---|",
+        ]
+        for rank, trial in enumerate(self.ranked()[:max_rows], start=1):
+            config = HyperparameterConfig(trial)
+            cells = [
+                str(rank), trial["stage"], str(trial["trial"]),
+                format_value(trial.get("score")),
+                format_value(trial.get("learning_rate")),
+                config.describe_schedule(),
+                format_value(trial.get("l2")),
+                format_value(trial.get("dropout")),
+                trial.get("status", ""),
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+    def best_model(self):
+        """The best trial's model, with the weights of its best epoch."""
+        trial = self.ranked()[0]
+        tuner = self.tuners[trial["stage"]]
+        with warnings.catch_warnings():
+            # keras-tuner checkpoints mid-fit and loads into a fresh model,
+            # whose optimizer is not built yet: only the weights matter here.
+            warnings.filterwarnings("ignore", "Skipping variable loading for "
+                                    "optimizer")
+            return tuner.load_model(tuner.oracle.get_trial(trial["trial"]))
+
+
+def format_value(value):
+    """A table cell: "-" for `None`, 4 significant digits for a float."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
