@@ -13,7 +13,7 @@ import keras
 
 from keras_trainopt._internal import optimizers
 from keras_trainopt.tuning.hyperparameter_config import HyperparameterConfig
-from keras_trainopt.tuning.search_space import scale
+from keras_trainopt.tuning.search_space import knob_scale
 
 
 def _metric_names(model):
@@ -43,7 +43,7 @@ def check_model(build_model, space, objective):
     """
     middle = {"schedule": space.schedules[0]}
     for name, (low, high) in space.ranges.items():
-        sampling = scale(name)
+        sampling = knob_scale(name)
         middle[name] = (math.sqrt(low * high) if sampling == "log"
                         else low if sampling == "int" else (low + high) / 2)
     values = space.values(middle)

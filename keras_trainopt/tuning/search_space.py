@@ -13,6 +13,9 @@ reasoned about on its own:
   coarse value, the schedule fixed to the best one;
 - `edge_warnings(values)` says which best values sit at the edge of their
   range, where the true optimum may lie outside it.
+
+The schedules and their own knobs come from `schedule_registry`; this module
+adds the knobs every trial has (learning rate, L2, dropout).
 """
 
 import math
@@ -22,7 +25,7 @@ from keras_trainopt._internal import validation
 from keras_trainopt.tuning import schedule_registry
 from keras_trainopt.tuning.schedule_registry import Knob
 
-# The knobs of every schedule. Schedule knobs come from the registry.
+# The knobs every trial has, whatever its schedule.
 _LEARNING_RATE = Knob("learning_rate", "log", lambda epochs: (1e-4, 1.0),
                       bounds=dict(low=0.0, low_open=True))
 _REGULARIZATION = (
@@ -45,7 +48,7 @@ def knob_table():
     return table
 
 
-def scale(name):
+def knob_scale(name):
     """The sampling scale of knob `name`: "log", "linear" or "int"."""
     return knob_table()[name][0].scale
 
@@ -58,11 +61,12 @@ def default_knobs(epochs):
     0.05x, and step decay drops every 1 to `epochs // 2` epochs.
     """
     epochs = validation.check_int("epochs", epochs, low=1)
-    specs = {"learning_rate": _LEARNING_RATE.default(epochs),
-             "schedule": schedule_registry.default_names()}
-    for name, (knob, _) in knob_table().items():
-        specs[name] = knob.default(epochs)
-    return specs
+    table = knob_table()
+    specs = {name: knob.default(epochs) for name, (knob, _) in table.items()}
+    # This order is that of `SearchSpace.ranges`, in which trials declare
+    # and sample the knobs: the same seed samples the same trials.
+    return {"learning_rate": specs.pop("learning_rate"),
+            "schedule": schedule_registry.default_names(), **specs}
 
 
 class SearchSpace:
@@ -197,7 +201,7 @@ class SearchSpace:
             value = values.get(name)
             knobs[name] = (
                 (low, high) if value is None
-                else zoom_range(low, high, value, zoom, scale(name))
+                else zoom_range(low, high, value, zoom, knob_scale(name))
             )
         return SearchSpace(self.epochs, **knobs)
 
@@ -245,7 +249,7 @@ class SearchSpace:
                      else None),
             ranges=ranges,
             fixed=self.fixed,
-            integers={name for name in ranges if scale(name) == "int"},
+            integers={name for name in ranges if knob_scale(name) == "int"},
         )
 
     def __repr__(self):
@@ -305,7 +309,7 @@ def _active(name, schedules):
 
 def _declare_range(hp, name, bounds):
     low, high = bounds
-    sampling = scale(name)
+    sampling = knob_scale(name)
     if sampling == "int":
         return hp.Int(name, int(low), int(high))
     return hp.Float(name, float(low), float(high), sampling=sampling)
@@ -348,7 +352,7 @@ def _check_range(name, spec):
         raise ValueError(
             f"`{name}` range must have low < high. Received: {name}={spec!r}"
         )
-    if scale(name) == "log" and low <= 0:
+    if knob_scale(name) == "log" and low <= 0:
         raise ValueError(
             f"`{name}` is searched on a log scale, so its range must be "
             f"positive. Received: {name}={spec!r}"

@@ -8,6 +8,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 
 from keras_trainopt.tuning import SearchSpace
+from keras_trainopt.tuning.search_space import default_knobs
 from keras_trainopt.tuning.search_space import relative_position
 from keras_trainopt.tuning.search_space import zoom_range
 
@@ -25,6 +26,15 @@ def test_defaults_follow_the_practice_and_scale_decay_to_the_run():
     assert math.exp(-high * 20) == pytest.approx(math.exp(-5))
     low, high = space.ranges["inverse_time_decay"]
     assert 1 / (1 + high * 20) == pytest.approx(1 / 21)
+
+
+def test_knobs_keep_their_order_which_sets_the_sampling_sequence():
+    assert list(default_knobs(10)) == [
+        "learning_rate", "schedule", "step_factor", "step_every",
+        "exponential_decay", "inverse_time_decay", "l2", "dropout"]
+    assert list(SearchSpace(epochs=10).ranges) == [
+        "learning_rate", "step_factor", "step_every", "exponential_decay",
+        "inverse_time_decay", "l2", "dropout"]
 
 
 def test_a_knob_can_be_ranged_fixed_or_left_out():
