@@ -22,10 +22,10 @@ from keras_trainopt.tuning import model_check
 from keras_trainopt.tuning.keras_tuner_adapters import SeededTuner
 from keras_trainopt.tuning.keras_tuner_adapters import SpaceHyperModel
 from keras_trainopt.tuning.keras_tuner_adapters import finished_trials
-from keras_trainopt.tuning.keras_tuner_adapters import row_config
 from keras_trainopt.tuning.keras_tuner_adapters import trial_row
 from keras_trainopt.tuning.search_log import SearchLog
 from keras_trainopt.tuning.search_result import SearchResult
+from keras_trainopt.tuning.search_result import row_config
 from keras_trainopt.tuning.search_space import SearchSpace
 
 

@@ -13,17 +13,6 @@ import keras_tuner
 from keras_trainopt._internal import optimizers
 from keras_trainopt.tuning import divergence
 from keras_trainopt.tuning.hyperparameter_config import HyperparameterConfig
-from keras_trainopt.tuning.search_space import knob_table
-
-
-def row_config(row):
-    """The `HyperparameterConfig` of a row of the trials table.
-
-    Args:
-        row: a dict from `trial_row` (or `SearchResult.trials`).
-    """
-    return HyperparameterConfig({name: row[name] for name in
-                                 ("schedule", *knob_table())})
 
 
 def finished_trials(oracle):

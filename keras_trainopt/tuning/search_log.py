@@ -9,8 +9,8 @@ from keras.src.utils import io_utils  # print_msg: not exported by keras 3
 
 from keras_trainopt.reporting import hparams
 from keras_trainopt.tuning import divergence
-from keras_trainopt.tuning.keras_tuner_adapters import row_config
 from keras_trainopt.tuning.search_result import format_value
+from keras_trainopt.tuning.search_result import row_config
 from keras_trainopt.tuning.search_space import knob_table
 
 STAGES = ("coarse", "fine")

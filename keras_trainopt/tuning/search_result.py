@@ -6,6 +6,7 @@ import warnings
 
 from keras_trainopt.tuning.hyperparameter_config import HyperparameterConfig
 from keras_trainopt.tuning.search_space import SearchSpace
+from keras_trainopt.tuning.search_space import knob_table
 
 
 @dataclasses.dataclass
@@ -100,6 +101,16 @@ class SearchResult:
             warnings.filterwarnings("ignore", "Skipping variable loading for "
                                     "optimizer")
             return tuner.load_model(tuner.oracle.get_trial(trial["trial"]))
+
+
+def row_config(row):
+    """The `HyperparameterConfig` of a row of the trials table.
+
+    Args:
+        row: one of `SearchResult.trials`.
+    """
+    return HyperparameterConfig({name: row[name] for name in
+                                 ("schedule", *knob_table())})
 
 
 def format_value(value):
