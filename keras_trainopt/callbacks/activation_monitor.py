@@ -5,6 +5,7 @@ import keras
 from keras_trainopt._internal import callback_state
 from keras_trainopt._internal import validation
 from keras_trainopt.diagnostics import activations
+from keras_trainopt.reporting import tags
 from keras_trainopt.reporting import tensorboard
 
 _KINDS = {
@@ -202,15 +203,19 @@ class ActivationMonitor(callback_state.Restorable, keras.callbacks.Callback):
     def _write(self, name, stats, step):
         if self._writer is None:
             return
-        prefix = f"activations/{name}/"
-        self._writer.scalar(prefix + "mean", stats["mean"], step)
-        self._writer.scalar(prefix + "std", stats["std"], step)
-        for key in ("saturated_fraction", "dead_fraction"):
+        self._writer.scalar(tags.activation(name, tags.ACTIVATION_MEAN),
+                            stats["mean"], step)
+        self._writer.scalar(tags.activation(name, tags.ACTIVATION_STD),
+                            stats["std"], step)
+        for key, statistic in (("saturated_fraction", tags.SATURATED_FRACTION),
+                               ("dead_fraction", tags.DEAD_FRACTION)):
             if stats[key] is not None:
-                self._writer.scalar(prefix + key, stats[key], step)
+                self._writer.scalar(tags.activation(name, statistic),
+                                    stats[key], step)
         counts, edges = stats["histogram"]
         self._writer.histogram_from_counts(
-            prefix + "histogram", counts, edges, step
+            tags.activation(name, tags.ACTIVATION_HISTOGRAM), counts, edges,
+            step
         )
 
     def _warn(self, name, stats, step):

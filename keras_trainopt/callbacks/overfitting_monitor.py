@@ -6,6 +6,7 @@ from keras_trainopt._internal import callback_state
 from keras_trainopt._internal import training
 from keras_trainopt._internal import validation
 from keras_trainopt.diagnostics import generalization
+from keras_trainopt.reporting import tags
 from keras_trainopt.reporting import tensorboard
 
 
@@ -179,7 +180,7 @@ class OverfittingMonitor(callback_state.Restorable, keras.callbacks.Callback):
         self.gaps.append(gap)
         logs["generalization_gap"] = gap
         if self._writer is not None:
-            self._writer.scalar("generalization_gap", gap, epoch)
+            self._writer.scalar(tags.GENERALIZATION_GAP, gap, epoch)
             self._writer.flush()
         self.diagnosis = verdict.verdict
         self.reason = f"epoch {epoch + 1}: {verdict.reason}"
@@ -206,7 +207,7 @@ class OverfittingMonitor(callback_state.Restorable, keras.callbacks.Callback):
             )
         if self._writer is not None:
             self._writer.text(
-                "overfitting_monitor/diagnosis",
+                tags.FIT_DIAGNOSIS,
                 f"**{self.diagnosis}**: {self.reason}",
                 max(len(self.gaps) - 1, 0),
             )

@@ -9,6 +9,7 @@ from keras_trainopt.callbacks.loss_monitor import LossMonitor
 from keras_trainopt.callbacks.overfitting_monitor import OverfittingMonitor
 from keras_trainopt.callbacks.update_ratio_logger import UpdateRatioLogger
 from keras_trainopt.diagnostics import advice as advice_rules
+from keras_trainopt.reporting import tags
 from keras_trainopt.reporting import tensorboard
 
 
@@ -155,7 +156,7 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
         if writer is not None:
             text = "\n".join(f"- **{a.severity}**: {a.message}"
                              for a in self.advice)
-            writer.text("doctor/advice", text, 0)
+            writer.text(tags.ADVICE, text, 0)
         tensorboard.close_run(writer)
         if self.verbose:
             print("\nTrainingDoctor:\n" + "\n".join(
