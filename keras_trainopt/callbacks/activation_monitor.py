@@ -1,6 +1,7 @@
 """`ActivationMonitor`: per-layer activation statistics on a probe batch."""
 
 import keras
+from keras.src.utils import io_utils  # print_msg: not in the public API
 
 from keras_trainopt._internal import callback_state
 from keras_trainopt._internal import validation
@@ -223,17 +224,15 @@ class ActivationMonitor(callback_state.Restorable, keras.callbacks.Callback):
             return
         saturated, dead = stats["saturated_fraction"], stats["dead_fraction"]
         if saturated is not None and saturated > self.warn_fraction:
-            print(
+            io_utils.print_msg(
                 f"\nEpoch {step + 1}: ActivationMonitor: layer {name} is "
                 f"{saturated:.0%} saturated: lower its initial weights "
-                "(e.g. Glorot/He initialization) or the learning rate.",
-                flush=True,
+                "(e.g. Glorot/He initialization) or the learning rate."
             )
         if dead is not None and dead > self.warn_fraction:
-            print(
+            io_utils.print_msg(
                 f"\nEpoch {step + 1}: ActivationMonitor: {dead:.0%} of the "
                 f"units of layer {name} are dead (zero for every probe input): "
                 "lower the learning rate, check the bias initialization, or "
-                "try LeakyReLU.",
-                flush=True,
+                "try LeakyReLU."
             )

@@ -1,6 +1,7 @@
 """`OverfittingMonitor`: the train-versus-validation gap, and what it means."""
 
 import keras
+from keras.src.utils import io_utils  # print_msg: not in the public API
 
 from keras_trainopt._internal import callback_state
 from keras_trainopt._internal import training
@@ -191,11 +192,10 @@ class OverfittingMonitor(callback_state.Restorable, keras.callbacks.Callback):
         if self.stop_on_overfitting and self._overfit_run >= self.patience:
             self.model.stop_training = True
             if self.verbose:
-                print(
+                io_utils.print_msg(
                     f"\nEpoch {epoch + 1}: OverfittingMonitor stopping "
                     f"training after {self._overfit_run} overfitting "
-                    "epoch(s).",
-                    flush=True,
+                    "epoch(s)."
                 )
 
     def on_train_end(self, logs=None):
@@ -214,9 +214,8 @@ class OverfittingMonitor(callback_state.Restorable, keras.callbacks.Callback):
         tensorboard.close_run(self._writer)
         self._writer = None
         if self.verbose and self.gaps:
-            print(
-                f"\nOverfittingMonitor: {self.diagnosis}: {self.reason}.",
-                flush=True,
+            io_utils.print_msg(
+                f"\nOverfittingMonitor: {self.diagnosis}: {self.reason}."
             )
 
     def _values(self, logs):

@@ -1,6 +1,7 @@
 """`TrainingDoctor`: the four monitors in one callback, and what to do."""
 
 import keras
+from keras.src.utils import io_utils  # print_msg: not in the public API
 
 from keras_trainopt._internal import callback_state
 from keras_trainopt._internal import validation
@@ -159,8 +160,8 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
             writer.text(tags.ADVICE, text, 0)
         tensorboard.close_run(writer)
         if self.verbose:
-            print("\nTrainingDoctor:\n" + "\n".join(
-                f"  - {a.message}" for a in self.advice), flush=True)
+            io_utils.print_msg("\nTrainingDoctor:\n" + "\n".join(
+                f"  - {a.message}" for a in self.advice))
 
     # -- the verdict ---------------------------------------------------------
 
