@@ -179,7 +179,8 @@ class OverfittingMonitor(callback_state.Restorable, keras.callbacks.Callback):
             train, held_out, self.lower_is_better
         )
         self.gaps.append(gap)
-        logs["generalization_gap"] = gap
+        # keras.callbacks.TensorBoard writes it as tags.EPOCH_GENERALIZATION_GAP
+        logs[tags.GENERALIZATION_GAP] = gap
         if self._writer is not None:
             self._writer.scalar(tags.GENERALIZATION_GAP, gap, epoch)
             self._writer.flush()

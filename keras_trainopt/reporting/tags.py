@@ -38,7 +38,7 @@ ACTIVATION_HISTOGRAM = "histogram"  # a histogram, the others are scalars
 EPOCH_LOSS = "epoch_loss"
 EPOCH_ACCURACY = "epoch_accuracy"
 EPOCH_LEARNING_RATE = "epoch_learning_rate"
-EPOCH_GENERALIZATION_GAP = "epoch_" + GENERALIZATION_GAP  # OverfittingMonitor's log
+EPOCH_GENERALIZATION_GAP = "epoch_" + GENERALIZATION_GAP  # from the epoch logs
 
 # -- log_results (run `results`) -----------------------------------------------
 RESULTS_PREFIX = "results/"  # + "<metric>/<variant>"
