@@ -49,6 +49,7 @@ def _labels(series, name):
 
 
 def _img(uri, title, caption):
+    """A chart as a `<figure>`: the PNG data URI and its caption (HTML)."""
     return (
         f'<figure><img src="{uri}" alt="{html.escape(title)}">'
         f"<figcaption>{caption}</figcaption></figure>"
@@ -60,6 +61,7 @@ def _img(uri, title, caption):
 
 
 def _advice_section(runs, charts):
+    """The `TrainingDoctor`'s latest advice, per run."""
     found = events.latest_texts(runs, lambda tag: tag == tags.ADVICE)
     if not found:
         return None
@@ -76,6 +78,7 @@ def _advice_section(runs, charts):
 
 
 def _findings_section(runs, charts):
+    """The other monitors' latest verdicts (every other text tag)."""
     found = events.latest_texts(runs, lambda tag: tag != tags.ADVICE)
     if not found:
         return None
@@ -91,6 +94,7 @@ def _findings_section(runs, charts):
 
 
 def _results_section(runs, charts):
+    """`log_results` numbers: a table and a bar chart per metric."""
     series = events.series(runs, tags.starting(tags.RESULTS_PREFIX))
     if not series:
         return None
@@ -144,6 +148,7 @@ def _results_section(runs, charts):
 
 
 def _batch_loss_section(runs, charts):
+    """`LossMonitor`'s batch loss, raw and smoothed; non-finite steps named."""
     series = events.series(runs, tags.exactly(tags.LOSS_BATCH))
     if not series:
         return None
@@ -176,6 +181,7 @@ def _batch_loss_section(runs, charts):
 
 
 def _epoch_loss_section(runs, charts):
+    """Keras' loss per epoch, training and validation."""
     series = events.series(runs, tags.exactly(tags.EPOCH_LOSS))
     if not series:
         return None
@@ -191,6 +197,7 @@ def _epoch_loss_section(runs, charts):
 
 
 def _accuracy_section(runs, charts):
+    """Keras' accuracy per epoch and `OverfittingMonitor`'s gap."""
     accuracy = events.series(runs, tags.exactly(tags.EPOCH_ACCURACY))
     gap = events.series(runs, tags.exactly(tags.GENERALIZATION_GAP)) or (
         events.series(runs, tags.exactly(tags.EPOCH_GENERALIZATION_GAP))
@@ -224,6 +231,7 @@ def _accuracy_section(runs, charts):
 
 
 def _learning_rate_section(runs, charts):
+    """The learning rate per step (`LossMonitor`) and per epoch (Keras)."""
     per_step = events.series(runs, tags.exactly(tags.LEARNING_RATE_STEP))
     per_epoch = events.series(runs, tags.exactly(tags.EPOCH_LEARNING_RATE))
     if not per_step and not per_epoch:
@@ -250,6 +258,7 @@ def _learning_rate_section(runs, charts):
 
 
 def _update_ratio_section(runs, charts):
+    """`UpdateRatioLogger`'s ratio per layer against `advise`'s band."""
     prefix = tags.UPDATE_RATIO_BY_LAYER_PREFIX
     series = events.series(runs, tags.starting(prefix))
     if not series:
@@ -280,6 +289,7 @@ def _update_ratio_section(runs, charts):
 
 
 def _activations_section(runs, charts):
+    """`ActivationMonitor`'s saturated and dead fractions, and thresholds."""
     kinds = []
     for statistic, threshold, title in (
         (tags.SATURATED_FRACTION, advice.SATURATION_THRESHOLD,
