@@ -1,10 +1,12 @@
 """`ActivationMonitor`: per-layer activation statistics on a probe batch."""
 
 import keras
+from keras.src.utils import io_utils  # print_msg: not in the public API
 
 from keras_trainopt._internal import callback_state
 from keras_trainopt._internal import validation
 from keras_trainopt.diagnostics import activations
+from keras_trainopt.reporting import tags
 from keras_trainopt.reporting import tensorboard
 
 _KINDS = {
@@ -202,15 +204,19 @@ class ActivationMonitor(callback_state.Restorable, keras.callbacks.Callback):
     def _write(self, name, stats, step):
         if self._writer is None:
             return
-        prefix = f"activations/{name}/"
-        self._writer.scalar(prefix + "mean", stats["mean"], step)
-        self._writer.scalar(prefix + "std", stats["std"], step)
-        for key in ("saturated_fraction", "dead_fraction"):
+        self._writer.scalar(tags.activation(name, tags.ACTIVATION_MEAN),
+                            stats["mean"], step)
+        self._writer.scalar(tags.activation(name, tags.ACTIVATION_STD),
+                            stats["std"], step)
+        for key, statistic in (("saturated_fraction", tags.SATURATED_FRACTION),
+                               ("dead_fraction", tags.DEAD_FRACTION)):
             if stats[key] is not None:
-                self._writer.scalar(prefix + key, stats[key], step)
+                self._writer.scalar(tags.activation(name, statistic),
+                                    stats[key], step)
         counts, edges = stats["histogram"]
         self._writer.histogram_from_counts(
-            prefix + "histogram", counts, edges, step
+            tags.activation(name, tags.ACTIVATION_HISTOGRAM), counts, edges,
+            step
         )
 
     def _warn(self, name, stats, step):
@@ -218,17 +224,15 @@ class ActivationMonitor(callback_state.Restorable, keras.callbacks.Callback):
             return
         saturated, dead = stats["saturated_fraction"], stats["dead_fraction"]
         if saturated is not None and saturated > self.warn_fraction:
-            print(
+            io_utils.print_msg(
                 f"\nEpoch {step + 1}: ActivationMonitor: layer {name} is "
                 f"{saturated:.0%} saturated: lower its initial weights "
-                "(e.g. Glorot/He initialization) or the learning rate.",
-                flush=True,
+                "(e.g. Glorot/He initialization) or the learning rate."
             )
         if dead is not None and dead > self.warn_fraction:
-            print(
+            io_utils.print_msg(
                 f"\nEpoch {step + 1}: ActivationMonitor: {dead:.0%} of the "
                 f"units of layer {name} are dead (zero for every probe input): "
                 "lower the learning rate, check the bias initialization, or "
-                "try LeakyReLU.",
-                flush=True,
+                "try LeakyReLU."
             )

@@ -3,12 +3,14 @@
 import math
 
 import keras
+from keras.src.utils import io_utils  # print_msg: not in the public API
 
 from keras_trainopt._internal import callback_state
 from keras_trainopt._internal import optimizers
 from keras_trainopt._internal import training
 from keras_trainopt._internal import validation
 from keras_trainopt.diagnostics import loss_curve
+from keras_trainopt.reporting import tags
 from keras_trainopt.reporting import tensorboard
 
 
@@ -260,14 +262,16 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
         self._flush()
         if self._writer is not None:
             self._writer.text(
-                "loss_monitor/diagnosis",
+                tags.LOSS_DIAGNOSIS,
                 f"**{self.diagnosis}**: {self.reason}",
                 self.steps[-1] if self.steps else 0,
             )
         tensorboard.close_run(self._writer)
         self._writer = None
         if self.verbose:
-            print(f"\nLossMonitor: {self.diagnosis}: {self.reason}.", flush=True)
+            io_utils.print_msg(
+                f"\nLossMonitor: {self.diagnosis}: {self.reason}."
+            )
 
     # -- the watching ----------------------------------------------------------
 
@@ -313,7 +317,7 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
             self._restore_due = True
             self.reason += "; the last good weights were restored"
         if self.verbose:
-            print(f"\nLossMonitor: stopping: {self.reason}.", flush=True)
+            io_utils.print_msg(f"\nLossMonitor: stopping: {self.reason}.")
 
     def _judge_shape(self):
         verdict = loss_curve.diagnose_loss_curve(
@@ -330,7 +334,7 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
             return
         start = self._written
         self._writer.scalars(
-            "loss_monitor/batch_loss", self.steps[start:], self.losses[start:],
+            tags.LOSS_BATCH, self.steps[start:], self.losses[start:],
             description=(
                 "Mean training loss of the train steps since the previous "
                 f"point, read every {self.every} optimizer update(s); with "
@@ -340,11 +344,11 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
             ),
         )
         self._writer.scalars(
-            "loss_monitor/learning_rate",
+            tags.LEARNING_RATE_STEP,
             self.steps[start:],
             self.learning_rates[start:],
             description="The learning rate of the next update, at each "
-            "`loss_monitor/batch_loss` point.",
+            f"`{tags.LOSS_BATCH}` point.",
         )
         self._writer.flush()
         self._written = len(self.steps)

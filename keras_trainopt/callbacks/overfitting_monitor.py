@@ -1,11 +1,13 @@
 """`OverfittingMonitor`: the train-versus-validation gap, and what it means."""
 
 import keras
+from keras.src.utils import io_utils  # print_msg: not in the public API
 
 from keras_trainopt._internal import callback_state
 from keras_trainopt._internal import training
 from keras_trainopt._internal import validation
 from keras_trainopt.diagnostics import generalization
+from keras_trainopt.reporting import tags
 from keras_trainopt.reporting import tensorboard
 
 
@@ -177,9 +179,10 @@ class OverfittingMonitor(callback_state.Restorable, keras.callbacks.Callback):
             train, held_out, self.lower_is_better
         )
         self.gaps.append(gap)
-        logs["generalization_gap"] = gap
+        # keras.callbacks.TensorBoard writes it as tags.EPOCH_GENERALIZATION_GAP
+        logs[tags.GENERALIZATION_GAP] = gap
         if self._writer is not None:
-            self._writer.scalar("generalization_gap", gap, epoch)
+            self._writer.scalar(tags.GENERALIZATION_GAP, gap, epoch)
             self._writer.flush()
         self.diagnosis = verdict.verdict
         self.reason = f"epoch {epoch + 1}: {verdict.reason}"
@@ -190,11 +193,10 @@ class OverfittingMonitor(callback_state.Restorable, keras.callbacks.Callback):
         if self.stop_on_overfitting and self._overfit_run >= self.patience:
             self.model.stop_training = True
             if self.verbose:
-                print(
+                io_utils.print_msg(
                     f"\nEpoch {epoch + 1}: OverfittingMonitor stopping "
                     f"training after {self._overfit_run} overfitting "
-                    "epoch(s).",
-                    flush=True,
+                    "epoch(s)."
                 )
 
     def on_train_end(self, logs=None):
@@ -206,16 +208,15 @@ class OverfittingMonitor(callback_state.Restorable, keras.callbacks.Callback):
             )
         if self._writer is not None:
             self._writer.text(
-                "overfitting_monitor/diagnosis",
+                tags.FIT_DIAGNOSIS,
                 f"**{self.diagnosis}**: {self.reason}",
                 max(len(self.gaps) - 1, 0),
             )
         tensorboard.close_run(self._writer)
         self._writer = None
         if self.verbose and self.gaps:
-            print(
-                f"\nOverfittingMonitor: {self.diagnosis}: {self.reason}.",
-                flush=True,
+            io_utils.print_msg(
+                f"\nOverfittingMonitor: {self.diagnosis}: {self.reason}."
             )
 
     def _values(self, logs):

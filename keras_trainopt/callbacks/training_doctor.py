@@ -1,6 +1,7 @@
 """`TrainingDoctor`: the four monitors in one callback, and what to do."""
 
 import keras
+from keras.src.utils import io_utils  # print_msg: not in the public API
 
 from keras_trainopt._internal import callback_state
 from keras_trainopt._internal import validation
@@ -9,6 +10,7 @@ from keras_trainopt.callbacks.loss_monitor import LossMonitor
 from keras_trainopt.callbacks.overfitting_monitor import OverfittingMonitor
 from keras_trainopt.callbacks.update_ratio_logger import UpdateRatioLogger
 from keras_trainopt.diagnostics import advice as advice_rules
+from keras_trainopt.reporting import tags
 from keras_trainopt.reporting import tensorboard
 
 
@@ -155,11 +157,11 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
         if writer is not None:
             text = "\n".join(f"- **{a.severity}**: {a.message}"
                              for a in self.advice)
-            writer.text("doctor/advice", text, 0)
+            writer.text(tags.ADVICE, text, 0)
         tensorboard.close_run(writer)
         if self.verbose:
-            print("\nTrainingDoctor:\n" + "\n".join(
-                f"  - {a.message}" for a in self.advice), flush=True)
+            io_utils.print_msg("\nTrainingDoctor:\n" + "\n".join(
+                f"  - {a.message}" for a in self.advice))
 
     # -- the verdict ---------------------------------------------------------
 

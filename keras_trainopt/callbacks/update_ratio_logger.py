@@ -12,6 +12,7 @@ from keras_trainopt._internal import training
 from keras_trainopt._internal import update_probe
 from keras_trainopt._internal import validation
 from keras_trainopt.diagnostics.update_ratio import layer_verdict
+from keras_trainopt.reporting import tags
 from keras_trainopt.reporting import tensorboard
 
 
@@ -203,13 +204,13 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
             for step, values in self._pending:
                 by_key = dict(zip(self._keys, values))
                 scalars = {
-                    f"update_ratio/{key}": value for key, value in by_key.items()
+                    tags.update_ratio(key): value for key, value in by_key.items()
                 }
                 for layer, (key, _) in self._largest.items():
-                    scalars[f"update_ratio_by_layer/{layer}"] = by_key[key]
+                    scalars[tags.update_ratio_by_layer(layer)] = by_key[key]
                 finite = values[np.isfinite(values) & (values > 0)]
                 histograms = (
-                    {"update_ratio/log10_all_weights": np.log10(finite)}
+                    {tags.UPDATE_RATIO_LOG10_ALL: np.log10(finite)}
                     if finite.size
                     else {}
                 )

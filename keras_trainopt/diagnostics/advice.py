@@ -6,6 +6,12 @@ import math
 from keras_trainopt._internal import validation
 
 SEVERITIES = ("problem", "warning", "ok")
+# The defaults of `advise`, named for the report's charts to draw the same
+# lines: the healthy band of update ratios (around cs231n's ~1e-3) and the
+# fractions of saturated or dead units above which a layer is reported.
+RATIO_BAND = (1e-4, 1e-2)
+SATURATION_THRESHOLD = 0.5
+DEAD_THRESHOLD = 0.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,9 +49,9 @@ def advise(
     fit=None,
     update_ratios=None,
     activations=None,
-    ratio_band=(1e-4, 1e-2),
-    saturation_threshold=0.5,
-    dead_threshold=0.5,
+    ratio_band=RATIO_BAND,
+    saturation_threshold=SATURATION_THRESHOLD,
+    dead_threshold=DEAD_THRESHOLD,
     strong_gap=0.2,
 ):
     """What the monitors' findings mean, as a list of `Advice`, worst first.

@@ -6,19 +6,25 @@ from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.custom_scalar import metadata
 from tensorboard.util import tensor_util
 
+from keras_trainopt.reporting import tags
+
 # (chart title, tag regular expressions); tags of every run are matched.
 CHARTS = (
-    ("accuracy: train and validation", (r"^epoch_accuracy$",)),
+    ("accuracy: train and validation", (tags.exactly(tags.EPOCH_ACCURACY),)),
     ("generalization gap (train - validation)",
-     (r"^generalization_gap$", r"^epoch_generalization_gap$")),
-    ("learning rate per epoch", (r"^epoch_learning_rate$",)),
-    ("learning rate per step", (r"^loss_monitor/learning_rate$",)),
-    ("batch loss", (r"^loss_monitor/batch_loss$",)),
+     (tags.exactly(tags.GENERALIZATION_GAP),
+      tags.exactly(tags.EPOCH_GENERALIZATION_GAP))),
+    ("learning rate per epoch", (tags.exactly(tags.EPOCH_LEARNING_RATE),)),
+    ("learning rate per step", (tags.exactly(tags.LEARNING_RATE_STEP),)),
+    ("batch loss", (tags.exactly(tags.LOSS_BATCH),)),
     ("weight-update / weight ratio per layer (healthy ~1e-3)",
-     (r"^update_ratio_by_layer/",)),
-    ("weight-update / weight ratio per weight", (r"^update_ratio/.*/",)),
-    ("saturated fraction", (r"^activations/.*/saturated_fraction$",)),
-    ("dead ReLU fraction", (r"^activations/.*/dead_fraction$",)),
+     (tags.starting(tags.UPDATE_RATIO_BY_LAYER_PREFIX),)),
+    ("weight-update / weight ratio per weight",
+     (tags.starting(tags.UPDATE_RATIO_PREFIX) + ".*/",)),
+    ("saturated fraction",
+     (tags.activation_pattern(tags.SATURATED_FRACTION),)),
+    ("dead ReLU fraction",
+     (tags.activation_pattern(tags.DEAD_FRACTION),)),
 )
 
 

@@ -11,10 +11,11 @@ curves that produced them.
 import numbers
 
 from keras_trainopt._internal import validation
+from keras_trainopt.reporting import tags
 from keras_trainopt.reporting import tensorboard
 
 RUN = "results"
-PREFIX = "results/"
+PREFIX = tags.RESULTS_PREFIX
 
 
 def log_results(log_dir, results, step=0):
@@ -73,6 +74,6 @@ def log_results(log_dir, results, step=0):
     try:
         if writer is not None:
             for name, value in results.items():
-                writer.scalar(PREFIX + name.strip("/"), float(value), step)
+                writer.scalar(tags.result(name.strip("/")), float(value), step)
     finally:
         tensorboard.close_run(writer)
