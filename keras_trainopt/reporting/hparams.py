@@ -23,11 +23,11 @@ import math
 
 from tensorboard.plugins.hparams import summary_v2 as hparams_summary
 
+from keras_trainopt.reporting import tags
 from keras_trainopt.reporting import tensorboard
 
-# The metric tag of a session's score. Kept here until reporting has one
-# module of tag names.
-SCORE = "score"
+# The metric tag of a session's score.
+SCORE = tags.SEARCH_SCORE
 
 
 def domains(choices=None, ranges=None, fixed=None, integers=()):

@@ -40,6 +40,9 @@ EPOCH_ACCURACY = "epoch_accuracy"
 EPOCH_LEARNING_RATE = "epoch_learning_rate"
 EPOCH_GENERALIZATION_GAP = "epoch_" + GENERALIZATION_GAP  # from the epoch logs
 
+# -- search_hyperparameters (one run per trial, `<stage>-<trial>`) ------------
+SEARCH_SCORE = "score"  # the trial's objective, the HParams session's metric
+
 # -- log_results (run `results`) -----------------------------------------------
 RESULTS_PREFIX = "results/"  # + "<metric>/<variant>"
 
