@@ -2,7 +2,6 @@
 
 import dataclasses
 import math
-import random
 import warnings
 
 import keras
@@ -10,6 +9,7 @@ import numpy as np
 
 from keras_trainopt._internal import arrays
 from keras_trainopt._internal import optimizers
+from keras_trainopt._internal import training_state
 from keras_trainopt._internal import validation
 from keras_trainopt.diagnostics import loss_curve
 from keras_trainopt.tuning import suggestions
@@ -202,14 +202,14 @@ def find_learning_rate(
         float(lr_min * (lr_max / lr_min) ** (i / (steps - 1)))
         for i in range(steps)
     ]
-    saved = _save(model)
+    saved = training_state.capture(model)
     try:
         tried, losses, smoothed, stopped = _sweep(
             model, x, y, n, batch_size, rates, smoothing,
             divergence_threshold, seed,
         )
     finally:
-        _restore(model, saved)
+        training_state.restore(model, saved)
     picked = {name: fn(tried, smoothed) for name, fn in suggestions.RULES.items()}
     doubts = _doubts(smoothed)
     for sentence in doubts:
@@ -322,50 +322,3 @@ def _check_model(model):
         )
     optimizers.check_settable_learning_rate(model.optimizer, "find_learning_rate")
 
-
-def _save(model):
-    optimizer = model.optimizer
-    optimizers.build_optimizer(model)
-    seed_state = _global_seed_state()
-    return {
-        # model.variables: the weights and also the layers' seed-generator
-        # states (Dropout), so a later fit draws the same random numbers
-        "variables": [
-            np.array(keras.ops.convert_to_numpy(v.value))
-            for v in model.variables
-        ],
-        "optimizer": [
-            np.array(keras.ops.convert_to_numpy(v.value))
-            for v in optimizer.variables
-        ],
-        "learning_rate": optimizers.get_learning_rate(optimizer),
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-        "keras_seed": seed_state,
-    }
-
-
-def _restore(model, saved):
-    for variable, value in zip(model.variables, saved["variables"]):
-        variable.assign(value)
-    for variable, value in zip(model.optimizer.variables, saved["optimizer"]):
-        variable.assign(value)
-    optimizers.set_learning_rate(model.optimizer, saved["learning_rate"])
-    random.setstate(saved["python"])
-    np.random.set_state(saved["numpy"])
-    generator = _global_seed_generator()
-    if generator is not None and saved["keras_seed"] is not None:
-        generator.state.assign(saved["keras_seed"])
-
-
-def _global_seed_generator():
-    from keras.src.backend.common import global_state
-
-    return global_state.get_global_attribute("global_seed_generator")
-
-
-def _global_seed_state():
-    generator = _global_seed_generator()
-    if generator is None:
-        return None
-    return np.array(keras.ops.convert_to_numpy(generator.state.value))
