@@ -278,11 +278,9 @@ def _sweep(model, x, y, n, batch_size, rates, smoothing, threshold, seed):
         losses.append(loss)
         value = smoother.update(loss) if math.isfinite(loss) else math.inf
         smoothed.append(value)
-        if not math.isfinite(value) or not applied:
+        if not applied or loss_curve.is_diverging(value, best, threshold):
             return tried, losses, smoothed, True
         best = min(best, value)
-        if i >= 1 and value > threshold * best:
-            return tried, losses, smoothed, True
     return tried, losses, smoothed, False
 
 
