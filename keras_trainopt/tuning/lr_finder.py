@@ -7,6 +7,9 @@ import warnings
 import keras
 import numpy as np
 
+# print_msg has no public name in Keras 3.15; Keras' own callbacks use it
+from keras.src.utils import io_utils
+
 from keras_trainopt._internal import arrays
 from keras_trainopt._internal import optimizers
 from keras_trainopt._internal import training_state
@@ -225,12 +228,11 @@ def find_learning_rate(
         warnings=doubts,
     )
     if verbose:
-        print(
+        io_utils.print_msg(
             f"find_learning_rate: {len(tried)} steps from {lr_min:g}"
             + (" (stopped: the loss diverged)" if stopped else f" to {lr_max:g}")
             + f"; suggestion ({rule}) {result.suggestion:.3g}; "
-            + ", ".join(f"{k} {v:.3g}" for k, v in picked.items()),
-            flush=True,
+            + ", ".join(f"{k} {v:.3g}" for k, v in picked.items())
         )
     return result
 

@@ -173,6 +173,25 @@ def test_plot_draws_the_curve_and_the_suggestions():
     assert len(ax.lines) == 2 + len(result.suggestions)
 
 
+
+@pytest.mark.filterwarnings("ignore:find_learning_rate:UserWarning")
+def test_verbose_output_goes_where_keras_sends_its_own(capsys):
+    # Keras' fit progress goes to stdout, or to absl logging once interactive
+    # logging is off (`keras.config.disable_interactive_logging`): so does
+    # the suggestion.
+    x, y, _ = least_squares()
+    find_learning_rate(linear_model(), x, y, steps=5, verbose=1)
+    printed = capsys.readouterr().out
+    assert printed.startswith("find_learning_rate: 5 steps from 1e-07 to 10")
+    assert printed.endswith("\n") and "suggestion (steepest)" in printed
+    keras.config.disable_interactive_logging()
+    try:
+        find_learning_rate(linear_model(), x, y, steps=5, verbose=1)
+        linear_model().fit(x, y, epochs=1, verbose=2)
+    finally:
+        keras.config.enable_interactive_logging()
+    assert capsys.readouterr().out == ""
+
 @pytest.mark.parametrize(
     "kwargs, error, text",
     [
