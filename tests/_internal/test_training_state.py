@@ -18,24 +18,12 @@ import pytest
 import keras_trainopt as kt
 from keras_trainopt._internal import optimizers
 from keras_trainopt._internal import training_state
+from tests._internal.data.make_format1_backup import model_with_dropout
 from tests.callbacks.helpers import tiny_data
 
 OLD_BACKUP = os.path.join(
     os.path.dirname(__file__), "data", "format1-epoch-000003.backup.npz"
 )
-
-
-def model_with_dropout(seed=0):
-    """The model of `data/make_format1_backup.py` (keep the two the same)."""
-    keras.utils.set_random_seed(seed)
-    model = keras.Sequential([
-        keras.Input((4,)),
-        keras.layers.Dense(3),
-        keras.layers.Dropout(0.5, seed=1),
-        keras.layers.Dense(1),
-    ])
-    model.compile(keras.optimizers.Adam(0.01), loss="mse")
-    return model
 
 
 def plain_read(path):

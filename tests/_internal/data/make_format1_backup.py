@@ -6,8 +6,8 @@ Run once, by the code of commit c81051f (before the training state moved to
     python tests/_internal/data/make_format1_backup.py
 
 `tests/_internal/test_training_state.py` checks that today's code still loads
-it. Do not regenerate it with newer code: it stands for backups already on
-users' disks.
+it into `model_with_dropout()`. Do not regenerate it with newer code: it
+stands for backups already on users' disks.
 """
 
 import os
@@ -15,7 +15,8 @@ import shutil
 import sys
 import tempfile
 
-sys.path.insert(0, os.getcwd())
+if __name__ == "__main__":  # run as a script from the repository root
+    sys.path.insert(0, os.getcwd())
 
 import keras  # noqa: E402
 
@@ -23,9 +24,9 @@ import keras_trainopt as kt  # noqa: E402
 from tests.callbacks.helpers import tiny_data  # noqa: E402
 
 
-def model_with_dropout():
+def model_with_dropout(seed=0):
     """Dense, Dropout (a seed generator), Dense; Adam (slots): every kind."""
-    keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(seed)
     model = keras.Sequential([
         keras.Input((4,)),
         keras.layers.Dense(3),
