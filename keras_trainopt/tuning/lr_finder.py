@@ -114,9 +114,10 @@ def find_learning_rate(
     watch the loss fall, flatten and blow up, and pick a rate from the
     falling part (a `UserWarning` says when the smoothed loss never fell by
     10%: on a plateau the rules pick noise). The loss is smoothed with a
-    bias-corrected moving average
-    (`smoothing`), and the sweep stops once the smoothed loss exceeds
-    `divergence_threshold` times its minimum, or is not finite. The rules in
+    bias-corrected moving average (`smoothing`), and the sweep stops once
+    the smoothed loss exceeds `divergence_threshold` times its minimum (a
+    minimum above 0), or is not finite: `LossMonitor`'s rule,
+    `diagnostics.loss_curve.is_diverging`. The rules in
     `keras_trainopt.tuning.suggestions` then pick a rate; `rule` chooses which
     one is the `suggestion`, and all of them are in `suggestions`.
 
