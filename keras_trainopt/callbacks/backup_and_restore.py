@@ -1,13 +1,10 @@
 """`BackupAndRestore`: resume a killed run exactly, callbacks included."""
 
 import contextlib
-import json
 import os
-import re
 import warnings
 
 import keras
-import numpy as np
 
 from keras_trainopt._internal import atomic
 from keras_trainopt._internal import callback_state
@@ -15,10 +12,8 @@ from keras_trainopt._internal import dir_lock
 from keras_trainopt._internal import distribute
 from keras_trainopt._internal import optimizers
 from keras_trainopt._internal import training
+from keras_trainopt._internal import training_state
 from keras_trainopt._internal import validation
-
-_FORMAT = 1
-_BACKUP_FILE = re.compile(r"^epoch-(\d+)\.backup\.npz$")
 
 
 class BackupAndRestore(keras.callbacks.BackupAndRestore):
@@ -189,45 +184,17 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
         self._saved_epoch = epoch
         if not distribute.is_chief():
             return
-        variables = _variables(self.model)
-        text, arrays = callback_state.encode(
-            {
-                "callbacks": states,
-                "variables": [
-                    np.array(keras.ops.convert_to_numpy(v.value))
-                    for v in variables
-                ],
-            }
+        training_state.write_backup(
+            training_state.backup_path(self.backup_dir, epoch),
+            epoch,
+            training_state.variables(self.model),
+            states,
         )
-        meta = {
-            "format": _FORMAT,
-            "epoch": epoch,
-            "variables": [[v.path, list(v.shape)] for v in variables],
-            "state": text,
-        }
-
-        def write(path):
-            with open(path, "wb") as f:
-                np.savez(f, __meta__=np.array(json.dumps(meta)), **arrays)
-
-        atomic.write_atomically(self._path(epoch), write)
         self._prune(keep=2 if self.double_checkpoint else 1)
-
-    def _path(self, epoch):
-        return os.path.join(self.backup_dir, f"epoch-{epoch:06d}.backup.npz")
 
     def _backups(self):
         """`[(epoch, path)]`, newest first."""
-        if not os.path.isdir(self.backup_dir):
-            return []
-        found = []
-        for name in os.listdir(self.backup_dir):
-            match = _BACKUP_FILE.match(name)
-            if match:
-                found.append(
-                    (int(match.group(1)), os.path.join(self.backup_dir, name))
-                )
-        return sorted(found, reverse=True)
+        return training_state.backup_files(self.backup_dir)
 
     def _prune(self, keep):
         for _, path in self._backups()[keep:]:
@@ -250,8 +217,10 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
         problems = []
         for epoch, path in backups:
             try:
-                state = _read_backup(path)
-                _assign(_variables(self.model), state["variables"])
+                state = training_state.read_backup(path)
+                training_state.assign(
+                    training_state.variables(self.model), state["variables"]
+                )
             except Exception as error:  # noqa: BLE001 - any damage: try older
                 problems.append(f"{path}: {error}")
                 warnings.warn(
@@ -289,48 +258,3 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
     def _siblings(self):
         return callback_state.keyed(callback_state.siblings(self))
 
-
-def _variables(model):
-    """Everything a step reads or writes: `save_weights` plus seed states.
-
-    The model's variables (weights, then the random seed generators' states,
-    which `save_weights` leaves out: dropout after a restart draws the masks
-    it would have drawn) and the optimizer's (step count, learning rate,
-    slots, loss scale, and the averages attached by our callbacks; not
-    the scratch state of `UpdateRatioLogger`'s measurement on JAX).
-    """
-    found, seen = [], set()
-    optimizer = model.optimizer
-    extra = [] if optimizer is None else optimizers.backed_up_variables(optimizer)
-    for variable in list(model.variables) + list(extra):
-        if id(variable) not in seen:
-            seen.add(id(variable))
-            found.append(variable)
-    return found
-
-
-def _read_backup(path):
-    """The decoded state of one backup file; raises if it is damaged."""
-    with np.load(path, allow_pickle=False) as archive:
-        meta = json.loads(str(archive["__meta__"]))
-        arrays = {k: archive[k] for k in archive.files if k != "__meta__"}
-    if meta.get("format") != _FORMAT:
-        raise ValueError(f"unknown backup format {meta.get('format')!r}")
-    return callback_state.decode(meta["state"], arrays)
-
-
-def _assign(variables, values):
-    """Loads saved values into `variables`, checking that they fit."""
-    if len(values) != len(variables):
-        raise ValueError(
-            f"it holds {len(values)} variables, this model and optimizer have "
-            f"{len(variables)}: another model, optimizer or set of callbacks"
-        )
-    for variable, value in zip(variables, values):
-        if tuple(value.shape) != tuple(variable.shape):
-            raise ValueError(
-                f"it holds shape {value.shape} where {variable.path} has "
-                f"shape {tuple(variable.shape)}"
-            )
-    for variable, value in zip(variables, values):
-        variable.assign(value.astype(variable.dtype, copy=False))

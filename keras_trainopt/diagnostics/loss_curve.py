@@ -208,7 +208,28 @@ def diagnose_loss_curve(
 
 
 def is_diverging(smoothed_loss, best_loss, threshold):
-    """True when the smoothed loss exceeds `threshold` x its best so far."""
+    """True when the smoothed loss is not finite or exceeds `threshold` x best.
+
+    The one divergence rule of the package: `LossMonitor` stops training
+    with it, and `find_learning_rate` ends its sweep with it. A loss that
+    has risen to several times its lowest smoothed value is not coming back
+    at that learning rate (Smith 2015 stops the range test at 4x). The ratio
+    means nothing for a best loss <= 0 (a loss that can be negative): then
+    only a non-finite loss counts as divergence.
+
+    >>> from keras_trainopt.diagnostics.loss_curve import is_diverging
+    >>> is_diverging(4.1, 1.0, 4.0), is_diverging(3.9, 1.0, 4.0)
+    (True, False)
+
+    Args:
+        smoothed_loss: the newest smoothed loss (see `RunningSmooth`).
+        best_loss: the lowest smoothed loss before it (`math.inf` when there
+            is none yet).
+        threshold: the factor over `best_loss` that counts as divergence.
+
+    Reference: L. N. Smith, "Cyclical Learning Rates for Training Neural
+    Networks", 2015; the learning-rate finders of fastai and Lightning.
+    """
     if not math.isfinite(smoothed_loss):
         return True
     return best_loss > 0 and smoothed_loss > threshold * best_loss

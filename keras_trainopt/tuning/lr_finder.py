@@ -2,14 +2,17 @@
 
 import dataclasses
 import math
-import random
 import warnings
 
 import keras
 import numpy as np
 
+# print_msg has no public name in Keras 3.15; Keras' own callbacks use it
+from keras.src.utils import io_utils
+
 from keras_trainopt._internal import arrays
 from keras_trainopt._internal import optimizers
+from keras_trainopt._internal import training_state
 from keras_trainopt._internal import validation
 from keras_trainopt.diagnostics import loss_curve
 from keras_trainopt.tuning import suggestions
@@ -111,9 +114,10 @@ def find_learning_rate(
     watch the loss fall, flatten and blow up, and pick a rate from the
     falling part (a `UserWarning` says when the smoothed loss never fell by
     10%: on a plateau the rules pick noise). The loss is smoothed with a
-    bias-corrected moving average
-    (`smoothing`), and the sweep stops once the smoothed loss exceeds
-    `divergence_threshold` times its minimum, or is not finite. The rules in
+    bias-corrected moving average (`smoothing`), and the sweep stops once
+    the smoothed loss exceeds `divergence_threshold` times its minimum (a
+    minimum above 0), or is not finite: `LossMonitor`'s rule,
+    `diagnostics.loss_curve.is_diverging`. The rules in
     `keras_trainopt.tuning.suggestions` then pick a rate; `rule` chooses which
     one is the `suggestion`, and all of them are in `suggestions`.
 
@@ -202,14 +206,14 @@ def find_learning_rate(
         float(lr_min * (lr_max / lr_min) ** (i / (steps - 1)))
         for i in range(steps)
     ]
-    saved = _save(model)
+    saved = training_state.capture(model)
     try:
         tried, losses, smoothed, stopped = _sweep(
             model, x, y, n, batch_size, rates, smoothing,
             divergence_threshold, seed,
         )
     finally:
-        _restore(model, saved)
+        training_state.restore(model, saved)
     picked = {name: fn(tried, smoothed) for name, fn in suggestions.RULES.items()}
     doubts = _doubts(smoothed)
     for sentence in doubts:
@@ -225,12 +229,11 @@ def find_learning_rate(
         warnings=doubts,
     )
     if verbose:
-        print(
+        io_utils.print_msg(
             f"find_learning_rate: {len(tried)} steps from {lr_min:g}"
             + (" (stopped: the loss diverged)" if stopped else f" to {lr_max:g}")
             + f"; suggestion ({rule}) {result.suggestion:.3g}; "
-            + ", ".join(f"{k} {v:.3g}" for k, v in picked.items()),
-            flush=True,
+            + ", ".join(f"{k} {v:.3g}" for k, v in picked.items())
         )
     return result
 
@@ -278,11 +281,9 @@ def _sweep(model, x, y, n, batch_size, rates, smoothing, threshold, seed):
         losses.append(loss)
         value = smoother.update(loss) if math.isfinite(loss) else math.inf
         smoothed.append(value)
-        if not math.isfinite(value) or not applied:
+        if not applied or loss_curve.is_diverging(value, best, threshold):
             return tried, losses, smoothed, True
         best = min(best, value)
-        if i >= 1 and value > threshold * best:
-            return tried, losses, smoothed, True
     return tried, losses, smoothed, False
 
 
@@ -322,50 +323,3 @@ def _check_model(model):
         )
     optimizers.check_settable_learning_rate(model.optimizer, "find_learning_rate")
 
-
-def _save(model):
-    optimizer = model.optimizer
-    optimizers.build_optimizer(model)
-    seed_state = _global_seed_state()
-    return {
-        # model.variables: the weights and also the layers' seed-generator
-        # states (Dropout), so a later fit draws the same random numbers
-        "variables": [
-            np.array(keras.ops.convert_to_numpy(v.value))
-            for v in model.variables
-        ],
-        "optimizer": [
-            np.array(keras.ops.convert_to_numpy(v.value))
-            for v in optimizer.variables
-        ],
-        "learning_rate": optimizers.get_learning_rate(optimizer),
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-        "keras_seed": seed_state,
-    }
-
-
-def _restore(model, saved):
-    for variable, value in zip(model.variables, saved["variables"]):
-        variable.assign(value)
-    for variable, value in zip(model.optimizer.variables, saved["optimizer"]):
-        variable.assign(value)
-    optimizers.set_learning_rate(model.optimizer, saved["learning_rate"])
-    random.setstate(saved["python"])
-    np.random.set_state(saved["numpy"])
-    generator = _global_seed_generator()
-    if generator is not None and saved["keras_seed"] is not None:
-        generator.state.assign(saved["keras_seed"])
-
-
-def _global_seed_generator():
-    from keras.src.backend.common import global_state
-
-    return global_state.get_global_attribute("global_seed_generator")
-
-
-def _global_seed_state():
-    generator = _global_seed_generator()
-    if generator is None:
-        return None
-    return np.array(keras.ops.convert_to_numpy(generator.state.value))

@@ -114,3 +114,74 @@ def test_valid_sgd_arguments_still_pass():
                              use_ema=True, ema_momentum=0.9,
                              gradient_accumulation_steps=2, name="sgd")
     assert optimizer.clipnorm == 1.0 and optimizer.use_ema
+
+
+# -- each check is one that Keras' SGD lacks or words badly (issue 17) ---------
+
+NAN = float("nan")
+
+# (argument, a value nesterov_sgd refuses, the error it raises, whether
+# use_ema is on). The comment says what Keras' SGD 3.15 does with it.
+REFUSED = [
+    ("learning_rate", 0.0, ValueError, False),  # takes it
+    ("learning_rate", -1.0, ValueError, False),  # takes it
+    ("learning_rate", NAN, ValueError, False),  # takes it
+    ("learning_rate", None, TypeError, False),  # a ValueError
+    ("momentum", 0.0, ValueError, False),  # takes it: classic SGD
+    ("momentum", 1.0, ValueError, False),  # takes it
+    ("momentum", NAN, ValueError, False),  # takes it
+    ("momentum", 1.5, ValueError, False),  # refused without the value
+    ("momentum", "0.9", TypeError, False),  # a ValueError without the value
+    ("weight_decay", -0.1, ValueError, False),  # takes it
+    ("weight_decay", "a", TypeError, False),  # fails in the train step
+    ("clipnorm", 0.0, ValueError, False),  # takes it
+    ("clipnorm", "x", TypeError, False),  # fails in the train step
+    ("clipvalue", -1.0, ValueError, False),  # takes it
+    ("global_clipnorm", NAN, ValueError, False),  # takes it
+    ("use_ema", 3, TypeError, False),  # takes it
+    ("ema_momentum", 1.5, ValueError, False),  # takes it: EMA is off
+    ("ema_momentum", "x", TypeError, True),  # "'>' not supported ..."
+    ("ema_momentum", NAN, ValueError, True),  # takes it
+    ("ema_overwrite_frequency", 0, ValueError, True),  # takes it
+    ("ema_overwrite_frequency", 2.5, TypeError, True),  # a ValueError
+    ("loss_scale_factor", 0.0, ValueError, False),  # takes it
+    ("loss_scale_factor", "x", TypeError, False),  # fails in the train step
+    ("gradient_accumulation_steps", 0, ValueError, False),  # takes it
+    ("gradient_accumulation_steps", 2.5, TypeError, False),  # takes it
+    ("gradient_accumulation_steps", "x", TypeError, False),  # bare TypeError
+    ("name", 5, TypeError, False),  # a ValueError
+]
+
+
+def keras_refuses_clearly(kwargs, name, error):
+    """Whether Keras' own SGD raises `error` naming `name` and its value."""
+    try:
+        keras.optimizers.SGD(**{"momentum": 0.9, "nesterov": True, **kwargs})
+    except (TypeError, ValueError) as raised:
+        message = str(raised)
+        return (isinstance(raised, error) and f"`{name}`" in message
+                and f"{name}=" in message)
+    return False
+
+
+@pytest.mark.parametrize(
+    "name, value, error, use_ema", REFUSED,
+    ids=[f"{name}={value!r}" for name, value, _, _ in REFUSED],
+)
+def test_each_check_is_one_that_keras_sgd_lacks_or_words_badly(
+    name, value, error, use_ema
+):
+    kwargs = {name: value, **({"use_ema": True} if use_ema else {})}
+    with pytest.raises(error, match=rf"`{name}`.*Received: {name}="):
+        nesterov_sgd(**kwargs)
+    assert not keras_refuses_clearly(kwargs, name, error)
+
+
+def test_what_keras_sgd_checks_clearly_is_left_to_it():
+    # Keras refuses more than one kind of clipping, naming them and their
+    # values: nesterov_sgd passes that error on as it is.
+    kwargs = dict(clipnorm=1.0, clipvalue=0.5)
+    assert keras_refuses_clearly(kwargs, "clipnorm", ValueError)
+    with pytest.raises(ValueError, match=r"Only one of `clipnorm`.*"
+                       r"Received: clipnorm=1.0, clipvalue=0.5"):
+        nesterov_sgd(0.1, **kwargs)

@@ -1,6 +1,14 @@
-"""The same checks over every public schedule: errors, serialization, fit."""
+"""The same checks over every public schedule: errors, serialization, fit.
+
+Each row of the table carries its own reference: the schedule's closed form
+in plain Python (cs231n's decay formulas, Huang et al.'s cyclic cosine), as
+a function of the optimizer step.
+"""
 
 import json
+import math
+from typing import Callable
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -8,16 +16,42 @@ import pytest
 from keras import ops
 
 import keras_trainopt
+from keras_trainopt.schedules import CyclicCosineSchedule
 from keras_trainopt.schedules import ExponentialDecaySchedule
 from keras_trainopt.schedules import InverseTimeDecaySchedule
 from keras_trainopt.schedules import StepDecaySchedule
 
-SCHEDULES = [
-    StepDecaySchedule(0.1, factor=0.5, every=3, warmup=2, min_learning_rate=1e-3),
-    ExponentialDecaySchedule(0.1, decay=0.2, staircase=True, every=2),
-    InverseTimeDecaySchedule(0.1, decay=0.5, steps_per_epoch=4, name="inv"),
+
+class Row(NamedTuple):
+    id: str
+    schedule: keras.optimizers.schedules.LearningRateSchedule
+    reference: Callable  # the rate at optimizer step `step`, in plain Python
+
+
+def _step_reference(step):
+    # StepDecaySchedule(0.1, 0.5, every=3, warmup=2, min_learning_rate=1e-3)
+    if step < 2:
+        return 0.1 * (step + 1) / (2 + 1)
+    return max(0.1 * 0.5 ** ((step - 2) // 3), 1e-3)
+
+
+TABLE = [
+    Row("step",
+        StepDecaySchedule(0.1, factor=0.5, every=3, warmup=2,
+                          min_learning_rate=1e-3),
+        _step_reference),
+    Row("exponential",
+        ExponentialDecaySchedule(0.1, decay=0.2, staircase=True, every=2),
+        lambda step: 0.1 * math.exp(-0.2 * 2 * (step // 2))),
+    Row("inverse_time",
+        InverseTimeDecaySchedule(0.1, decay=0.5, steps_per_epoch=4, name="inv"),
+        lambda step: 0.1 / (1 + 0.5 * (step // 4))),
+    Row("cyclic_cosine",
+        CyclicCosineSchedule(0.1, cycle_steps=5, name="cos"),
+        lambda step: 0.1 / 2 * (math.cos(math.pi * (step % 5) / 5) + 1)),
 ]
-IDS = ["step", "exponential", "inverse_time"]
+SCHEDULES = [row.schedule for row in TABLE]
+IDS = [row.id for row in TABLE]
 
 
 @pytest.mark.parametrize("schedule", SCHEDULES, ids=IDS)
@@ -60,11 +94,22 @@ def test_learning_rate_inside_fit_follows_schedule(schedule):
     model.fit(np.ones((32, 3)), np.ones((32, 1)), batch_size=4, epochs=3,
               callbacks=[Record()], verbose=0)
     assert len(seen) == 24
+    reference = TABLE[SCHEDULES.index(schedule)].reference
     for step, rate in seen:
-        t = step if schedule.steps_per_epoch is None else (
-            step // schedule.steps_per_epoch
+        assert rate == pytest.approx(reference(step), rel=1e-6)
+
+
+@pytest.mark.parametrize("row", TABLE, ids=IDS)
+def test_value_and_tensor_match_the_reference(row):
+    for step in range(40):
+        expected = row.reference(step)
+        t = step if getattr(row.schedule, "steps_per_epoch", None) is None else (
+            step // row.schedule.steps_per_epoch
         )
-        assert rate == pytest.approx(schedule.value(t), rel=1e-6)
+        assert row.schedule.value(t) == pytest.approx(expected, rel=1e-12)
+        assert float(ops.convert_to_numpy(row.schedule(step))) == pytest.approx(
+            expected, rel=1e-5, abs=1e-7
+        )
 
 
 COMMON_BAD = [
@@ -74,15 +119,18 @@ COMMON_BAD = [
      "initial_learning_rate"),
     (dict(initial_learning_rate="0.1"), TypeError, "initial_learning_rate"),
     (dict(initial_learning_rate=True), TypeError, "initial_learning_rate"),
+    (dict(name=3), TypeError, "name"),
+]
+# the arguments of the decay schedules (not CyclicCosineSchedule's)
+DECAY_BAD = [
     (dict(min_learning_rate=-0.1), ValueError, "min_learning_rate"),
     (dict(min_learning_rate=0.5), ValueError, "min_learning_rate"),
     (dict(warmup=-1), ValueError, "warmup"),
     (dict(warmup=1.5), TypeError, "warmup"),
     (dict(steps_per_epoch=0), ValueError, "steps_per_epoch"),
-    (dict(name=3), TypeError, "name"),
 ]
 SPECIFIC_BAD = {
-    StepDecaySchedule: [
+    StepDecaySchedule: DECAY_BAD + [
         (dict(factor=1.5), ValueError, r"`factor` must be in \(0, 1\)\. "
          r"Received: factor=1\.5"),
         (dict(factor=0.0), ValueError, "factor"),
@@ -91,7 +139,7 @@ SPECIFIC_BAD = {
         (dict(every=0), ValueError, r"`every` must be >= 1\. Received: every=0"),
         (dict(every=True), TypeError, "every"),
     ],
-    ExponentialDecaySchedule: [
+    ExponentialDecaySchedule: DECAY_BAD + [
         (dict(decay=-0.1), ValueError, r"`decay` must be >= 0\. "
          r"Received: decay=-0\.1"),
         (dict(decay=float("nan")), ValueError, "decay"),
@@ -101,14 +149,22 @@ SPECIFIC_BAD = {
     ],
 }
 SPECIFIC_BAD[InverseTimeDecaySchedule] = SPECIFIC_BAD[ExponentialDecaySchedule]
+SPECIFIC_BAD[CyclicCosineSchedule] = [
+    (dict(cycle_steps=0), ValueError,
+     r"`cycle_steps` must be >= 1\. Received: cycle_steps=0"),
+    (dict(cycle_steps=2.5), TypeError, "cycle_steps"),
+    (dict(cycle_steps=True), TypeError, "cycle_steps"),
+]
+REQUIRED = {CyclicCosineSchedule: {"cycle_steps": 4}}
 
 
 @pytest.mark.parametrize(
-    "cls", [StepDecaySchedule, ExponentialDecaySchedule, InverseTimeDecaySchedule]
+    "cls", [type(schedule) for schedule in SCHEDULES], ids=IDS
 )
 def test_bad_arguments_name_the_argument(cls):
     for kwargs, error, pattern in COMMON_BAD + SPECIFIC_BAD[cls]:
-        kwargs = {"initial_learning_rate": 0.1, **kwargs}
+        kwargs = {"initial_learning_rate": 0.1, **REQUIRED.get(cls, {}),
+                  **kwargs}
         with pytest.raises(error, match=pattern):
             cls(**kwargs)
 

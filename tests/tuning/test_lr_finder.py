@@ -74,6 +74,32 @@ def test_stops_once_the_smoothed_loss_passes_four_times_its_minimum():
                for i, v in enumerate(result.smoothed_losses[:-1]))
 
 
+
+def test_a_loss_below_zero_is_swept_until_it_stops_being_finite():
+    # The divergence rule is `diagnostics.loss_curve.is_diverging`, as in
+    # LossMonitor: a ratio to a best loss <= 0 means nothing, so a loss
+    # shifted below zero stops the sweep only once it is no longer finite
+    # (before: the sweep always stopped at its second step). The shift
+    # leaves the gradients, hence the run, as they are.
+    x, y, _ = least_squares()
+
+    def shifted(y_true, y_pred):
+        return keras.ops.mean(keras.ops.square(y_true - y_pred)) - 1e6
+
+    plain = find_learning_rate(linear_model(), x, y, lr_min=1e-3,
+                               lr_max=1e3, steps=200)
+    model = linear_model()
+    model.compile(keras.optimizers.SGD(0.01), loss=shifted)
+    result = find_learning_rate(model, x, y, lr_min=1e-3, lr_max=1e3,
+                                steps=200)
+    assert result.stopped_early
+    assert len(plain.losses) < len(result.losses)
+    assert not np.isfinite(result.smoothed_losses[-1])
+    assert all(np.isfinite(result.smoothed_losses[:-1]))
+    n = len(plain.losses)
+    np.testing.assert_allclose(np.array(result.losses[:n]) + 1e6,
+                               plain.losses, rtol=1e-3, atol=0.2)
+
 def test_everything_is_restored_afterwards():
     x, y, _ = least_squares()
     model = linear_model(optimizer=keras.optimizers.SGD(0.003, momentum=0.9))
@@ -146,6 +172,25 @@ def test_plot_draws_the_curve_and_the_suggestions():
     assert ax.get_xscale() == "log"
     assert len(ax.lines) == 2 + len(result.suggestions)
 
+
+
+@pytest.mark.filterwarnings("ignore:find_learning_rate:UserWarning")
+def test_verbose_output_goes_where_keras_sends_its_own(capsys):
+    # Keras' fit progress goes to stdout, or to absl logging once interactive
+    # logging is off (`keras.config.disable_interactive_logging`): so does
+    # the suggestion.
+    x, y, _ = least_squares()
+    find_learning_rate(linear_model(), x, y, steps=5, verbose=1)
+    printed = capsys.readouterr().out
+    assert printed.startswith("find_learning_rate: 5 steps from 1e-07 to 10")
+    assert printed.endswith("\n") and "suggestion (steepest)" in printed
+    keras.config.disable_interactive_logging()
+    try:
+        find_learning_rate(linear_model(), x, y, steps=5, verbose=1)
+        linear_model().fit(x, y, epochs=1, verbose=2)
+    finally:
+        keras.config.enable_interactive_logging()
+    assert capsys.readouterr().out == ""
 
 @pytest.mark.parametrize(
     "kwargs, error, text",
