@@ -5,6 +5,7 @@ import math
 
 import keras
 import numpy as np
+from keras.src.utils import io_utils
 
 from keras_trainopt._internal import callback_state
 from keras_trainopt._internal import optimizers
@@ -149,7 +150,7 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
             size = int(np.prod(variable.shape))
             if size > self._largest.get(layer, ("", -1))[1]:
                 self._largest[layer] = (key, size)
-        self._probe.install()
+        self._probe.install(fit=self.params)
         self._writer = tensorboard.open_run(self.log_dir, "monitors")
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -224,10 +225,9 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
                 continue
             direction = "raise" if verdict == "too_low" else "lower"
             shown = f"{ratio:.2g}" if math.isfinite(ratio) else str(ratio)
-            print(
+            io_utils.print_msg(
                 f"\nEpoch {epoch + 1}: UpdateRatioLogger: layer {layer} "
                 f"updates by {shown} of its weights per step, outside "
                 f"[{self.low:g}, {self.high:g}] (healthy ~1e-3): {direction} "
-                "the learning rate.",
-                flush=True,
+                "the learning rate."
             )
