@@ -183,8 +183,7 @@ class UpdateProbe(apply_hooks.HookOwner):
             fit: the `params` of the `fit` it measures (see
                 `apply_hooks.HookOwner.install_hook`).
         """
-        if self.hook_installed:
-            return
+        self.remove_hook()  # left over by a `fit` that raised
         self._ratios.assign(np.zeros(self._ratios.shape, "float32"))
         self._steps.assign(np.zeros(self._steps.shape, "int32"))
         self._delivered = 0
@@ -195,10 +194,11 @@ class UpdateProbe(apply_hooks.HookOwner):
         self.install_hook(self.model, self._hook, fit=fit)
 
     def uninstall(self):
-        """Stops measuring (also done for a `fit` that raised)."""
+        """Stops measuring."""
         self.remove_hook()
 
     def remove_hook(self):
+        """`HookOwner.remove_hook`, and on JAX the buffer leaves the state."""
         if not self.hook_installed:
             return
         super().remove_hook()

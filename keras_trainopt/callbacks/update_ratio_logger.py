@@ -132,13 +132,12 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         spe = int(getattr(self.model, "steps_per_execution", 1) or 1)
-        if self._probe is not None:
-            self._probe.uninstall()  # left over by a fit that raised
-            if (
-                self._probe.model is not self.model
-                or self._probe.steps_per_execution != spe
-            ):
-                self._probe = None
+        if self._probe is not None and (
+            self._probe.model is not self.model
+            or self._probe.steps_per_execution != spe
+        ):
+            self._probe.uninstall()
+            self._probe = None
         if self._probe is None:
             # Kept across `fit` calls: its hook is then the same, and the
             # train function traced with it is reused.
