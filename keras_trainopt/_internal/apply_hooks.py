@@ -21,9 +21,19 @@ hooks are cached per set of hooks, so calling `fit` again with the same
 callbacks reuses the traced function instead of tracing anew (a recompile of
 the model, which replaces Keras' function, empties the cache).
 
-Keras' `fit` does not call `on_train_end` when training raises, so a hook can
-outlive a failed `fit`: the owning callback removes it when it starts its
-next `fit`, and compiling the model with a new optimizer drops it.
+Every owner of hooks (the decays, the weight averages, `SnapshotEnsemble`,
+`UpdateProbe`) goes through one lifecycle, `HookOwner`: it installs its hook
+at train begin for that `fit` and removes it at train end. Keras' `fit` does
+not call `on_train_end` when training raises, so a hook can outlive a failed
+`fit`; `HookOwner.install_hook` removes what is left, in one place: the
+owner's own hook, and every hook installed for an earlier `fit` (told apart
+by the `params` dict Keras hands each `fit`'s callbacks). Compiling the model
+with a new optimizer drops them too.
+
+The same registry keeps the learning rate to one writer: an owner that sets
+the rate (inside the step, or on the host at epoch begin) says so when it
+installs, and a second one in the same `fit` fails at train begin with an
+error that names both.
 """
 
 import dataclasses
@@ -144,3 +154,96 @@ def remove(model, hook):
     if not wrapper.hooks:
         del optimizer.apply
     _select_function(model, wrapper)
+
+
+# -- one lifecycle for the owners of hooks ------------------------------------
+
+
+@dataclasses.dataclass(eq=False)
+class _Installed:
+    owner: object
+    model: object
+    hook: Hook
+    fit: object
+    sets_learning_rate: bool
+
+
+def _installed(model):
+    """The owners' registrations on `model`'s optimizer (made on first use).
+
+    Kept on the optimizer that owns the learning rate, so a new optimizer
+    (a recompile) starts empty, as its `apply` has no hooks either.
+    """
+    optimizer = optimizers.unwrap(model.optimizer)
+    registry = vars(optimizer).get("_keras_trainopt_installed")
+    if registry is None:
+        registry = []
+        vars(optimizer)["_keras_trainopt_installed"] = registry
+    return registry
+
+
+class HookOwner:
+    """The lifecycle of the hooks one object runs in the train step.
+
+    A callback (or a helper such as `UpdateProbe`) calls `install_hook` when
+    a `fit` begins and `remove_hook` when it ends; `install_hook` also cleans
+    up after a `fit` that raised (see the module docstring) and keeps the
+    learning rate to one writer.
+    """
+
+    _installed_entry = None
+
+    @property
+    def hook_installed(self):
+        """Whether this owner is installed (for the current or a raised `fit`)."""
+        return self._installed_entry is not None
+
+    def install_hook(self, model, hook=None, *, fit=None, sets_learning_rate=False):
+        """Runs `hook` in every update of `model` for one `fit`.
+
+        Args:
+            model: the compiled model.
+            hook: a `Hook`, or `None` to only register (an owner that sets
+                the learning rate from the host).
+            fit: what tells this `fit` from earlier ones: the callbacks'
+                `params` (one dict per `fit`); `None` outside `fit`.
+            sets_learning_rate: whether this owner writes the optimizer's
+                learning rate during the `fit`.
+
+        Raises:
+            ValueError: `sets_learning_rate` and another owner installed for
+                the same `fit` sets the rate too.
+        """
+        self.remove_hook()  # left over by this owner's `fit` that raised
+        registry = _installed(model)
+        if fit is not None:  # left over by other owners' `fit` that raised
+            for entry in [e for e in registry if e.fit is not fit]:
+                entry.owner.remove_hook()
+        if sets_learning_rate:
+            for entry in registry:
+                if entry.sets_learning_rate:
+                    raise ValueError(
+                        f"{type(entry.owner).__name__} and "
+                        f"{type(self).__name__} both set the learning rate of "
+                        "this optimizer; use one of them. "
+                        "(StochasticWeightAveraging sets it only with "
+                        "`swa_learning_rate`: with swa_learning_rate=None it "
+                        "leaves the rate to a decay or SnapshotEnsemble.)"
+                    )
+        entry = _Installed(self, model, hook, fit, sets_learning_rate)
+        registry.append(entry)
+        self._installed_entry = entry
+        if hook is not None:
+            add(model, hook)
+
+    def remove_hook(self):
+        """Stops running this owner's hook; a no-op when none is installed."""
+        entry = self._installed_entry
+        if entry is None:
+            return
+        self._installed_entry = None
+        registry = _installed(entry.model)
+        if entry in registry:
+            registry.remove(entry)
+        if entry.hook is not None:
+            remove(entry.model, entry.hook)

@@ -7,8 +7,8 @@ an update measurement) then costs several launches per weight and per step.
 `torch._foreach_*` does the same arithmetic over a list of tensors in one
 call, in place where it can; Keras uses it the same way for its own
 optimizers (`keras/src/backend/torch/optimizers`). Callers pass the tensors
-of Keras variables (`variable.value`) and call these only when
-`keras.backend.backend() == "torch"`.
+of Keras variables (`variable.value`) and reach this module only through
+`_internal.backend.torch_ops()`, which returns it on the PyTorch backend.
 """
 
 import torch

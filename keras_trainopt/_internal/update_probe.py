@@ -36,12 +36,11 @@ CPU that is within the round-to-round noise (README, Benchmarks).
 
 import math
 
-import keras
 import numpy as np
 from keras import ops
 
 from keras_trainopt._internal import apply_hooks
-from keras_trainopt._internal import distribute
+from keras_trainopt._internal import backend
 from keras_trainopt._internal import optimizers
 from keras_trainopt._internal import training
 
@@ -49,7 +48,7 @@ from keras_trainopt._internal import training
 READ_SPAN = 32
 
 
-class UpdateProbe:
+class UpdateProbe(apply_hooks.HookOwner):
     """Measures every `every`-th update of a compiled model.
 
     Args:
@@ -74,12 +73,8 @@ class UpdateProbe:
         self.capacity = math.ceil(
             (READ_SPAN + steps_per_execution) / every
         )
-        self._jax = keras.backend.backend() == "jax"
-        self._torch = None  # PyTorch's fused ops (`torch_ops`) on that backend
-        if keras.backend.backend() == "torch":
-            from keras_trainopt._internal import torch_ops
-
-            self._torch = torch_ops
+        self._jax = backend.is_jax()
+        self._torch = backend.torch_ops()  # PyTorch's fused ops, or None
         # In the strategy's scope: a variable written in the step must be
         # mirrored (a TPU has no other kind).
         self._ratios = optimizers.add_state_variable(
@@ -91,7 +86,6 @@ class UpdateProbe:
             name="update_ratio_steps", backed_up=False,
         )
         self._hook = apply_hooks.Hook(around=self._around)
-        self._installed = False
         self._delivered = 0  # the step of the newest measurement read
 
     # -- inside the step -----------------------------------------------------
@@ -137,7 +131,7 @@ class UpdateProbe:
         optimizer = optimizers.unwrap(self.model.optimizer)
 
         def measured_apply(grads, trainable_variables=None):
-            if self._jax or distribute.in_replica_context():
+            if backend.step_kind() == backend.FUNCTIONAL:
                 return self._measure_functionally(
                     optimizer, apply, grads, trainable_variables
                 )
@@ -182,10 +176,14 @@ class UpdateProbe:
 
     # -- between steps -------------------------------------------------------
 
-    def install(self):
-        """Measures from the next step on; forgets earlier measurements."""
-        if self._installed:
-            return
+    def install(self, fit=None):
+        """Measures from the next step on; forgets earlier measurements.
+
+        Args:
+            fit: the `params` of the `fit` it measures (see
+                `apply_hooks.HookOwner.install_hook`).
+        """
+        self.remove_hook()  # left over by a `fit` that raised
         self._ratios.assign(np.zeros(self._ratios.shape, "float32"))
         self._steps.assign(np.zeros(self._steps.shape, "int32"))
         self._delivered = 0
@@ -193,19 +191,22 @@ class UpdateProbe:
             optimizers.attach_state_variables(
                 self.model.optimizer, [self._ratios, self._steps]
             )
-        apply_hooks.add(self.model, self._hook)
-        self._installed = True
+        self.install_hook(self.model, self._hook, fit=fit)
 
     def uninstall(self):
-        if not self._installed:
+        """Stops measuring."""
+        self.remove_hook()
+
+    def remove_hook(self):
+        """`HookOwner.remove_hook`, and on JAX the buffer leaves the state."""
+        if not self.hook_installed:
             return
-        apply_hooks.remove(self.model, self._hook)
+        super().remove_hook()
         if self._jax:
             training.sync_state(self.model)  # before the state shrinks
             optimizers.detach_state_variables(
                 self.model.optimizer, [self._ratios, self._steps]
             )
-        self._installed = False
 
     def read_due(self, updates_since_read, measured_since_read):
         """Whether a caller should `read` now.

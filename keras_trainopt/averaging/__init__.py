@@ -1,4 +1,5 @@
-"""Weight averages: the pure update rules and BatchNorm recomputation."""
+"""Weight averages: the pure rules (`formulas`), the in-step engine
+(`in_step`) and BatchNorm recomputation."""
 
 from keras_trainopt.averaging.batchnorm import recompute_batchnorm_statistics
 

@@ -42,5 +42,20 @@ def equal_average_coefficient(num_averaged):
 
 
 def average_update(average, weight, coefficient):
-    """`average + coefficient * (weight - average)`, one step of either mean."""
+    """`average + coefficient * (weight - average)`, one step of either mean.
+
+    The one definition of the rule: every in-step path of
+    `averaging.in_step` calls it, except PyTorch's, which runs the same rule
+    as one fused kernel (`torch._foreach_lerp_`, `_internal.torch_ops.lerp_`).
+    """
     return average + coefficient * (weight - average)
+
+
+def all_finite(tensors, xp=np):
+    """Whether every element of `tensors` is finite, by one sum over them.
+
+    NaN and inf propagate through the sum, which is finite exactly when every
+    element is, barring float32 overflow beyond ~1e32 (diverged too). An
+    update whose weights are not all finite is left out of the average.
+    """
+    return xp.isfinite(xp.sum(xp.stack([xp.sum(t) for t in tensors])))

@@ -6,14 +6,18 @@ value into the optimizer.
 """
 
 import keras
+from keras.src.utils import io_utils
 
 from keras_trainopt._internal import apply_hooks
 from keras_trainopt._internal import callback_state
+from keras_trainopt._internal import training
 from keras_trainopt._internal import optimizers
 from keras_trainopt._internal import validation
 
 
-class DecayCallback(callback_state.Restorable, keras.callbacks.Callback):
+class DecayCallback(
+    apply_hooks.HookOwner, callback_state.Restorable, keras.callbacks.Callback
+):
     """Sets the optimizer's learning rate from a decay schedule during `fit`.
 
     Subclasses name their schedule class in `schedule_class` and pass its shape
@@ -24,9 +28,18 @@ class DecayCallback(callback_state.Restorable, keras.callbacks.Callback):
     at t = 3), and the rate is set from the host at each epoch begin. With
     `unit="step"`, `t` is `optimizer.iterations`, the number of updates
     already applied, and the rate is computed *inside the compiled train
-    step*, around every update (`_internal.apply_hooks`): exact for every
-    update, also with `steps_per_execution > 1`, with no host round trip;
-    between steps the variable holds the rate of the next update.
+    step*, once per update, right after it (`_internal.apply_hooks`): the
+    rate of the next update, so between steps the variable holds it, and
+    every update, also with `steps_per_execution > 1`, runs with its exact
+    rate and no host round trip. At each epoch begin the rate of the first
+    update is set from the host, by the same formula (after every
+    `on_train_begin`, so after `BackupAndRestore` restored the step count).
+    An update that `LossScaleOptimizer` skips runs no hook, so it does not
+    advance the rate.
+
+    Only one callback may set the learning rate in a `fit`: another one that
+    sets it too (a second decay, `SnapshotEnsemble`, SWA with a
+    `swa_learning_rate`) fails at train begin.
     """
 
     UNITS = ("epoch", "step")
@@ -71,15 +84,8 @@ class DecayCallback(callback_state.Restorable, keras.callbacks.Callback):
         self._rate_at_set_model = None
         # One hook object for the callback's life: `fit` calls with the same
         # callback then reuse the train function traced with it.
-        self._hook = apply_hooks.Hook(
-            before=self._before_update, after=self._after_update
-        )
-        self._hook_model = None
-        # Updates applied, counted on the host, where the step runs eagerly
-        # (see `_eager_update_count`); None where the rate is computed in
-        # the step.
-        self._host_step = None
-        self._host_assigned = None  # the count the rate was last set for
+        self._hook = apply_hooks.Hook(after=self._after_update)
+        self._step_rate = None  # made at train begin (`optimizers.StepRate`)
 
     # -- the curve ---------------------------------------------------------
 
@@ -188,72 +194,30 @@ class DecayCallback(callback_state.Restorable, keras.callbacks.Callback):
         )
         if self._schedule is None:
             self._schedule = self._make_schedule(self._rate_at_set_model)
-        self._remove_hook()  # left over by a fit that raised
-        if self.unit == "step":
-            apply_hooks.add(self.model, self._hook)
-            self._hook_model = self.model
-
-    def on_train_end(self, logs=None):
-        self._remove_hook()
-
-    def _remove_hook(self):
-        if self._hook_model is not None:
-            apply_hooks.remove(self._hook_model, self._hook)
-            self._hook_model = None
-
-    def _eager_update_count(self):
-        """Updates applied so far if the step runs eagerly, else `None`.
-
-        PyTorch runs Keras' step eagerly unless it is compiled with
-        `jit_compile=True`: there the rate is computed on the host from a
-        count of the updates, in float64 with NumPy, a quarter of the time
-        of the same formula in eager Keras ops on every update. The count is
-        read from `iterations` at each epoch's start and advanced by the
-        hook, which runs for applied updates only (not for the steps
-        `LossScaleOptimizer` skips). Traced steps (TensorFlow, JAX, a
-        compiled PyTorch step) compute the rate from `iterations` in the
-        step, since a host count would be baked into the trace.
-        """
-        if keras.backend.backend() != "torch" or self.model.jit_compile:
-            return None
-        return optimizers.get_iterations(self.model.optimizer)
-
-    def _before_update(self):
-        if self._host_step is None:
-            self._assign_in_step()
-        elif self._host_assigned != self._host_step:
-            self._assign_on_host()
-
-    def _after_update(self):
-        if self._host_step is None:
-            self._assign_in_step()
-        else:
-            self._host_step += 1
-            self._assign_on_host()
-
-    def _assign_in_step(self):
-        """Inside the step: the rate for the update that comes next."""
-        optimizer = self._hook_model.optimizer
-        optimizers.assign_learning_rate_in_step(
-            optimizer,
-            self._schedule(optimizers.unwrap(optimizer).iterations),
+        self._step_rate = optimizers.StepRate(
+            training.unsynced_model(self), self._schedule
+        )
+        self.install_hook(
+            self.model,
+            self._hook if self.unit == "step" else None,
+            fit=self.params,
+            sets_learning_rate=True,
         )
 
-    def _assign_on_host(self):
-        """The same, from the host's count of the updates (eager steps)."""
-        rate = self._schedule.value(self._host_step)
-        optimizers.set_learning_rate(self._hook_model.optimizer, rate)
-        self._host_assigned = self._host_step
+    def on_train_end(self, logs=None):
+        self.remove_hook()
+
+    def _after_update(self):
+        self._step_rate.after_update()
 
     def on_epoch_begin(self, epoch, logs=None):
         if self.unit == "step":
-            self._host_step = self._eager_update_count()
-            self._host_assigned = None
+            self._step_rate.start()
         if self.unit == "epoch":
             rate = self._schedule.value(epoch)
             optimizers.set_learning_rate(self.model.optimizer, rate)
             if self.verbose:
-                io_print(
+                io_utils.print_msg(
                     f"\nEpoch {epoch + 1}: {type(self).__name__} setting "
                     f"learning rate to {rate:.6g}."
                 )
@@ -263,13 +227,8 @@ class DecayCallback(callback_state.Restorable, keras.callbacks.Callback):
         if logs is not None:
             logs["learning_rate"] = rate
         if self.verbose and self.unit == "step":
-            io_print(
+            io_utils.print_msg(
                 f"\nEpoch {epoch + 1}: {type(self).__name__} learning rate "
                 f"is {rate:.6g} after step "
                 f"{optimizers.get_iterations(self.model.optimizer)}."
             )
-
-
-def io_print(message):
-    """Prints a verbose message at once, in the format of Keras' callbacks."""
-    print(message, flush=True)

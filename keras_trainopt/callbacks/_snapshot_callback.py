@@ -5,6 +5,7 @@ import re
 
 import keras
 import numpy as np
+from keras.src.utils import io_utils
 
 from keras_trainopt._internal import atomic
 from keras_trainopt._internal import callback_state
@@ -75,10 +76,9 @@ class SnapshotCallback(callback_state.Restorable, keras.callbacks.Callback):
                 path, lambda partial: self.model.save_weights(partial)
             )
         if self.verbose:
-            print(
+            io_utils.print_msg(
                 f"\n{type(self).__name__}: snapshot {len(self.snapshots)} "
-                f"taken at step {step}.",
-                flush=True,
+                f"taken at step {step}."
             )
 
     def _drop_oldest(self):

@@ -1,68 +1,26 @@
 """The driver shared by the weight-averaging callbacks (EMA, SWA).
 
-Both keep a running average of the trainable weights and update it with one
-rule, `average += c * (weight - average)` (`averaging.formulas`); they differ
-in the coefficient `c` and in which updates are averaged. The update runs
-*inside the compiled train step*, right after the optimizer's update
-(`_internal.apply_hooks`), so it costs a few array operations per step
-instead of a host round trip, is exact with `steps_per_execution > 1`, and
-works under JAX, where the step is a pure function.
-
-The average, the number of averaged updates and the number of skipped ones
-live in variables attached to the optimizer during `fit`
-(`_internal.optimizers`): `keras.callbacks.BackupAndRestore` saves and
-restores them with the optimizer, so an interrupted run resumes to the same
-average with no extra argument.
+The average itself, its in-step update and the swapping live in
+`averaging.in_step`; this module decides when they run in a `fit`, what the
+user sees (`averaged_weights`, `raw_weights`, `get_state`) and what happens at
+train end.
 """
 
 import warnings
 
 import keras
 import numpy as np
-from keras import ops
+from keras.src.utils import io_utils
 
 from keras_trainopt._internal import apply_hooks
-from keras_trainopt._internal import distribute
 from keras_trainopt._internal import optimizers
 from keras_trainopt._internal import training
 from keras_trainopt._internal import validation
 from keras_trainopt.averaging import batchnorm
+from keras_trainopt.averaging import in_step
 
 
-class _AverageState:
-    """The variables of one average, aligned with the trainable weights."""
-
-    def __init__(self, model, name, extra):
-        self.model = model
-        self.sources = list(model.trainable_variables)
-        self.average = [
-            optimizers.add_state_variable(
-                model, v, name=f"{name}_{v.path.replace('/', '_')}"
-            )
-            for v in self.sources
-        ]
-        for average, source in zip(self.average, self.sources):
-            average.assign(ops.copy(source.value))  # JAX: a buffer of its own
-        self.num_averaged = optimizers.add_state_variable(
-            model, name=f"{name}_num_averaged"
-        )
-        self.num_skipped = optimizers.add_state_variable(
-            model, name=f"{name}_num_skipped"
-        )
-        self.extra = extra(model)  # a subclass's own step variables
-
-    @property
-    def updated(self):
-        """What the in-step update writes."""
-        return [*self.average, self.num_averaged, self.num_skipped]
-
-    @property
-    def variables(self):
-        """Everything kept in the optimizer."""
-        return [*self.updated, *self.extra]
-
-
-class WeightAverageCallback(keras.callbacks.Callback):
+class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
     """Keeps a running average of the trainable weights during `fit`.
 
     Subclasses say which updates are averaged (`_due`) and with what weight
@@ -129,12 +87,11 @@ class WeightAverageCallback(keras.callbacks.Callback):
             )
         self.batchnorm_data = batchnorm_data
         self.verbose = validation.check_int("verbose", verbose, low=0)
-        self._state = None
+        self._state = None  # an `in_step.InStepAverage`, made in set_model
+        self._extra = []  # a subclass's own step variables
         self._pending_state = None  # from set_state before the model is known
         self._hook = None  # made at the first fit (subclasses are set up)
-        self._hook_model = None
         self._in_fit = False
-        self._swapped_out = None  # raw trainable weights while swapped
         self._raw_at_end = None  # model.weights before the average went in
         self._applied = None  # the trainable weights put in at train end
 
@@ -155,12 +112,12 @@ class WeightAverageCallback(keras.callbacks.Callback):
         """Creates more variables for the step to read; returns them."""
         return []
 
-    def _uses_before_hook(self):
-        """Whether `_before_update_in_step` runs before every update."""
+    def _sets_learning_rate(self):
+        """Whether `_before_update_in_step` sets the rate before each update."""
         return False
 
     def _before_update_in_step(self):
-        """Inside the step, before the update (e.g. to set the rate)."""
+        """Inside the step, before the update: sets the learning rate."""
 
     # -- the average ---------------------------------------------------------
 
@@ -172,11 +129,9 @@ class WeightAverageCallback(keras.callbacks.Callback):
         """
         state = self._require_state("averaged_weights")
         training.sync_state(state.model)
-        averages = {id(s): a for s, a in zip(state.sources, state.average)}
-        return [
-            _to_numpy(averages[id(v)] if id(v) in averages else v)
-            for v in state.model.weights
-        ]
+        averages = dict(zip(map(id, state.sources), state.average_arrays()))
+        return [averages[id(v)] if id(v) in averages else _to_numpy(v)
+                for v in state.model.weights]
 
     def raw_weights(self):
         """The weights training produced, aligned with `model.weights`.
@@ -188,23 +143,19 @@ class WeightAverageCallback(keras.callbacks.Callback):
         if self._raw_at_end is not None:
             return [np.array(w) for w in self._raw_at_end]
         training.sync_state(state.model)
-        if self._swapped_out is not None:
-            raw = dict(zip(map(id, state.sources), self._swapped_out))
-            return [
-                np.array(raw[id(v)]) if id(v) in raw else _to_numpy(v)
-                for v in state.model.weights
-            ]
-        return training.copy_weights(state.model)
+        raw = dict(zip(map(id, state.sources), state.raw_arrays()))
+        return [raw[id(v)] if id(v) in raw else _to_numpy(v)
+                for v in state.model.weights]
 
     @property
     def num_averaged(self):
         """How many weight snapshots the average holds."""
-        return 0 if self._state is None else _to_int(self._state.num_averaged)
+        return 0 if self._state is None else self._state.counts()[0]
 
     @property
     def num_skipped(self):
         """Updates left out of the average because a weight was not finite."""
-        return 0 if self._state is None else _to_int(self._state.num_skipped)
+        return 0 if self._state is None else self._state.counts()[1]
 
     def _require_state(self, method):
         if self._state is None:
@@ -217,134 +168,22 @@ class WeightAverageCallback(keras.callbacks.Callback):
     # -- inside the train step ----------------------------------------------
 
     def _update_in_step(self):
-        self._update(self._due(self._iterations()))
-
-    def _update(self, due):
-        """Adds the weights to the average where `due` (`None`: always).
-
-        Inside the step, or eagerly between steps (after `sync_state`).
-        """
-        backend = keras.backend.backend()
-        if backend == "jax" or distribute.in_replica_context():
-            self._update_functional(self._state, due)
-        elif backend == "torch":
-            self._update_in_place(self._state, due)
-        else:
-            self._update_stateful(self._state, due)
-
-    def _iterations(self):
-        """Inside the step, after the update: the updates applied so far."""
-        return optimizers.unwrap(self._state.model.optimizer).iterations
-
-    def _terms(self, state):
-        """The differences `w - average` and whether all of them are finite.
-
-        Finiteness by `_all_finite` of the differences: they are finite
-        exactly when the weights are (the averages always are).
-        """
-        deltas = [
-            ops.subtract(w.value, a.value)
-            for w, a in zip(state.sources, state.average)
-        ]
-        return deltas, _all_finite(deltas)
-
-    def _update_stateful(self, state, due):
-        """TensorFlow: assign inside the taken branch only."""
-
-        def update():
-            deltas, finite = self._terms(state)
-
-            def average():
-                c = self._coefficient(state.num_averaged)
-                for a, d in zip(state.average, deltas):
-                    a.assign_add(ops.multiply(ops.cast(c, a.dtype), d))
-                state.num_averaged.assign_add(1)
-                return ops.convert_to_tensor(True)
-
-            def skip():
-                state.num_skipped.assign_add(1)
-                return ops.convert_to_tensor(False)
-
-            return ops.cond(finite, average, skip)
-
-        if due is None:
-            update()
-        else:
-            ops.cond(due, update, lambda: ops.convert_to_tensor(False))
-
-    def _update_in_place(self, state, due):
-        """PyTorch: one fused in-place pass over the weights (`torch_ops`).
-
-        Keras' eager PyTorch ops would launch four kernels per weight here
-        (`_update_stateful`), each with a temporary. NaN or inf in any
-        weight skips the update, as in `_terms`.
-        """
-        from keras_trainopt._internal import torch_ops
-
-        if due is not None and not bool(ops.convert_to_numpy(due)):
-            return
-        weights = [w.value for w in state.sources]
-        if torch_ops.all_finite(weights):
-            c = ops.convert_to_numpy(self._coefficient(state.num_averaged))
-            torch_ops.lerp_([a.value for a in state.average], weights, c)
-            state.num_averaged.assign_add(1)
-        else:
-            state.num_skipped.assign_add(1)
-
-    def _update_functional(self, state, due):
-        """JAX and tf.distribute replicas: new values, assigned after (under
-        JAX, the assignment is recorded).
-
-        A due update is one select per weight, `where(finite, a + c (w - a),
-        a)`, not a branch on `finite`: XLA fuses it into one pass that reads
-        the weights and averages and writes the averages, as Keras' own
-        `use_ema` does, where a branch would first write the differences
-        `w - a` out as its operands. Finiteness is `_all_finite` of the
-        weights.
-        """
-        variables = state.updated
-
-        def unchanged():
-            return [v.value for v in variables]
-
-        def update():
-            sources = [w.value for w in state.sources]
-            finite = _all_finite(sources)
-            n, skipped = state.num_averaged.value, state.num_skipped.value
-            c = self._coefficient(n)
-            averages = [
-                ops.where(finite, a.value + ops.cast(c, a.dtype) * (w - a.value),
-                          a.value)
-                for a, w in zip(state.average, sources)
-            ]
-            return averages + [
-                n + ops.cast(finite, n.dtype),
-                skipped + ops.cast(ops.logical_not(finite), skipped.dtype),
-            ]
-
-        values = update() if due is None else ops.cond(due, update, unchanged)
-        for variable, value in zip(variables, values):
-            variable.assign(value)
+        iterations = optimizers.unwrap(self._state.model.optimizer).iterations
+        self._state.update(self._due(iterations))
 
     # -- swapping the average in and out -------------------------------------
 
     def _swap_in(self):
-        if self._state is None or self._swapped_out is not None:
+        if self._state is None or self._state.swapped_in:
             return
         if self.num_averaged == 0:
             return  # nothing averaged yet (SWA before start_epoch)
-        state = self._state
-        training.sync_state(state.model)
-        self._swapped_out = [_to_numpy(v) for v in state.sources]
-        for source, average in zip(state.sources, state.average):
-            source.assign(ops.copy(average.value))
+        training.sync_state(self._state.model)
+        self._state.swap_in()
 
     def _swap_out(self):
-        if self._swapped_out is None:
-            return
-        for source, raw in zip(self._state.sources, self._swapped_out):
-            source.assign(raw)
-        self._swapped_out = None
+        if self._state is not None:
+            self._state.swap_out()
 
     # -- state ---------------------------------------------------------------
 
@@ -356,10 +195,11 @@ class WeightAverageCallback(keras.callbacks.Callback):
         """
         state = self._require_state("get_state")
         training.sync_state(state.model)
+        num_averaged, num_skipped = state.counts()
         return {
-            "average": [_to_numpy(a) for a in state.average],
-            "num_averaged": self.num_averaged,
-            "num_skipped": self.num_skipped,
+            "average": state.average_arrays(),
+            "num_averaged": num_averaged,
+            "num_skipped": num_skipped,
         }
 
     def set_state(self, state):
@@ -367,21 +207,9 @@ class WeightAverageCallback(keras.callbacks.Callback):
         if self._state is None:
             self._pending_state = state
             return
-        own = self._state
-        if len(state["average"]) != len(own.average):
-            raise ValueError(
-                f"The state holds {len(state['average'])} averaged arrays but "
-                f"the model has {len(own.average)} trainable weights."
-            )
-        for variable, value in zip(own.average, state["average"]):
-            if tuple(np.shape(value)) != tuple(variable.shape):
-                raise ValueError(
-                    f"The averaged array for {variable.name} has shape "
-                    f"{np.shape(value)}; the weight has shape {variable.shape}."
-                )
-            variable.assign(value)
-        own.num_averaged.assign(int(state["num_averaged"]))
-        own.num_skipped.assign(int(state["num_skipped"]))
+        self._state.load(
+            state["average"], state["num_averaged"], state["num_skipped"]
+        )
 
     def get_config(self):
         """The constructor arguments (without `batchnorm_data`)."""
@@ -393,6 +221,10 @@ class WeightAverageCallback(keras.callbacks.Callback):
 
     # -- Keras hooks ---------------------------------------------------------
 
+    def _variables(self):
+        """Everything this callback keeps in the optimizer."""
+        return [*self._state.variables, *self._extra]
+
     def set_model(self, model):
         super().set_model(model)
         if getattr(model, "optimizer", None) is None:
@@ -403,14 +235,15 @@ class WeightAverageCallback(keras.callbacks.Callback):
             # Before any on_train_begin, hence before BackupAndRestore loads:
             # the variables it restores must exist, in a fixed order.
             optimizers.build_optimizer(model)
-            self._state = _AverageState(
-                model, self.state_name, self._extra_state
+            self._state = in_step.InStepAverage(
+                model, self.state_name, self._coefficient
             )
+            self._extra = self._extra_state(model)
             self._raw_at_end = self._applied = None
             if self._pending_state is not None:
                 self.set_state(self._pending_state)
                 self._pending_state = None
-        optimizers.attach_state_variables(model.optimizer, self._state.variables)
+        optimizers.attach_state_variables(model.optimizer, self._variables())
 
     def _check_same_weights(self, model):
         now = [id(v) for v in model.trainable_variables]
@@ -426,18 +259,19 @@ class WeightAverageCallback(keras.callbacks.Callback):
         self._in_fit = True
         self._swap_out()
         self._restore_raw_after_apply()
-        self._remove_hook()  # left over by a fit that raised
         if self._hook is None:
             self._hook = apply_hooks.Hook(
                 before=(
                     self._before_update_in_step
-                    if self._uses_before_hook()
+                    if self._sets_learning_rate()
                     else None
                 ),
                 after=self._update_in_step,
             )
-        apply_hooks.add(self.model, self._hook)
-        self._hook_model = self.model
+        self.install_hook(
+            self.model, self._hook, fit=self.params,
+            sets_learning_rate=self._sets_learning_rate(),
+        )
 
     def _restore_raw_after_apply(self):
         """A new `fit` continues from the raw weights, not the average.
@@ -447,14 +281,14 @@ class WeightAverageCallback(keras.callbacks.Callback):
         """
         if self._applied is None:
             return
-        current = [_to_numpy(v) for v in self._state.sources]
+        current = self._state.raw_arrays()
         if all(np.array_equal(a, b) for a, b in zip(current, self._applied)):
             for variable, value in zip(self.model.weights, self._raw_at_end):
                 variable.assign(value)
         self._applied = self._raw_at_end = None
 
     def on_train_end(self, logs=None):
-        self._remove_hook()
+        self.remove_hook()
         self._in_fit = False
         self._swap_out()
         if self.apply_at_end:
@@ -471,15 +305,14 @@ class WeightAverageCallback(keras.callbacks.Callback):
     def _apply_average(self):
         state = self._state
         self._raw_at_end = training.copy_weights(state.model)
-        for source, average in zip(state.sources, state.average):
-            source.assign(ops.copy(average.value))
+        state.put_in()
         if self.batchnorm_data is not None:
             batchnorm.recompute_batchnorm_statistics(
                 state.model, self.batchnorm_data
             )
-        self._applied = [_to_numpy(v) for v in state.sources]
+        self._applied = state.raw_arrays()
         if self.verbose:
-            print(
+            io_utils.print_msg(
                 f"\n{type(self).__name__}: the model now holds the average of "
                 f"{self.num_averaged} weight snapshots "
                 f"({self.num_skipped} skipped as non-finite)"
@@ -487,19 +320,13 @@ class WeightAverageCallback(keras.callbacks.Callback):
                     "; BatchNorm statistics recomputed."
                     if self.batchnorm_data is not None
                     else "."
-                ),
-                flush=True,
+                )
             )
-
-    def _remove_hook(self):
-        if self._hook_model is not None:
-            apply_hooks.remove(self._hook_model, self._hook)
-            self._hook_model = None
 
     def _detach(self):
         if self._state is not None and self.model.optimizer is not None:
             optimizers.detach_state_variables(
-                self.model.optimizer, self._state.variables
+                self.model.optimizer, self._variables()
             )
 
     def on_test_begin(self, logs=None):
@@ -520,17 +347,4 @@ class WeightAverageCallback(keras.callbacks.Callback):
 
 
 def _to_numpy(variable):
-    return np.array(ops.convert_to_numpy(variable.value))
-
-
-def _to_int(variable):
-    return int(ops.convert_to_numpy(variable.value))
-
-
-def _all_finite(tensors):
-    """Whether every element of `tensors` is finite, by one sum over them.
-
-    NaN and inf propagate through the sum, which is finite exactly when every
-    element is, barring float32 overflow beyond ~1e32 (diverged too).
-    """
-    return ops.isfinite(ops.sum(ops.stack([ops.sum(t) for t in tensors])))
+    return np.array(keras.ops.convert_to_numpy(variable.value))

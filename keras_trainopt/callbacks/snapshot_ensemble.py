@@ -11,7 +11,7 @@ from keras_trainopt.callbacks._snapshot_callback import SnapshotCallback
 from keras_trainopt.schedules.cyclic_cosine import CyclicCosineSchedule
 
 
-class SnapshotEnsemble(SnapshotCallback):
+class SnapshotEnsemble(apply_hooks.HookOwner, SnapshotCallback):
     """Cyclic cosine annealing with a snapshot at the end of every cycle.
 
     An ensemble usually costs one training run per member. A snapshot
@@ -74,7 +74,6 @@ class SnapshotEnsemble(SnapshotCallback):
         self.total_steps = None  # T
         self._schedule = None
         self._hooks = {}  # (lr0, L) -> Hook: one traced step per schedule
-        self._hook = None
         self._rate_at_set_model = None
         self._previous_step = 0
         self._final_epoch = False
@@ -99,7 +98,6 @@ class SnapshotEnsemble(SnapshotCallback):
             self._rate_at_set_model = optimizers.get_learning_rate(optimizer)
 
     def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)
         optimizers.check_settable_learning_rate(
             self.model.optimizer, type(self).__name__
         )
@@ -128,6 +126,12 @@ class SnapshotEnsemble(SnapshotCallback):
             self._hooks[key] = apply_hooks.Hook(
                 before=lambda: self._assign_rate(schedule)
             )
+        # Before the folder is claimed: a second writer of the rate fails here.
+        self.install_hook(
+            self.model, self._hooks[key], fit=self.params,
+            sets_learning_rate=True,
+        )
+        super().on_train_begin(logs)
         execution = getattr(self.model, "steps_per_execution", 1) or 1
         # Executions restart with every epoch: a cycle that ends `p` steps
         # into an epoch ends an execution only if `p` is a multiple of it.
@@ -145,20 +149,12 @@ class SnapshotEnsemble(SnapshotCallback):
                 f"to {execution - 1} steps late.",
                 stacklevel=2,
             )
-        self._remove_hook()
-        self._hook = self._hooks[key]
-        apply_hooks.add(self.model, self._hook)
 
     def _assign_rate(self, schedule):
-        optimizer = self.model.optimizer
+        optimizer = training.unsynced_model(self).optimizer
         optimizers.assign_learning_rate_in_step(
             optimizer, schedule(optimizers.unwrap(optimizer).iterations)
         )
-
-    def _remove_hook(self):
-        if self._hook is not None:
-            apply_hooks.remove(self.model, self._hook)
-            self._hook = None
 
     def on_epoch_begin(self, epoch, logs=None):
         super().on_epoch_begin(epoch, logs)
@@ -185,7 +181,7 @@ class SnapshotEnsemble(SnapshotCallback):
 
     def on_train_end(self, logs=None):
         super().on_train_end(logs)
-        self._remove_hook()
+        self.remove_hook()
 
     def get_config(self):
         return {

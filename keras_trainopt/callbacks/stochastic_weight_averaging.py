@@ -147,7 +147,7 @@ class StochasticWeightAveraging(WeightAverageCallback):
             optimizer, ops.where(active, rate, current)
         )
 
-    def _uses_before_hook(self):
+    def _sets_learning_rate(self):
         return self.swa_learning_rate is not None
 
     # -- Keras hooks ---------------------------------------------------------
@@ -189,7 +189,7 @@ class StochasticWeightAveraging(WeightAverageCallback):
         ):
             return
         if training.applied_updates(self.model) < self._epoch_end:
-            self._update(None)
+            self._state.update(None)
 
     def get_config(self):
         rate = self.swa_learning_rate

@@ -5,6 +5,7 @@ import math
 
 import keras
 import numpy as np
+from keras.src.utils import io_utils
 
 from keras_trainopt._internal import callback_state
 from keras_trainopt._internal import optimizers
@@ -132,13 +133,12 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         spe = int(getattr(self.model, "steps_per_execution", 1) or 1)
-        if self._probe is not None:
-            self._probe.uninstall()  # left over by a fit that raised
-            if (
-                self._probe.model is not self.model
-                or self._probe.steps_per_execution != spe
-            ):
-                self._probe = None
+        if self._probe is not None and (
+            self._probe.model is not self.model
+            or self._probe.steps_per_execution != spe
+        ):
+            self._probe.uninstall()
+            self._probe = None
         if self._probe is None:
             # Kept across `fit` calls: its hook is then the same, and the
             # train function traced with it is reused.
@@ -150,7 +150,7 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
             size = int(np.prod(variable.shape))
             if size > self._largest.get(layer, ("", -1))[1]:
                 self._largest[layer] = (key, size)
-        self._probe.install()
+        self._probe.install(fit=self.params)
         self._writer = tensorboard.open_run(self.log_dir, "monitors")
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -225,10 +225,9 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
                 continue
             direction = "raise" if verdict == "too_low" else "lower"
             shown = f"{ratio:.2g}" if math.isfinite(ratio) else str(ratio)
-            print(
+            io_utils.print_msg(
                 f"\nEpoch {epoch + 1}: UpdateRatioLogger: layer {layer} "
                 f"updates by {shown} of its weights per step, outside "
                 f"[{self.low:g}, {self.high:g}] (healthy ~1e-3): {direction} "
-                "the learning rate.",
-                flush=True,
+                "the learning rate."
             )

@@ -53,3 +53,14 @@ def test_keras_use_ema_reference_value():
         ema = w if step == 0 else formulas.average_update(ema, w, 1 - 0.99)
     assert w == pytest.approx(9.9)
     assert ema == pytest.approx(9.985618, abs=1e-6)
+
+
+def test_all_finite_is_false_for_any_nan_or_inf():
+    ok = [np.ones((2, 3)), np.zeros(4)]
+    assert formulas.all_finite(ok)
+    for bad in (np.nan, np.inf, -np.inf):
+        arrays = [a.copy() for a in ok]
+        arrays[1][2] = bad
+        assert not formulas.all_finite(arrays)
+    assert bool(ops.convert_to_numpy(formulas.all_finite(
+        [ops.convert_to_tensor(a) for a in ok], xp=ops)))

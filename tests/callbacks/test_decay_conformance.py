@@ -315,3 +315,32 @@ def test_step_hooks_reuse_the_traced_function_across_fits():
     model.compile(keras.optimizers.SGD(LR0), loss="mse")
     fit(model, [decay, Spy()], 1)
     assert seen[-1] is not seen[0]  # a recompile gets a fresh function
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() == "jax",
+    reason="a run_eagerly fit of a step hook fails in Keras' JAX metrics; "
+    "traced steps run the Python once",
+)
+def test_step_unit_evaluates_the_schedule_once_per_update(monkeypatch):
+    # Eagerly, every update runs the hook's Python: counting the schedule's
+    # evaluations (in Keras ops, or in NumPy where the host counts) gives
+    # one per update plus one at each epoch begin, for the first update.
+    from keras_trainopt.schedules import StepDecaySchedule
+
+    calls = []
+    for name in ("__call__", "value"):
+        original = getattr(StepDecaySchedule, name)
+
+        def counted(self, t, _original=original):
+            calls.append(t)
+            return _original(self, t)
+
+        monkeypatch.setattr(StepDecaySchedule, name, counted)
+    model = tiny_model()
+    model.compile(keras.optimizers.SGD(LR0), loss="mse", run_eagerly=True)
+    recorder = RateRecorder()
+    fit(model, [StepDecay(factor=0.5, every=2, unit="step"), recorder], 2)
+    assert len(calls) == 8 + 2  # 2 epochs of 4 updates
+    for _, step, rate in recorder.rows:
+        assert rate == pytest.approx(LR0 * 0.5 ** (step // 2), rel=1e-6)

@@ -313,9 +313,13 @@ def test_snapshot_warns_when_a_cycle_ends_inside_an_execution():
 # -- mixed precision with steps_per_execution ----------------------------------
 
 
-def mixed_precision_run(spe):
+def mixed_precision_run(spe, rate_setter="decay"):
     """`mixed_float16` with skipped steps (6 of 24, `test_mixed_precision`'s
-    overflowing batches), the step callbacks, k updates per execution."""
+    overflowing batches), the step callbacks, k updates per execution.
+
+    One callback sets the learning rate (`rate_setter`: "decay" or
+    "snapshots"), as `fit` allows only one.
+    """
     from tests.callbacks.test_mixed_precision import BATCH as MP_BATCH
     from tests.callbacks.test_mixed_precision import data
     from tests.callbacks.test_mixed_precision import spiky_mse
@@ -328,11 +332,14 @@ def mixed_precision_run(spe):
     ])
     model.compile(keras.optimizers.SGD(0.05, momentum=0.5), loss=spiky_mse,
                   steps_per_execution=spe)
+    setters = {
+        "decay": lambda: StepDecay(0.05, factor=0.5, every=5, unit="step"),
+        "snapshots": lambda: SnapshotEnsemble(cycles=3),
+    }
     callbacks = {
-        "decay": StepDecay(0.05, factor=0.5, every=5, unit="step"),
+        rate_setter: setters[rate_setter](),
         "ema1": ExponentialMovingAverage(0.9, every=1, apply_at_end=False),
         "ema3": ExponentialMovingAverage(0.9, every=3, apply_at_end=False),
-        "snapshots": SnapshotEnsemble(cycles=3),
     }
     x, y = data()
     model.fit(x, y, batch_size=MP_BATCH, epochs=3, shuffle=False, verbose=0,
@@ -345,7 +352,9 @@ def mixed_precision_run(spe):
         "scale": float(keras.ops.convert_to_numpy(model.optimizer.dynamic_scale)),
         **{name: (callbacks[name].averaged_weights(),
                   callbacks[name].num_averaged) for name in ("ema1", "ema3")},
-        "snapshot_steps": callbacks["snapshots"].snapshot_steps,
+        "snapshot_steps": getattr(
+            callbacks.get("snapshots"), "snapshot_steps", None
+        ),
     }
 
 
@@ -360,6 +369,15 @@ def test_mixed_precision_with_steps_per_execution_equals_one_step(spe):
     for name, terms in (("ema1", 18), ("ema3", 6)):
         assert many[name][1] == one[name][1] == terms
         assert_close(many[name][0], one[name][0])
+
+
+@pytest.mark.usefixtures("mixed_float16")
+def test_mixed_precision_snapshots_with_steps_per_execution(spe):
+    one = mixed_precision_run(1, "snapshots")
+    many = mixed_precision_run(spe, "snapshots")
+    assert one["iterations"] == many["iterations"] == 18  # 6 steps skipped
     # earlier snapshots may move to the end of the execution holding their
     # cycle's end (the callback warns); the last is at the count reached
     assert one["snapshot_steps"][-1] == many["snapshot_steps"][-1] == 18
+    assert many["rate"] == pytest.approx(one["rate"], rel=1e-6)
+    assert_close(many["weights"], one["weights"])

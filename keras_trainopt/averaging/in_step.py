@@ -1,0 +1,292 @@
+"""A running average of the weights, updated inside the compiled train step.
+
+Both weight averages (EMA, SWA) keep one rule, `average += c * (weight -
+average)` (`formulas.average_update`), and differ in the coefficient `c` and
+in which updates are averaged. The update runs *inside the compiled train
+step*, right after the optimizer's update (`_internal.apply_hooks`), so it
+costs a few array operations per step instead of a host round trip, is exact
+with `steps_per_execution > 1`, and works under JAX, where the step is a pure
+function.
+
+The average, the number of averaged updates and the number of skipped ones
+live in variables attached to the optimizer during `fit`
+(`_internal.optimizers`): `keras.callbacks.BackupAndRestore` saves and
+restores them with the optimizer, so an interrupted run resumes to the same
+average with no extra argument.
+
+The update is written three ways (`_internal.backend.step_kind`), each the
+cheapest kernel its backend allows:
+
+    STATEFUL    (TensorFlow) `ops.cond` on finiteness, assigns in the taken
+                branch only.
+    FUNCTIONAL  (JAX, tf.distribute replicas) one select per weight,
+                `where(finite, a + c (w - a), a)`, fused by XLA into one pass.
+    IN_PLACE    (PyTorch) one fused `_foreach_lerp_` over all weights.
+
+An update whose weights are not all finite is left out and counted in
+`num_skipped`, so a NaN never poisons the average.
+
+Swapping the average into the model (for validation, `evaluate`, `predict`)
+and back happens on the device: the raw weights are kept as device tensors
+(JAX arrays are immutable, so there they are not even copied), and on
+TensorFlow both directions run as one `tf.function` each. Only copies move,
+so swapping in and back out is exact, bit for bit.
+"""
+
+import numpy as np
+from keras import ops
+
+from keras_trainopt._internal import backend
+from keras_trainopt._internal import optimizers
+from keras_trainopt.averaging import formulas
+
+
+class InStepAverage:
+    """One running average of a model's trainable weights.
+
+    Its variables are made now, the average starting at the current weights;
+    the caller attaches them to the optimizer (`variables`) for each `fit`.
+
+    Args:
+        model: a compiled model whose optimizer is built.
+        name: the prefix of the variables' names in the optimizer.
+        coefficient: called inside the step with the number of terms
+            averaged so far (a tensor); returns `c` for the next term.
+    """
+
+    def __init__(self, model, name, coefficient):
+        self.model = model
+        self.sources = list(model.trainable_variables)
+        self.average = [
+            optimizers.add_state_variable(
+                model, v, name=f"{name}_{v.path.replace('/', '_')}"
+            )
+            for v in self.sources
+        ]
+        for average, source in zip(self.average, self.sources):
+            average.assign(ops.copy(source.value))  # JAX: a buffer of its own
+        self.num_averaged = optimizers.add_state_variable(
+            model, name=f"{name}_num_averaged"
+        )
+        self.num_skipped = optimizers.add_state_variable(
+            model, name=f"{name}_num_skipped"
+        )
+        self.coefficient = coefficient
+        self._saved = None  # the raw weights (device tensors) while swapped
+        self._tf_swap = None  # TensorFlow: the two swap functions
+
+    @property
+    def variables(self):
+        """What the in-step update writes, in the optimizer's order."""
+        return [*self.average, self.num_averaged, self.num_skipped]
+
+    # -- inside the train step ------------------------------------------------
+
+    def update(self, due=None):
+        """Adds the weights to the average where `due` (`None`: always).
+
+        Inside the step, or eagerly between steps (after `sync_state`).
+        """
+        _UPDATES[backend.step_kind()](self, due)
+
+    # -- between steps --------------------------------------------------------
+
+    def counts(self):
+        """`(num_averaged, num_skipped)` as Python ints."""
+        return _to_int(self.num_averaged), _to_int(self.num_skipped)
+
+    def average_arrays(self):
+        """The average as NumPy arrays aligned with `sources`."""
+        return [_to_numpy(a.value) for a in self.average]
+
+    def load(self, average, num_averaged, num_skipped):
+        """Sets the average and its counts from host values, checked."""
+        if len(average) != len(self.average):
+            raise ValueError(
+                f"The state holds {len(average)} averaged arrays but "
+                f"the model has {len(self.average)} trainable weights."
+            )
+        for variable, value in zip(self.average, average):
+            if tuple(np.shape(value)) != tuple(variable.shape):
+                raise ValueError(
+                    f"The averaged array for {variable.name} has shape "
+                    f"{np.shape(value)}; the weight has shape {variable.shape}."
+                )
+            variable.assign(value)
+        self.num_averaged.assign(int(num_averaged))
+        self.num_skipped.assign(int(num_skipped))
+
+    def put_in(self):
+        """Overwrites the model's trainable weights with the average."""
+        for source, average in zip(self.sources, self.average):
+            source.assign(ops.copy(average.value))
+
+    @property
+    def swapped_in(self):
+        """Whether the model holds the average in place of its raw weights."""
+        return self._saved is not None
+
+    def swap_in(self):
+        """Puts the average in the model, keeping the raw weights on device."""
+        if self._saved is not None:
+            return
+        if backend.is_tensorflow():
+            self._saved = self._tf_functions()[0]()
+        else:
+            # JAX arrays are immutable: holding the value keeps it. PyTorch
+            # assigns in place, so the raw weights need a copy, and the
+            # average none.
+            self._saved = [
+                ops.copy(s.value) if backend.is_torch() else s.value
+                for s in self.sources
+            ]
+            for source, average in zip(self.sources, self.average):
+                source.assign(
+                    average.value if backend.is_torch()
+                    else ops.copy(average.value)  # JAX: a buffer of its own
+                )
+
+    def swap_out(self):
+        """Puts the raw weights back, bit for bit."""
+        if self._saved is None:
+            return
+        if backend.is_tensorflow():
+            self._tf_functions()[1](self._saved)
+        else:
+            for source, raw in zip(self.sources, self._saved):
+                source.assign(raw)
+        self._saved = None
+
+    def raw_arrays(self):
+        """The raw weights as NumPy arrays aligned with `sources`."""
+        if self._saved is not None:
+            return [_to_numpy(raw) for raw in self._saved]
+        return [_to_numpy(s.value) for s in self.sources]
+
+    def _tf_functions(self):
+        """TensorFlow: swap in and back out, each as one `tf.function`.
+
+        One call per direction instead of an eager op per weight, as Keras'
+        `SwapEMAWeights` does on TensorFlow.
+        """
+        if self._tf_swap is None:
+            import tensorflow as tf
+
+            sources, averages = self.sources, self.average
+
+            @tf.function(autograph=False)
+            def swap_in():
+                raw = [tf.identity(s.value) for s in sources]
+                with tf.control_dependencies(raw):
+                    for source, average in zip(sources, averages):
+                        source.assign(average.value)
+                return raw
+
+            @tf.function(autograph=False)
+            def swap_out(raw):
+                for source, value in zip(sources, raw):
+                    source.assign(value)
+
+            self._tf_swap = (swap_in, swap_out)
+        return self._tf_swap
+
+
+# -- the three update paths ----------------------------------------------------
+
+
+def _update_stateful(state, due):
+    """TensorFlow: assigns inside the taken branch only."""
+
+    def update():
+        weights = [w.value for w in state.sources]
+
+        def average():
+            c = state.coefficient(state.num_averaged)
+            for a, w in zip(state.average, weights):
+                a.assign(
+                    formulas.average_update(a.value, w, ops.cast(c, a.dtype))
+                )
+            state.num_averaged.assign_add(1)
+            return ops.convert_to_tensor(True)
+
+        def skip():
+            state.num_skipped.assign_add(1)
+            return ops.convert_to_tensor(False)
+
+        return ops.cond(formulas.all_finite(weights, xp=ops), average, skip)
+
+    if due is None:
+        update()
+    else:
+        ops.cond(due, update, lambda: ops.convert_to_tensor(False))
+
+
+def _update_in_place(state, due):
+    """PyTorch: one fused in-place pass over the weights (`torch_ops`).
+
+    Keras' eager PyTorch ops would launch four kernels per weight here, each
+    with a temporary. `lerp_` is `formulas.average_update` as one kernel.
+    """
+    torch_ops = backend.torch_ops()
+    if due is not None and not bool(ops.convert_to_numpy(due)):
+        return
+    weights = [w.value for w in state.sources]
+    if torch_ops.all_finite(weights):
+        c = ops.convert_to_numpy(state.coefficient(state.num_averaged))
+        torch_ops.lerp_([a.value for a in state.average], weights, c)
+        state.num_averaged.assign_add(1)
+    else:
+        state.num_skipped.assign_add(1)
+
+
+def _update_functional(state, due):
+    """JAX and tf.distribute replicas: new values, assigned after (under JAX,
+    the assignment is recorded).
+
+    A due update is one select per weight, `where(finite, a + c (w - a), a)`,
+    not a branch on `finite`: XLA fuses it into one pass that reads the
+    weights and averages and writes the averages, as Keras' own `use_ema`
+    does, where a branch would first write the differences `w - a` out as
+    its operands.
+    """
+    variables = state.variables
+
+    def unchanged():
+        return [v.value for v in variables]
+
+    def update():
+        weights = [w.value for w in state.sources]
+        finite = formulas.all_finite(weights, xp=ops)
+        n, skipped = state.num_averaged.value, state.num_skipped.value
+        c = state.coefficient(n)
+        averages = [
+            ops.where(
+                finite,
+                formulas.average_update(a.value, w, ops.cast(c, a.dtype)),
+                a.value,
+            )
+            for a, w in zip(state.average, weights)
+        ]
+        return averages + [
+            n + ops.cast(finite, n.dtype),
+            skipped + ops.cast(ops.logical_not(finite), skipped.dtype),
+        ]
+
+    values = update() if due is None else ops.cond(due, update, unchanged)
+    for variable, value in zip(variables, values):
+        variable.assign(value)
+
+
+_UPDATES = {
+    backend.STATEFUL: _update_stateful,
+    backend.IN_PLACE: _update_in_place,
+    backend.FUNCTIONAL: _update_functional,
+}
+
+
+def _to_numpy(tensor):
+    return np.array(ops.convert_to_numpy(tensor))
+
+
+def _to_int(variable):
+    return int(ops.convert_to_numpy(variable.value))
