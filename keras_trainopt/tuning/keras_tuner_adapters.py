@@ -53,12 +53,19 @@ class SpaceHyperModel(keras_tuner.HyperModel):
     Args:
         build_model: `build_model(config) -> compiled keras.Model`.
         space: the `SearchSpace` to sample.
+        markers: `{name: value}` declared as fixed hyperparameters before
+            the knobs (a distributed search's stage markers); `None` for none.
     """
 
-    def __init__(self, build_model, space):
+    def __init__(self, build_model, space, markers=None):
         super().__init__()
         self.build_model = build_model
         self.space = space
+        self.markers = dict(markers or {})
+
+    def declare_hyperparameters(self, hp):
+        for name, value in self.markers.items():
+            hp.Fixed(name, value)
 
     def build(self, hp):
         return self.build_model(HyperparameterConfig(self.space.declare(hp)))

@@ -41,6 +41,13 @@ class SearchResult:
         fine_space: the `SearchSpace` of the fine stage (`None` if skipped).
         directory: where keras-tuner keeps its trials and checkpoints.
         tuners: `{stage: keras_tuner.RandomSearch}`, for anything more.
+        log_dir: the folder the HParams records went to: `log_dir` itself,
+            or `<log_dir>/search-<n>` when `log_dir` held another search
+            (`None` without `log_dir`).
+        role: `None` for a search in one process; in keras-tuner's
+            distributed mode "chief" (its `trials` are every worker's) or
+            "worker" (its `trials` are only those it trained, and `best` the
+            best of them, `None` if none).
 
     Reference: CS231n, "Neural Networks Part 3: Learning and Evaluation"
     (hyperparameter optimization: coarse to fine, beware of best values
@@ -57,6 +64,8 @@ class SearchResult:
     fine_space: SearchSpace = None
     directory: str = None
     tuners: dict = dataclasses.field(default_factory=dict, repr=False)
+    log_dir: str = None
+    role: str = None
 
     def ranked(self):
         """The trials, best first; diverged and failed trials last."""
