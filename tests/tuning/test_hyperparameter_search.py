@@ -146,6 +146,8 @@ def test_a_second_call_in_the_same_directory_resumes_without_training(search):
     assert runs_after == 4  # no trial ran again
     assert resumed.trials == result.trials
     assert resumed.best_score == result.best_score
+    # a resume writes its records where the search it continues did
+    assert resumed.log_dir == result.log_dir
 
 
 def test_hparams_records_read_back_with_tensorboards_reader(search):
@@ -289,3 +291,37 @@ def test_a_bad_search_space_dict_is_refused_naming_search_space():
                                          r"knob `bogus`.*Received: bogus=1"):
         search_hyperparameters(build_model, x, x[:, 0], validation_data=(x, x[:, 0]),
                                search_space={"bogus": 1})
+
+
+def test_a_second_search_into_the_same_log_dir_gets_its_own_folder(tmp_path):
+    x, y, validation_data = digits()
+    log_dir = str(tmp_path / "logs")
+    kwargs = dict(validation_data=validation_data, max_trials=1, epochs=1,
+                  coarse_fraction=1.0, log_dir=log_dir, verbose=0,
+                  search_space={"learning_rate": (1e-2, 1e-1),
+                                "schedule": "step"})
+    first = search_hyperparameters(build_model, x, y, seed=1,
+                                   directory=str(tmp_path / "kt1"), **kwargs)
+    with pytest.warns(UserWarning, match=r"already holds another search's "
+                      r"HParams records; this search writes to .*search-2"):
+        second = search_hyperparameters(build_model, x, y, seed=2,
+                                        directory=str(tmp_path / "kt2"),
+                                        **kwargs)
+    assert first.log_dir == log_dir
+    assert second.log_dir == os.path.join(log_dir, "search-2")
+    assert tb.runs(log_dir) == ["coarse-0", "search-2"]
+    assert tb.runs(second.log_dir) == ["coarse-0"]
+    for result in (first, second):  # each session holds its own search only
+        run = os.path.join(result.log_dir, "coarse-0")
+        content = tb.load(run).PluginTagToContent("hparams")
+        info = hparams_metadata.parse_session_start_info_plugin_data(
+            content["_hparams_/session_start_info"])
+        assert info.hparams["learning_rate"].number_value == pytest.approx(
+            result.trials[0]["learning_rate"])
+        assert [v for _, v in tb.scalars(run, "score")] == pytest.approx(
+            [result.trials[0]["score"]])
+    # keras-tuner's `overwrite` keeps its meaning: the first directory
+    # starts afresh, and its records go to a folder of their own too
+    third = search_hyperparameters(build_model, x, y, seed=3, overwrite=True,
+                                   directory=str(tmp_path / "kt1"), **kwargs)
+    assert third.log_dir == os.path.join(log_dir, "search-3")
