@@ -285,14 +285,38 @@ def _new_tuner(stage, index, trials, space, *, build_model, seed,
     return SeededTuner(
         hypermodel=SpaceHyperModel(build_model, space, markers),
         max_trials=trials,
-        # keras-tuner reads a seed of 0 as "no seed": keep it positive
-        seed=None if seed is None else 1 + 2 * seed + index,
+        seed=None if seed is None else oracle_seed(seed, index),
         project_name=stage,
         max_consecutive_failed_trials=trials,
         stage=stage,
         trial_seed=None if seed is None else seed * 1000 + index * 100,
         **kwargs,
     )
+
+
+# keras-tuner's RandomSearch draws hyperparameter k of a search from
+# `random.Random(seed + k)`: two searches whose seeds differ by less than the
+# number of values they draw walk the same sequence, shifted, and share most
+# of their trials. Seeds this far apart never overlap (a search draws a few
+# values per trial).
+_SEED_SPACING = 10 ** 6
+
+
+def oracle_seed(seed, index):
+    """The keras-tuner oracle seed of stage `index` of a search with `seed`.
+
+    Why: keras-tuner's `RandomSearch` seeds the k-th value it draws with
+    `seed + k`, so nearby seeds (1 + 2 * seed + index, as before) sampled
+    the same trials a few values apart: searches with seeds 1 and 2 had
+    identical coarse trials. Here every (seed, stage) starts its own stretch
+    of a million values. keras-tuner reads 0 as "no seed": the result is
+    never 0.
+
+    >>> from keras_trainopt.tuning.hyperparameter_search import oracle_seed
+    >>> oracle_seed(0, 0), oracle_seed(0, 1), oracle_seed(1, 0)
+    (1, 1000001, 2000001)
+    """
+    return 1 + (2 * seed + index) * _SEED_SPACING
 
 
 class _Stages:

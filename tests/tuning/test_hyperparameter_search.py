@@ -271,6 +271,32 @@ def test_the_same_seed_samples_the_same_trials_even_seed_zero(tmp_path):
     assert sampled(0, "a") == sampled(0, "b") != sampled(1, "c")
 
 
+def test_searches_with_nearby_seeds_share_no_trial(tmp_path):
+    # keras-tuner's own oracle, asked for trials without training: with the
+    # old seeds (1 + 2 * seed + stage) seeds 1 and 2 drew the same trials
+    import functools
+
+    from keras_trainopt.tuning import hyperparameter_search as hs
+
+    def drawn(seed):
+        new_tuner = functools.partial(
+            hs._new_tuner, build_model=build_model, seed=seed,
+            objective="val_accuracy", directory=str(tmp_path / str(seed)),
+            overwrite=True, on_trial_end=None)
+        oracle = new_tuner("coarse", 0, 30, SearchSpace(10)).oracle
+        rates = []
+        for _ in range(30):
+            trial = oracle.create_trial("t")
+            rates.append(trial.hyperparameters.values["learning_rate"])
+            oracle.update_trial(trial.trial_id, {"val_accuracy": 0.5})
+            trial.status = "COMPLETED"
+            oracle.end_trial(trial)
+        return rates
+
+    one, two = drawn(1), drawn(2)
+    assert len(set(one)) == 30 and not set(one) & set(two)
+
+
 def test_search_space_instance_is_used_as_given(tmp_path):
     x, y, validation_data = digits()
     space = SearchSpace(epochs=1, learning_rate=(0.05, 0.5),
