@@ -96,7 +96,11 @@ def search_hyperparameters(
     (2, True)
 
     Then train the winner for real: `model = build_model(result.best)`,
-    `model.fit(..., callbacks=result.best.callbacks())`.
+    `model.fit(..., callbacks=result.best.callbacks())`: with the same
+    data, `epochs` and `batch_size` this is the winning trial's training
+    (after `keras.utils.set_random_seed(result.best_trial["seed"])`, the
+    very same run), and with another seed it scores within the trials'
+    seed-to-seed spread (docs/search.md).
 
     Args:
         build_model: `build_model(config) -> compiled keras.Model`, with
@@ -128,7 +132,10 @@ def search_hyperparameters(
         directory: keras-tuner's folder (default: a new temporary one). A
             search with the same `directory` resumes where it stopped.
         overwrite: start afresh in `directory` instead of resuming.
-        seed: seeds the sampling and each trial's initial weights.
+        seed: seeds the sampling and each trial: trial `i` of stage `s`
+            runs `keras.utils.set_random_seed(...)` with its row's `seed`
+            (initial weights, dropout, batch order), so a trial can be
+            trained again exactly.
         verbose: 0 silent, 1 one line per trial and the summary.
 
     Returns:
@@ -250,6 +257,7 @@ def search_hyperparameters(
         tuners=tuners,
         log_dir=log.log_dir,
         role=role,
+        best_trial=best,
     )
     if verbose and best is not None:
         io_utils.print_msg(f"\nBest {objective_name}: "
@@ -379,7 +387,8 @@ class _Stages:
             # Rows come from the oracle, so a resumed search lists every
             # trial, and the chief every worker's.
             trials_done = finished_trials(tuner.oracle)
-            stage_rows = [trial_row(stage, trial, stage_space)
+            stage_rows = [trial_row(stage, trial, stage_space,
+                                    tuner.seed_of(trial.trial_id))
                           for trial in trials_done]
             if self.role == "chief":
                 self.metrics = _metric_names(trials_done, self.metrics)

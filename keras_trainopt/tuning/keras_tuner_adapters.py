@@ -28,19 +28,22 @@ def finished_trials(oracle):
     )
 
 
-def trial_row(stage, trial, space):
-    """One line of the trials table: stage, id, score, status and knobs.
+def trial_row(stage, trial, space, seed=None):
+    """One line of the trials table: stage, id, score, status, seed, knobs.
 
     Args:
         stage: "coarse" or "fine".
         trial: a finished keras-tuner `Trial`.
         space: the `SearchSpace` the trial was sampled from.
+        seed: the seed the trial ran with (`keras.utils.set_random_seed`),
+            or `None` when unseeded.
     """
     values = space.values(trial.hyperparameters.values)
     status = divergence.status(trial)
     row = {"stage": stage, "trial": trial.trial_id,
            "score": None if trial.score is None else float(trial.score),
-           "best_epoch": trial.best_step, "status": status, **values}
+           "best_epoch": trial.best_step, "status": status, "seed": seed,
+           **values}
     if status == "failed":
         lines = (trial.message or "").strip().splitlines()
         row["message"] = lines[-1] if lines else ""
@@ -97,11 +100,16 @@ class SeededTuner(keras_tuner.RandomSearch):
         self._on_trial_end = on_trial_end
         self._histories = {}
 
+    def seed_of(self, trial_id):
+        """The seed trial `trial_id` runs with, or `None` when unseeded."""
+        if self._trial_seed is None:
+            return None
+        return self._trial_seed + int(trial_id)
+
     def run_trial(self, trial, *args, **kwargs):
-        if self._trial_seed is not None:
-            keras.utils.set_random_seed(
-                self._trial_seed + int(trial.trial_id)
-            )
+        seed = self.seed_of(trial.trial_id)
+        if seed is not None:
+            keras.utils.set_random_seed(seed)
         histories = super().run_trial(trial, *args, **kwargs)
         for history in histories:
             # Kept by the oracle (and so across a resume) as a trial metric.
@@ -112,5 +120,5 @@ class SeededTuner(keras_tuner.RandomSearch):
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
         row = trial_row(self._stage, self.oracle.get_trial(trial.trial_id),
-                        self.hypermodel.space)
+                        self.hypermodel.space, self.seed_of(trial.trial_id))
         self._on_trial_end(row, self._histories.pop(trial.trial_id, {}))
