@@ -15,6 +15,29 @@ from keras_trainopt.tuning import divergence
 from keras_trainopt.tuning.hyperparameter_config import HyperparameterConfig
 
 
+# A trial metric: the objective at the trial's last epoch (a constant series,
+# so that keras-tuner, which keeps each metric's value at the best epoch,
+# keeps it, also across a resume).
+FINAL = "final_objective"
+
+
+def record_final(history, objective):
+    """Adds the `FINAL` series: the objective's value at the last epoch.
+
+    Why: a trial is scored by its best epoch, while training the winner
+    again and reading its last epoch gives the last epoch's value; a winner
+    whose last epoch fell far below its best does not reproduce its score.
+
+    Args:
+        history: a `keras.callbacks.History` of one trial's fit, after
+            `divergence.record_divergence`.
+        objective: a `keras_tuner.Objective`.
+    """
+    values = history.history.get(objective.name) or []
+    if values:
+        history.history[FINAL] = [float(values[-1])] * len(values)
+
+
 def finished_trials(oracle):
     """The oracle's finished trials in the order they ran.
 
@@ -43,6 +66,8 @@ def trial_row(stage, trial, space, seed=None):
     row = {"stage": stage, "trial": trial.trial_id,
            "score": None if trial.score is None else float(trial.score),
            "best_epoch": trial.best_step, "status": status, "seed": seed,
+           "final_score": (float(trial.metrics.get_last_value(FINAL))
+                           if trial.metrics.exists(FINAL) else None),
            **values}
     if status == "failed":
         lines = (trial.message or "").strip().splitlines()
@@ -114,6 +139,7 @@ class SeededTuner(keras_tuner.RandomSearch):
         for history in histories:
             # Kept by the oracle (and so across a resume) as a trial metric.
             divergence.record_divergence(history, self.oracle.objective)
+            record_final(history, self.oracle.objective)
         self._histories[trial.trial_id] = histories[-1].history
         return histories
 

@@ -19,6 +19,10 @@ from keras_trainopt.tuning.search_space import knob_table
 
 STAGES = ("coarse", "fine")
 
+# Trial metrics that are bookkeeping, not curves: not written as sessions'
+# metrics.
+SKIPPED = (divergence.DIVERGED, "final_objective")
+
 # The file that marks a folder as one search's HParams records, with the
 # keras-tuner `directory` of that search (so that a resume finds its folder).
 MARKER = "keras_trainopt_search.json"
@@ -129,7 +133,7 @@ class SearchLog:
         values = {k: row[k] for k in ("stage", *knob_table(), "schedule")}
         written = hparams.write_session(
             self.log_dir, f"{row['stage']}-{row['trial']}", values, history,
-            score=row["score"], skip=(divergence.DIVERGED,),
+            score=row["score"], skip=SKIPPED,
         )
         self.metrics += [tag for tag in written if tag not in self.metrics]
 
@@ -147,5 +151,5 @@ class SearchLog:
         domains = hparams.domains(choices={"stage": STAGES})
         domains.update(space.hparams_domains())
         metrics = self.metrics if metrics is None else [
-            tag for tag in metrics if tag != divergence.DIVERGED]
+            tag for tag in metrics if tag not in SKIPPED]
         hparams.write_experiment(self.log_dir, domains, metrics)

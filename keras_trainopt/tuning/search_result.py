@@ -36,8 +36,10 @@ class SearchResult:
         trials: one dict per trial in the order run: `stage`, `trial`,
             `score`, `best_epoch`, `status` ("completed", "diverged" or
             "failed"), `seed` (what it ran `keras.utils.set_random_seed`
-            with; `None` unseeded) and every knob's value.
-        warnings: sentences about best values at the edge of their range.
+            with; `None` unseeded), `final_score` (the objective at its last
+            epoch) and every knob's value.
+        warnings: sentences about best values at the edge of their range,
+            and about a best trial whose last epoch fell far below its best.
         space: the `SearchSpace` of the coarse stage.
         fine_space: the `SearchSpace` of the fine stage (`None` if skipped).
         directory: where keras-tuner keeps its trials and checkpoints.

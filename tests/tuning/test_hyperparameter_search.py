@@ -351,3 +351,29 @@ def test_a_second_search_into_the_same_log_dir_gets_its_own_folder(tmp_path):
     third = search_hyperparameters(build_model, x, y, seed=3, overwrite=True,
                                    directory=str(tmp_path / "kt1"), **kwargs)
     assert third.log_dir == os.path.join(log_dir, "search-3")
+
+
+def test_each_trial_records_its_last_epochs_score(search):
+    result, runs, _, _, _ = search
+    for row, run in zip(result.trials, runs):  # what each fit really logged
+        assert row["final_score"] == pytest.approx(run["val_accuracy"][-1])
+        assert row["score"] == pytest.approx(max(run["val_accuracy"]))
+
+
+@pytest.mark.parametrize("direction, score, final, flagged", [
+    ("max", 0.973, 0.902, True),    # issue 22's case
+    ("max", 0.973, 0.960, False),   # within 2%
+    ("min", 0.20, 0.35, True),      # a loss that rose again
+    ("min", 0.20, 0.21, False),
+])
+def test_a_winner_whose_last_epoch_fell_is_flagged(direction, score, final,
+                                                   flagged):
+    from keras_trainopt.tuning.hyperparameter_search import _unsettled
+
+    row = {"stage": "fine", "trial": "3", "score": score, "best_epoch": 4,
+           "final_score": final}
+    sentences = _unsettled(row, "val_accuracy", direction)
+    assert bool(sentences) == flagged
+    if flagged:
+        assert f"{score:.4g} at its best epoch (4) but {final:.4g}" in (
+            sentences[0])
