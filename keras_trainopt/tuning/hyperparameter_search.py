@@ -129,8 +129,17 @@ def search_hyperparameters(
             deep-copyable, as keras-tuner copies them).
         log_dir: if set, TensorBoard HParams records: one run folder per
             trial (`<log_dir>/<stage>-<trial>`) with its values and metrics.
+            When `log_dir` already holds another search, this one writes to
+            the first free `<log_dir>/search-<n>` (with a `UserWarning`;
+            `SearchResult.log_dir` says where), so two searches never mix;
+            a resumed search writes where it did before.
         directory: keras-tuner's folder (default: a new temporary one). A
             search with the same `directory` resumes where it stopped.
+            Required in keras-tuner's distributed mode (`KERASTUNER_TUNER_ID`
+            set), where every process runs this same call: the chief serves
+            the coarse, then the fine oracle and returns every worker's
+            trials; the workers train (see `tuning.distributed` and
+            docs/search.md, "Scaling the search out").
         overwrite: start afresh in `directory` instead of resuming.
         seed: seeds the sampling and each trial: trial `i` of stage `s`
             runs `keras.utils.set_random_seed(...)` with its row's `seed`
