@@ -18,8 +18,9 @@ Which library computes what (read in their sources):
 - PyTorch Lightning, `lr_find(...).suggestion()`: the minimum of the
   gradient of the smoothed loss, skipping the first 10 points and the last
   one. Up to 2.5.2 the gradient is taken against the step index
-  (`np.gradient(losses)` in 1.x, `torch.gradient(losses)` from 2.1), which on
-  its exponential sweep is the gradient against log(rate) up to a constant:
+  (`np.gradient(losses)` in 1.x, `torch.gradient(losses)` after pull request
+  #17264), which on its exponential sweep is the gradient against log(rate)
+  up to a constant:
   `steepest` picks the same point except that it skips the first and last
   tenth of the curve. From 2.5.3 (pull request #21055) Lightning
   differentiates against the rate itself (`torch.gradient(losses,
