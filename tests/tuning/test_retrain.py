@@ -4,7 +4,11 @@
 epochs and batch size is the winning trial's training: seeded with the
 trial's seed it is the very same run (its curve equals the one keras-tuner
 recorded), and with other seeds it scores within the seed-to-seed spread.
-On two problems: the digits and 3 noisy spirals.
+On two problems: the digits and 4 overlapping Gaussian classes. (Spirals
+were tried too: at 6 epochs each seed leaves the plateau at its own time,
+and on the JAX backend the winner of 2 trials scored 0.91 against 0.82-0.85
+for 4 other seeds, the luck of the draw that docs/search.md describes; the
+exact-seed check passed there as well.)
 """
 
 import keras
@@ -20,17 +24,16 @@ def digits():
     return x[:600], y[:600], x_val[:300], y_val[:300], 64, 10
 
 
-def spirals(points=400, arms=3, seed=0):
+def blobs(points=300, classes=4, dims=8, seed=0):
+    """4 overlapping Gaussian classes in 8-D (about 10% Bayes error)."""
     rng = np.random.default_rng(seed)
-    r = np.sqrt(rng.uniform(0.05, 1.0, (arms, points)))
-    angle = 2 * np.pi * (r + np.arange(arms)[:, None] / arms) + rng.normal(
-        0.0, 0.2, r.shape)
-    x = np.stack([r * np.cos(angle), r * np.sin(angle)], -1).reshape(-1, 2)
-    y = np.repeat(np.arange(arms), points)
+    centres = rng.normal(0.0, 1.2, (classes, dims))
+    y = np.repeat(np.arange(classes), points)
+    x = (centres[y] + rng.normal(size=(len(y), dims))).astype("float32")
     order = rng.permutation(len(y))
-    x, y = (x[order] * 2).astype("float32"), y[order]
+    x, y = x[order], y[order]
     split = len(y) * 2 // 3
-    return x[:split], y[:split], x[split:], y[split:], 2, arms
+    return x[:split], y[:split], x[split:], y[split:], dims, classes
 
 
 def builder(inputs, classes):
@@ -48,7 +51,7 @@ def builder(inputs, classes):
     return build_model
 
 
-@pytest.mark.parametrize("problem", [digits, spirals])
+@pytest.mark.parametrize("problem", [digits, blobs])
 def test_retraining_the_winner_reproduces_its_trial(problem, tmp_path):
     x, y, x_val, y_val, inputs, classes = problem()
     build_model = builder(inputs, classes)
