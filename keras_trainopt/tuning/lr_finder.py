@@ -96,7 +96,7 @@ def find_learning_rate(
     lr_max=10.0,
     steps=100,
     *,
-    rule="steepest",
+    rule="minimum",
     smoothing=0.98,
     divergence_threshold=4.0,
     seed=None,
@@ -157,8 +157,14 @@ def find_learning_rate(
         lr_min, lr_max: the sweep's range, `0 < lr_min < lr_max`.
         steps: number of rates, hence training steps (int >= 2). Batches are
             drawn in a shuffled order, cycling through the data.
-        rule: "steepest" (default, Lightning), "minimum" (min / 10) or
-            "valley" (fastai).
+        rule: "minimum" (default: the rate of the lowest smoothed loss / 10,
+            as fastai's `minimum`), "steepest" (the steepest fall against
+            log(rate), as PyTorch Lightning's suggestion up to 2.5.2) or
+            "valley" (fastai's default). "minimum" is the default by
+            measurement: trained at each rule's suggestion, it gave the best
+            median accuracy on all three problems of
+            `benchmarks/range_test_rules.py` and reached the target soonest
+            on two (docs/search.md has the table).
         smoothing: the moving-average factor `beta` in [0, 1).
         divergence_threshold: stop when the smoothed loss exceeds this
             multiple of its minimum (> 1).
@@ -170,7 +176,10 @@ def find_learning_rate(
 
     Reference: L. N. Smith, "Cyclical Learning Rates for Training Neural
     Networks", 2015 (arXiv:1506.01186), section 3.3; the learning-rate
-    finders of fastai and PyTorch Lightning.
+    finders of fastai 2 (`fastai/callback/schedule.py`: `minimum`, `steep`,
+    `valley`) and PyTorch Lightning (`tuner/lr_finder.py`); which rule
+    matches which, and where they differ, is in
+    `keras_trainopt.tuning.suggestions`.
     """
     _check_model(model)
     batch_size = validation.check_int("batch_size", batch_size, low=1)

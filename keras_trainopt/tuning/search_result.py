@@ -35,12 +35,25 @@ class SearchResult:
         direction: "max" or "min".
         trials: one dict per trial in the order run: `stage`, `trial`,
             `score`, `best_epoch`, `status` ("completed", "diverged" or
-            "failed") and every knob's value.
-        warnings: sentences about best values at the edge of their range.
+            "failed"), `seed` (what it ran `keras.utils.set_random_seed`
+            with; `None` unseeded), `final_score` (the objective at its last
+            epoch) and every knob's value.
+        warnings: sentences about best values at the edge of their range,
+            and about a best trial whose last epoch fell far below its best.
         space: the `SearchSpace` of the coarse stage.
         fine_space: the `SearchSpace` of the fine stage (`None` if skipped).
         directory: where keras-tuner keeps its trials and checkpoints.
         tuners: `{stage: keras_tuner.RandomSearch}`, for anything more.
+        log_dir: the folder the HParams records went to: `log_dir` itself,
+            or `<log_dir>/search-<n>` when `log_dir` held another search
+            (`None` without `log_dir`).
+        best_trial: the row of `trials` that `best` comes from; its
+            "seed" retrains that very trial
+            (`keras.utils.set_random_seed(best_trial["seed"])`).
+        role: `None` for a search in one process; in keras-tuner's
+            distributed mode "chief" (its `trials` are every worker's) or
+            "worker" (its `trials` are only those it trained, and `best` the
+            best of them, `None` if none).
 
     Reference: CS231n, "Neural Networks Part 3: Learning and Evaluation"
     (hyperparameter optimization: coarse to fine, beware of best values
@@ -57,6 +70,9 @@ class SearchResult:
     fine_space: SearchSpace = None
     directory: str = None
     tuners: dict = dataclasses.field(default_factory=dict, repr=False)
+    log_dir: str = None
+    role: str = None
+    best_trial: dict = None
 
     def ranked(self):
         """The trials, best first; diverged and failed trials last."""

@@ -146,6 +146,8 @@ def test_a_second_call_in_the_same_directory_resumes_without_training(search):
     assert runs_after == 4  # no trial ran again
     assert resumed.trials == result.trials
     assert resumed.best_score == result.best_score
+    # a resume writes its records where the search it continues did
+    assert resumed.log_dir == result.log_dir
 
 
 def test_hparams_records_read_back_with_tensorboards_reader(search):
@@ -269,6 +271,32 @@ def test_the_same_seed_samples_the_same_trials_even_seed_zero(tmp_path):
     assert sampled(0, "a") == sampled(0, "b") != sampled(1, "c")
 
 
+def test_searches_with_nearby_seeds_share_no_trial(tmp_path):
+    # keras-tuner's own oracle, asked for trials without training: with the
+    # old seeds (1 + 2 * seed + stage) seeds 1 and 2 drew the same trials
+    import functools
+
+    from keras_trainopt.tuning import hyperparameter_search as hs
+
+    def drawn(seed):
+        new_tuner = functools.partial(
+            hs._new_tuner, build_model=build_model, seed=seed,
+            objective="val_accuracy", directory=str(tmp_path / str(seed)),
+            overwrite=True, on_trial_end=None)
+        oracle = new_tuner("coarse", 0, 30, SearchSpace(10)).oracle
+        rates = []
+        for _ in range(30):
+            trial = oracle.create_trial("t")
+            rates.append(trial.hyperparameters.values["learning_rate"])
+            oracle.update_trial(trial.trial_id, {"val_accuracy": 0.5})
+            trial.status = "COMPLETED"
+            oracle.end_trial(trial)
+        return rates
+
+    one, two = drawn(1), drawn(2)
+    assert len(set(one)) == 30 and not set(one) & set(two)
+
+
 def test_search_space_instance_is_used_as_given(tmp_path):
     x, y, validation_data = digits()
     space = SearchSpace(epochs=1, learning_rate=(0.05, 0.5),
@@ -289,3 +317,63 @@ def test_a_bad_search_space_dict_is_refused_naming_search_space():
                                          r"knob `bogus`.*Received: bogus=1"):
         search_hyperparameters(build_model, x, x[:, 0], validation_data=(x, x[:, 0]),
                                search_space={"bogus": 1})
+
+
+def test_a_second_search_into_the_same_log_dir_gets_its_own_folder(tmp_path):
+    x, y, validation_data = digits()
+    log_dir = str(tmp_path / "logs")
+    kwargs = dict(validation_data=validation_data, max_trials=1, epochs=1,
+                  coarse_fraction=1.0, log_dir=log_dir, verbose=0,
+                  search_space={"learning_rate": (1e-2, 1e-1),
+                                "schedule": "step"})
+    first = search_hyperparameters(build_model, x, y, seed=1,
+                                   directory=str(tmp_path / "kt1"), **kwargs)
+    with pytest.warns(UserWarning, match=r"already holds another search's "
+                      r"HParams records; this search writes to .*search-2"):
+        second = search_hyperparameters(build_model, x, y, seed=2,
+                                        directory=str(tmp_path / "kt2"),
+                                        **kwargs)
+    assert first.log_dir == log_dir
+    assert second.log_dir == os.path.join(log_dir, "search-2")
+    assert tb.runs(log_dir) == ["coarse-0", "search-2"]
+    assert tb.runs(second.log_dir) == ["coarse-0"]
+    for result in (first, second):  # each session holds its own search only
+        run = os.path.join(result.log_dir, "coarse-0")
+        content = tb.load(run).PluginTagToContent("hparams")
+        info = hparams_metadata.parse_session_start_info_plugin_data(
+            content["_hparams_/session_start_info"])
+        assert info.hparams["learning_rate"].number_value == pytest.approx(
+            result.trials[0]["learning_rate"])
+        assert [v for _, v in tb.scalars(run, "score")] == pytest.approx(
+            [result.trials[0]["score"]])
+    # keras-tuner's `overwrite` keeps its meaning: the first directory
+    # starts afresh, and its records go to a folder of their own too
+    third = search_hyperparameters(build_model, x, y, seed=3, overwrite=True,
+                                   directory=str(tmp_path / "kt1"), **kwargs)
+    assert third.log_dir == os.path.join(log_dir, "search-3")
+
+
+def test_each_trial_records_its_last_epochs_score(search):
+    result, runs, _, _, _ = search
+    for row, run in zip(result.trials, runs):  # what each fit really logged
+        assert row["final_score"] == pytest.approx(run["val_accuracy"][-1])
+        assert row["score"] == pytest.approx(max(run["val_accuracy"]))
+
+
+@pytest.mark.parametrize("direction, score, final, flagged", [
+    ("max", 0.973, 0.902, True),    # issue 22's case
+    ("max", 0.973, 0.960, False),   # within 2%
+    ("min", 0.20, 0.35, True),      # a loss that rose again
+    ("min", 0.20, 0.21, False),
+])
+def test_a_winner_whose_last_epoch_fell_is_flagged(direction, score, final,
+                                                   flagged):
+    from keras_trainopt.tuning.hyperparameter_search import _unsettled
+
+    row = {"stage": "fine", "trial": "3", "score": score, "best_epoch": 4,
+           "final_score": final}
+    sentences = _unsettled(row, "val_accuracy", direction)
+    assert bool(sentences) == flagged
+    if flagged:
+        assert f"{score:.4g} at its best epoch (4) but {final:.4g}" in (
+            sentences[0])

@@ -36,6 +36,18 @@ def test_suggestion_sits_below_the_divergence_bound_of_least_squares(rule):
     assert result.stopped_early  # the sweep went past the bound and stopped
 
 
+def test_the_default_rule_is_minimum_a_tenth_of_the_lowest_losss_rate():
+    # chosen by benchmarks/range_test_rules.py (docs/search.md)
+    x, y, _ = least_squares()
+    result = find_learning_rate(linear_model(), x, y, batch_size=512,
+                                lr_min=1e-5, lr_max=10.0, steps=100)
+    assert result.rule == "minimum"
+    rates = np.asarray(result.learning_rates)
+    smoothed = np.asarray(result.smoothed_losses)
+    assert result.suggestion == pytest.approx(
+        rates[np.nanargmin(smoothed)] / 10)
+
+
 def test_a_flat_curve_warns_that_the_suggestion_is_unreliable():
     # zero inputs, no bias: the gradient is 0 and the loss never moves
     x = np.zeros((64, 10), "float32")
