@@ -9,7 +9,6 @@ runs the two stages, applies each trial's decay schedule, and reports.
 """
 
 import functools
-import math
 import os
 import tempfile
 import warnings
@@ -22,13 +21,11 @@ from keras_trainopt._internal import validation
 from keras_trainopt.tuning import distributed
 from keras_trainopt.tuning import model_check
 from keras_trainopt.tuning import search_log
-from keras_trainopt.tuning.keras_tuner_adapters import SeededTuner
-from keras_trainopt.tuning.keras_tuner_adapters import SpaceHyperModel
-from keras_trainopt.tuning.keras_tuner_adapters import finished_trials
-from keras_trainopt.tuning.keras_tuner_adapters import trial_row
+from keras_trainopt.tuning import stages
 from keras_trainopt.tuning.search_log import SearchLog
 from keras_trainopt.tuning.search_result import SearchResult
 from keras_trainopt.tuning.search_result import row_config
+from keras_trainopt.tuning.search_result import unsettled_warnings
 from keras_trainopt.tuning.search_space import SearchSpace
 
 
@@ -215,7 +212,7 @@ def search_hyperparameters(
             "and the workers their checkpoints, and every process must name "
             "the same (shared) folder. Received: directory=None"
         )
-    plan = _plan(max_trials, coarse_fraction, coarse_epochs, epochs)
+    plan = stages.plan_stages(max_trials, coarse_fraction, coarse_epochs, epochs)
     directory = directory or tempfile.mkdtemp(prefix="keras_trainopt_search_")
     log_folder = None
     if log_dir is not None and role != "worker":
@@ -231,16 +228,16 @@ def search_hyperparameters(
     fit_kwargs = dict(validation_data=validation_data, batch_size=batch_size,
                       callbacks=list(callbacks or []), verbose=0)
     new_tuner = functools.partial(
-        _new_tuner, build_model=build_model, seed=seed, objective=objective,
+        stages.new_tuner, build_model=build_model, seed=seed, objective=objective,
         directory=directory, overwrite=overwrite and role != "worker",
         on_trial_end=log.trial_ended,
     )
-    stages = _Stages(plan, space, zoom, new_tuner, role, log, log_dir)
-    tuners, stage_spaces, rows, direction = stages.run((x, y), fit_kwargs)
+    runner = stages.Stages(plan, space, zoom, new_tuner, role, log, log_dir)
+    tuners, stage_spaces, rows, direction = runner.run((x, y), fit_kwargs)
 
     eligible = {stage for stage, _, stage_epochs in plan
                 if stage_epochs == epochs} or {"coarse"}
-    best = _best([row for row in rows if row["stage"] in eligible], direction)
+    best = stages.best_row([row for row in rows if row["stage"] in eligible], direction)
     if best is None and role != "worker":
         statuses = [row["status"] for row in rows]
         raise RuntimeError(
@@ -251,11 +248,11 @@ def search_hyperparameters(
             f"{directory!r}."
         )
     edge = [] if best is None else space.edge_warnings(best, edge_fraction)
-    edge += _unsettled(best, objective_name, direction)
+    edge += unsettled_warnings(best, objective_name, direction)
     if role != "worker":
         for sentence in edge:
             warnings.warn(sentence, UserWarning, stacklevel=2)
-        log.write_experiment(space, metrics=stages.metrics)
+        log.write_experiment(space, metrics=runner.metrics)
     result = SearchResult(
         best=None if best is None else row_config(best),
         best_score=None if best is None else best["score"],
@@ -280,161 +277,6 @@ def search_hyperparameters(
     return result
 
 
-def _plan(max_trials, coarse_fraction, coarse_epochs, epochs):
-    """`[(stage, trials, epochs per trial)]`: coarse, then fine if any left."""
-    coarse_trials = max(1, min(max_trials, round(max_trials * coarse_fraction)))
-    plan = [("coarse", coarse_trials, coarse_epochs)]
-    if max_trials > coarse_trials:
-        plan.append(("fine", max_trials - coarse_trials, epochs))
-    return plan
-
-
-def _new_tuner(stage, index, trials, space, *, build_model, seed,
-               markers=None, **kwargs):
-    """The keras-tuner search of stage number `index`, seeded from `seed`.
-
-    Args:
-        stage, index: the stage's name and its place in the plan.
-        trials: the stage's number of trials.
-        space: the `SearchSpace` the stage samples.
-        build_model, seed: as for `search_hyperparameters`.
-        markers: fixed hyperparameters of a distributed search's stage.
-        **kwargs: for `SeededTuner` (objective, directory, overwrite,
-            on_trial_end).
-    """
-    return SeededTuner(
-        hypermodel=SpaceHyperModel(build_model, space, markers),
-        max_trials=trials,
-        seed=None if seed is None else oracle_seed(seed, index),
-        project_name=stage,
-        max_consecutive_failed_trials=trials,
-        stage=stage,
-        trial_seed=None if seed is None else seed * 1000 + index * 100,
-        **kwargs,
-    )
-
-
-# keras-tuner's RandomSearch draws hyperparameter k of a search from
-# `random.Random(seed + k)`: two searches whose seeds differ by less than the
-# number of values they draw walk the same sequence, shifted, and share most
-# of their trials. Seeds this far apart never overlap (a search draws a few
-# values per trial).
-_SEED_SPACING = 10 ** 6
-
-
-def oracle_seed(seed, index):
-    """The keras-tuner oracle seed of stage `index` of a search with `seed`.
-
-    Why: keras-tuner's `RandomSearch` seeds the k-th value it draws with
-    `seed + k`, so nearby seeds (1 + 2 * seed + index, as before) sampled
-    the same trials a few values apart: searches with seeds 1 and 2 had
-    identical coarse trials. Here every (seed, stage) starts its own stretch
-    of a million values. keras-tuner reads 0 as "no seed": the result is
-    never 0.
-
-    >>> from keras_trainopt.tuning.hyperparameter_search import oracle_seed
-    >>> oracle_seed(0, 0), oracle_seed(0, 1), oracle_seed(1, 0)
-    (1, 1000001, 2000001)
-    """
-    return 1 + (2 * seed + index) * _SEED_SPACING
-
-
-class _Stages:
-    """Runs the stages of a plan, the fine one around the best coarse trial.
-
-    In one process (`role=None`) each stage's tuner searches. In
-    keras-tuner's distributed mode the chief serves each stage's oracle in
-    turn and the workers train (see `tuning.distributed`).
-
-    Args:
-        plan: `[(stage, trials, epochs per trial)]`.
-        space: the coarse `SearchSpace`.
-        zoom: as for `search_hyperparameters`.
-        new_tuner: `new_tuner(stage, index, trials, space, markers=...)`.
-        role: `None`, "chief" or "worker".
-        log: the `SearchLog` (a worker sets its folder from the chief's).
-        log_dir: the `log_dir` argument (a worker's folder is under it).
-    """
-
-    def __init__(self, plan, space, zoom, new_tuner, role, log, log_dir):
-        self.plan, self.space, self.zoom = plan, space, zoom
-        self.new_tuner, self.role, self.log = new_tuner, role, log
-        self.log_dir = log_dir
-        self.metrics = None  # the chief's: the oracles' metric names
-
-    def run(self, fit_args, fit_kwargs):
-        """Returns `(tuners, spaces, rows, direction)`: per stage its tuner
-        and space, the rows of all trials (a worker's: those it ran), and the
-        objective's direction. Stops after a stage without a usable score.
-        """
-        tuners, stage_spaces, rows, best, direction = {}, {}, [], None, None
-        for index, (stage, trials, stage_epochs) in enumerate(self.plan):
-            markers = None
-            if self.role == "worker":
-                markers = distributed.wait_for_stage(index)
-                self._worker_log_folder(markers)
-                if markers[distributed.STAGE] > index:
-                    continue  # came late: that stage is over
-                if stage == "fine":
-                    best = distributed.coarse_best(markers)
-            stage_space = (self.space if stage == "coarse"
-                           else self.space.narrow(best, self.zoom))
-            if self.role == "chief":
-                markers = distributed.markers(
-                    index, self._chief_log_folder(),
-                    None if stage == "coarse" else knob_values(best))
-            stage_spaces[stage] = stage_space
-            tuner = tuners[stage] = self.new_tuner(
-                stage, index, trials, stage_space, markers=markers)
-            direction = tuner.oracle.objective.direction
-            if self.role == "chief":
-                tuner.oracle.verbose = 0
-                tuner.save()
-                distributed.serve(tuner.oracle)
-            else:
-                tuner.search(*fit_args, epochs=stage_epochs, **fit_kwargs)
-            if self.role == "worker":
-                rows += [row for row in self.log.rows if row["stage"] == stage]
-                continue
-            # Rows come from the oracle, so a resumed search lists every
-            # trial, and the chief every worker's.
-            trials_done = finished_trials(tuner.oracle)
-            stage_rows = [trial_row(stage, trial, stage_space,
-                                    tuner.seed_of(trial.trial_id))
-                          for trial in trials_done]
-            if self.role == "chief":
-                self.metrics = _metric_names(trials_done, self.metrics)
-            rows += stage_rows
-            best = _best(stage_rows, direction)
-            if best is None:
-                break
-        return tuners, stage_spaces, rows, direction
-
-    def _chief_log_folder(self):
-        if self.log.log_dir is None:
-            return ""
-        return os.path.relpath(self.log.log_dir, self.log_dir)
-
-    def _worker_log_folder(self, markers):
-        folder = markers.get(distributed.LOG_FOLDER)
-        if self.log.log_dir is None and self.log_dir is not None and folder:
-            self.log.log_dir = os.path.normpath(
-                os.path.join(self.log_dir, folder))
-
-
-def _metric_names(trials, known):
-    """The metric names of `trials`, after those `known`, in order."""
-    names = list(known or [])
-    for trial in trials:
-        names += [name for name in trial.metrics.metrics if name not in names]
-    return names
-
-
-def knob_values(row):
-    """The configuration's knobs of a row (what narrowing needs), for JSON."""
-    return dict(row_config(row))
-
-
 def _make_space(search_space, epochs):
     """The `SearchSpace` of the `search_space` argument."""
     if search_space is None:
@@ -450,48 +292,3 @@ def _make_space(search_space, epochs):
         "`search_space` must be a SearchSpace, a dict of knob ranges or None. "
         f"Received: search_space={search_space!r}"
     )
-
-
-def _unsettled(best, objective_name, direction, tolerance=0.02):
-    """A sentence when the best trial's last epoch fell far below its best.
-
-    Why: trials are scored by their best epoch, and training the winner
-    again (`build_model(result.best)`, `fit` with `result.best.callbacks()`)
-    ends at its last epoch. A winner whose curve still swung at the end
-    (a rate near the edge of stability, too little decay) scores anywhere
-    between the two when trained again, and a later seed can land at the
-    low end. Returns `[]` or `[sentence]`.
-
-    Args:
-        best: the best row (or `None`).
-        objective_name, direction: the objective.
-        tolerance: the fall, relative to `|score|` (absolute below 1),
-            beyond which it is worth a warning.
-    """
-    if best is None or best.get("final_score") is None:
-        return []
-    score, final = best["score"], best["final_score"]
-    if not math.isfinite(final):
-        return []
-    fall = score - final if direction == "max" else final - score
-    if fall <= tolerance * max(1.0, abs(score)):
-        return []
-    return [
-        f"the best trial ({best['stage']} {best['trial']}) scored "
-        f"{objective_name}={score:.4g} at its best epoch ({best['best_epoch']})"
-        f" but {final:.4g} at its last: it had not settled, so training it "
-        "again and reading the last epoch can give anything in between; "
-        "compare the trials' last epochs (`final_score`), lower the "
-        "learning-rate range, or keep the best epoch's weights "
-        "(`result.best_model()`)"
-    ]
-
-
-def _best(rows, direction):
-    """The row with the best finite score, or `None` if no row has one."""
-    usable = [row for row in rows
-              if row["score"] is not None and math.isfinite(row["score"])]
-    if not usable:
-        return None
-    pick = max if direction == "max" else min
-    return pick(usable, key=lambda row: row["score"])

@@ -136,3 +136,38 @@ def format_value(value):
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def unsettled_warnings(best, objective_name, direction, tolerance=0.02):
+    """A sentence when the best trial's last epoch fell far below its best.
+
+    Why: trials are scored by their best epoch, and training the winner
+    again (`build_model(result.best)`, `fit` with `result.best.callbacks()`)
+    ends at its last epoch. A winner whose curve still swung at the end
+    (a rate near the edge of stability, too little decay) scores anywhere
+    between the two when trained again, and a later seed can land at the
+    low end. Returns `[]` or `[sentence]`.
+
+    Args:
+        best: the best row (or `None`).
+        objective_name, direction: the objective.
+        tolerance: the fall, relative to `|score|` (absolute below 1),
+            beyond which it is worth a warning.
+    """
+    if best is None or best.get("final_score") is None:
+        return []
+    score, final = best["score"], best["final_score"]
+    if not math.isfinite(final):
+        return []
+    fall = score - final if direction == "max" else final - score
+    if fall <= tolerance * max(1.0, abs(score)):
+        return []
+    return [
+        f"the best trial ({best['stage']} {best['trial']}) scored "
+        f"{objective_name}={score:.4g} at its best epoch ({best['best_epoch']})"
+        f" but {final:.4g} at its last: it had not settled, so training it "
+        "again and reading the last epoch can give anything in between; "
+        "compare the trials' last epochs (`final_score`), lower the "
+        "learning-rate range, or keep the best epoch's weights "
+        "(`result.best_model()`)"
+    ]

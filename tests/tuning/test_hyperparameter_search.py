@@ -276,11 +276,11 @@ def test_searches_with_nearby_seeds_share_no_trial(tmp_path):
     # old seeds (1 + 2 * seed + stage) seeds 1 and 2 drew the same trials
     import functools
 
-    from keras_trainopt.tuning import hyperparameter_search as hs
+    from keras_trainopt.tuning import stages
 
     def drawn(seed):
         new_tuner = functools.partial(
-            hs._new_tuner, build_model=build_model, seed=seed,
+            stages.new_tuner, build_model=build_model, seed=seed,
             objective="val_accuracy", directory=str(tmp_path / str(seed)),
             overwrite=True, on_trial_end=None)
         oracle = new_tuner("coarse", 0, 30, SearchSpace(10)).oracle
@@ -368,11 +368,11 @@ def test_each_trial_records_its_last_epochs_score(search):
 ])
 def test_a_winner_whose_last_epoch_fell_is_flagged(direction, score, final,
                                                    flagged):
-    from keras_trainopt.tuning.hyperparameter_search import _unsettled
+    from keras_trainopt.tuning.search_result import unsettled_warnings
 
     row = {"stage": "fine", "trial": "3", "score": score, "best_epoch": 4,
            "final_score": final}
-    sentences = _unsettled(row, "val_accuracy", direction)
+    sentences = unsettled_warnings(row, "val_accuracy", direction)
     assert bool(sentences) == flagged
     if flagged:
         assert f"{score:.4g} at its best epoch (4) but {final:.4g}" in (
