@@ -27,6 +27,14 @@ def activation_kind(layer):
     return _KINDS.get(getattr(function, "__name__", None))
 
 
+def _close_paths(name, paths):
+    """Paths whose last part is, or is close to, the last part of `name`."""
+    tail = name.split(layer_paths.SEP)[-1].lower()
+    tails = [path.split(layer_paths.SEP)[-1].lower() for path in paths]
+    close = set(difflib.get_close_matches(tail, tails, n=5)) | {tail}
+    return [path for path, end in zip(paths, tails) if end in close]
+
+
 class ActivationMonitor(callback_state.Restorable, keras.callbacks.Callback):
     """Per-layer activation statistics on a fixed probe batch.
 
@@ -236,8 +244,8 @@ class ActivationMonitor(callback_state.Restorable, keras.callbacks.Callback):
         if missing:
             names = sorted(every)
             if len(names) > 30:
-                close = sorted({match for name in missing for match in
-                                difflib.get_close_matches(name, names, n=5)})
+                close = sorted({match for name in missing
+                                for match in _close_paths(name, names)})
                 names = (f"{len(names)} layers, e.g. "
                          f"{close or names[:30]} (layers inside a sub-model "
                          "are named '<sub-model>/<layer>')")
