@@ -240,10 +240,17 @@ def test_layers_takes_nested_paths_and_all(tmp_path):
     assert sorted(every.stats) == sorted(expected)
 
 
-def test_a_keras_applications_backbone_is_probed_in_one_pass():
-    base = keras.applications.MobileNetV3Small(
+@pytest.fixture(scope="module")
+def mobilenet():
+    # built once: the first build on JAX takes a while
+    return keras.applications.MobileNetV3Small(
         input_shape=(32, 32, 3), include_top=False, weights=None,
         pooling="avg")
+
+
+def test_a_keras_applications_backbone_is_probed_in_one_pass(mobilenet):
+    base = mobilenet
+    base.trainable = False  # transfer learning, phase 1 (and a fast test)
     model = keras.Sequential([keras.Input((32, 32, 3)), base,
                               keras.layers.Dense(3, name="head")])
     x = rng.normal(size=(8, 32, 32, 3)).astype("float32")
@@ -286,16 +293,15 @@ def test_a_keras_applications_backbone_is_probed_in_one_pass():
         float(np.mean(np.all(reference <= 0, axis=(0, 1, 2)))))
 
 
-def test_unknown_nested_name_suggests_close_paths():
-    base = keras.applications.MobileNetV3Small(
-        input_shape=(32, 32, 3), include_top=False, weights=None)
+def test_unknown_nested_name_suggests_close_paths(mobilenet):
+    base = mobilenet
     model = keras.Sequential([keras.Input((32, 32, 3)), base])
     model.compile("sgd", "mse")
     x = np.zeros((2, 32, 32, 3), "float32")
     monitor = ActivationMonitor(x, layers=["Conv"], verbose=0)
     with pytest.raises(ValueError, match=r"no layer named \['Conv'\].*"
                        rf"{base.name}/conv.*'<sub-model>/<layer>'"):
-        model.fit(x, np.zeros((2, 1, 1, 576)), epochs=1, verbose=0,
+        model.fit(x, np.zeros((2, 576)), epochs=1, verbose=0,
                   callbacks=[monitor])
 
 
