@@ -230,9 +230,10 @@ class ActivationMonitor(callback_state.Restorable, keras.callbacks.Callback):
                 "a subclassed model, whose layers' outputs exist only inside "
                 "its own `call` (it has no graph of layer outputs). Build it "
                 "with keras.Input (Functional API) or Sequential (nested "
-                "backbones are probed inside), or pass `model=` a Sequential "
-                "or functional model it calls (e.g. its backbone), with `x` "
-                "that model's input."
+                "backbones are probed inside), or pass `model=` "
+                "(TrainingDoctor: `probe_model=`) a Sequential or functional "
+                "model it calls (e.g. its backbone), with `x` that model's "
+                "input."
             )
         every = dict(layer_paths.walk(model))
         if self.layers == "all":
