@@ -348,3 +348,18 @@ def test_model_argument_must_be_a_graph_model():
     with pytest.raises(TypeError, match=r"`model` must be .*Received: "
                        r"model=3"):
         ActivationMonitor(X, model=3)
+
+
+def test_frozen_then_unfrozen_backbone_across_two_fits():
+    model = _nested_model()
+    monitor = ActivationMonitor(X, verbose=0)
+    model.get_layer("block").trainable = False
+    fit(model, monitor)
+    frozen = model.get_layer("block").get_weights()
+    model.get_layer("block").trainable = True
+    model.compile(keras.optimizers.SGD(0.1), loss="mse")  # phase 2
+    model.fit(X, Y, epochs=1, verbose=0, callbacks=[monitor])
+    assert not np.allclose(frozen[0], model.get_layer("block").get_weights()[0])
+    expected = _numpy_forward(model, X.astype("float64"))  # trained weights
+    for name, stats in monitor.stats.items():
+        assert stats["mean"] == pytest.approx(expected[name].mean(), abs=1e-4)
