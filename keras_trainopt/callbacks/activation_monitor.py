@@ -127,7 +127,8 @@ class ActivationMonitor(callback_state.Restorable, keras.callbacks.Callback):
         self.every_epochs = validation.check_int(
             "every_epochs", every_epochs, low=1
         )
-        if layers is not None and layers != "all" and (
+        every_layer = isinstance(layers, str) and layers == "all"
+        if layers is not None and not every_layer and (
             not isinstance(layers, (list, tuple))
             or not all(isinstance(name, str) for name in layers)
         ):
@@ -140,9 +141,7 @@ class ActivationMonitor(callback_state.Restorable, keras.callbacks.Callback):
                 "`layers` must name at least one layer, or be None for all. "
                 "Received: layers=[]"
             )
-        self.layers = (
-            layers if layers is None or layers == "all" else list(layers)
-        )
+        self.layers = layers if layers is None or every_layer else list(layers)
         if model is not None and not layer_paths.is_graph_model(model):
             raise TypeError(
                 "`model` must be a Sequential or functional Keras model "

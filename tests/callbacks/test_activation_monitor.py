@@ -363,3 +363,20 @@ def test_frozen_then_unfrozen_backbone_across_two_fits():
     expected = _numpy_forward(model, X.astype("float64"))  # trained weights
     for name, stats in monitor.stats.items():
         assert stats["mean"] == pytest.approx(expected[name].mean(), abs=1e-4)
+
+
+def test_sequential_without_input_is_probed():
+    model = keras.Sequential([
+        keras.layers.Dense(6, activation="relu", name="hidden"),
+        keras.layers.Dense(1, name="out")])
+    monitor = fit(model, ActivationMonitor(X, verbose=0))
+    kernel, bias = model.get_layer("hidden").get_weights()
+    hidden = np.maximum(X @ kernel + bias, 0.0)
+    assert sorted(monitor.stats) == ["hidden", "out"]
+    assert monitor.stats["hidden"]["mean"] == pytest.approx(hidden.mean(),
+                                                            abs=1e-5)
+
+
+def test_layers_as_an_array_is_refused_by_name():
+    with pytest.raises(TypeError, match=r"`layers` must be a list"):
+        ActivationMonitor(X, layers=np.array(["hidden"]))
