@@ -117,6 +117,12 @@ def run_recording(model, inputs, wanted, record, prefix=""):
             for layer in children(model):
                 outputs = call(layer, outputs)
             return outputs
+    struct = getattr(graph, "_inputs_struct", None)
+    flat = keras.tree.flatten(inputs)
+    if (struct is not None and not isinstance(inputs, dict)
+            and len(flat) == len(keras.tree.flatten(struct))):
+        # e.g. one tensor for a `[input]` backbone: no structure warning
+        inputs = keras.tree.pack_sequence_as(struct, flat)
     inputs = graph._standardize_inputs(inputs)
     outputs = graph._run_through_graph(
         inputs, operation_fn=lambda op: functools.partial(call, op)
