@@ -6,6 +6,7 @@ import keras
 from keras.src.utils import io_utils  # print_msg: not in the public API
 
 from keras_trainopt._internal import callback_state
+from keras_trainopt._internal.layers import is_graph_model
 from keras_trainopt._internal import validation
 from keras_trainopt.callbacks.activation_monitor import ActivationMonitor
 from keras_trainopt.callbacks.loss_monitor import LossMonitor
@@ -97,6 +98,12 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
             "update_ratio": UpdateRatioLogger(log_dir, update_ratio_every,
                                               verbose=0),
         }
+        if probe_model is not None and not is_graph_model(probe_model):
+            raise TypeError(
+                "`probe_model` must be a Sequential or functional Keras model "
+                "(the one `x_probe` feeds), or None for the model being "
+                f"trained. Received: probe_model={probe_model!r}"
+            )
         if x_probe is not None:
             self.monitors["activations"] = ActivationMonitor(
                 x_probe, log_dir, verbose=0, model=probe_model

@@ -227,3 +227,9 @@ def test_a_subclassed_model_with_x_probe_fails_at_train_begin():
 def test_probe_model_needs_x_probe():
     with pytest.raises(ValueError, match=r"`probe_model`.*x_probe"):
         TrainingDoctor(probe_model=keras.Sequential([keras.Input((2,))]))
+
+
+def test_probe_model_is_checked_under_its_own_name():
+    with pytest.raises(TypeError, match=r"`probe_model` must be .*"
+                       r"Received: probe_model=3"):
+        TrainingDoctor(x_probe=np.ones((2, 2)), probe_model=3)
