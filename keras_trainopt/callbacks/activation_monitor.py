@@ -1,9 +1,12 @@
 """`ActivationMonitor`: per-layer activation statistics on a probe batch."""
 
+import difflib
+
 import keras
 from keras.src.utils import io_utils  # print_msg: not in the public API
 
 from keras_trainopt._internal import callback_state
+from keras_trainopt._internal import layers as layer_paths
 from keras_trainopt._internal import validation
 from keras_trainopt.diagnostics import activations
 from keras_trainopt.reporting import tags
@@ -24,6 +27,14 @@ def activation_kind(layer):
     return _KINDS.get(getattr(function, "__name__", None))
 
 
+def _close_paths(name, paths):
+    """Paths whose last part is, or is close to, the last part of `name`."""
+    tail = name.split(layer_paths.SEP)[-1].lower()
+    tails = [path.split(layer_paths.SEP)[-1].lower() for path in paths]
+    close = set(difflib.get_close_matches(tail, tails, n=5)) | {tail}
+    return [path for path, end in zip(paths, tails) if end in close]
+
+
 class ActivationMonitor(callback_state.Restorable, keras.callbacks.Callback):
     """Per-layer activation statistics on a fixed probe batch.
 
@@ -36,6 +47,24 @@ class ActivationMonitor(callback_state.Restorable, keras.callbacks.Callback):
     `dead_fraction` (ReLU-like layers: units that output zero for the whole
     probe batch). The last values are in `stats`, a dict per layer name; with
     `log_dir` they go to TensorBoard under `activations/<layer>/...`.
+
+    Nested models are probed inside: a `keras.applications` backbone or any
+    Sequential or functional sub-model is walked down, and its layers are
+    named by path, `"<sub-model>/<layer>"` (e.g. `"MobileNetV3Small/re_lu_3"`;
+    deeper nesting adds more parts). By default every top-level layer is
+    probed (a sub-model counts as one layer: its output), plus, inside
+    sub-models, the activation layers only (`Activation`, `ReLU`,
+    `LeakyReLU`, `PReLU`, `ELU`, `Softmax`, and layers with a fused
+    nonlinear `activation`): a backbone has hundreds of layers, and the
+    saturated and dead fractions are about the nonlinearities. `layers="all"`
+    probes every layer at every depth; `layers=[...]` takes paths. All the
+    probed layers come from one forward pass of the probe batch, in inference
+    mode, once every `every_epochs` epochs (never per step).
+
+    A subclassed model has no graph of layer outputs to read: it is refused
+    at train begin, unless `model=` names a Sequential or functional model
+    to probe instead (e.g. the functional backbone the subclassed model
+    calls; `x` is then that model's input).
 
     Example:
 
@@ -59,12 +88,17 @@ class ActivationMonitor(callback_state.Restorable, keras.callbacks.Callback):
         log_dir: TensorBoard folder (the run `monitors`); `None` writes
             nothing.
         every_epochs: probe every this many epochs (int >= 1).
-        layers: names of the layers to probe; `None` probes every layer.
+        layers: the layers to probe: a list of names, paths for layers
+            inside sub-models (`"backbone/conv_1"`); `None`, every top-level
+            layer and the activation layers inside sub-models; `"all"`, every
+            layer at every depth.
         saturation_tolerance: distance from an asymptote, as a fraction of
             the output range, that counts as saturated (in (0, 0.5)).
         warn_fraction: a saturated or dead fraction above this is reported
             when `verbose` (in (0, 1]).
         verbose: 1 prints a warning for each saturated or dead layer.
+        model: the Sequential or functional model to probe, `x` being its
+            input; `None` (default) probes the model being trained.
 
     Attributes:
         stats: `{layer: {"mean", "std", "histogram", "saturated_fraction",
@@ -85,6 +119,7 @@ class ActivationMonitor(callback_state.Restorable, keras.callbacks.Callback):
         saturation_tolerance=0.05,
         warn_fraction=0.5,
         verbose=1,
+        model=None,
     ):
         super().__init__()
         self.x = validation.check_inputs("x", x)
@@ -92,12 +127,13 @@ class ActivationMonitor(callback_state.Restorable, keras.callbacks.Callback):
         self.every_epochs = validation.check_int(
             "every_epochs", every_epochs, low=1
         )
-        if layers is not None and (
+        every_layer = isinstance(layers, str) and layers == "all"
+        if layers is not None and not every_layer and (
             not isinstance(layers, (list, tuple))
             or not all(isinstance(name, str) for name in layers)
         ):
             raise TypeError(
-                "`layers` must be a list of layer names or None. "
+                "`layers` must be a list of layer names, \"all\" or None. "
                 f"Received: layers={layers!r}"
             )
         if layers is not None and not layers:
@@ -105,7 +141,14 @@ class ActivationMonitor(callback_state.Restorable, keras.callbacks.Callback):
                 "`layers` must name at least one layer, or be None for all. "
                 "Received: layers=[]"
             )
-        self.layers = None if layers is None else list(layers)
+        self.layers = layers if layers is None or every_layer else list(layers)
+        if model is not None and not layer_paths.is_graph_model(model):
+            raise TypeError(
+                "`model` must be a Sequential or functional Keras model "
+                "(the one `x` feeds), or None for the model being trained. "
+                f"Received: model={model!r}"
+            )
+        self.probe_model = model
         self.saturation_tolerance = validation.check_real(
             "saturation_tolerance", saturation_tolerance, low=0.0, high=0.5,
             low_open=True, high_open=True,
@@ -130,15 +173,13 @@ class ActivationMonitor(callback_state.Restorable, keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         # The probe model is built once per model and reused by later fits.
-        if self._probe is None or self._probe_of is not self.model:
-            self._probed_layers = self._select_layers()
-            inputs = self.model.inputs
-            self._probe = keras.Model(
-                inputs[0] if len(inputs) == 1 else inputs,
-                [layer.output for layer in self._probed_layers],
-                name="activation_probe",
+        target = self.probe_model if self.probe_model is not None else self.model
+        if self._probe is None or self._probe_of is not target:
+            self._probed_layers = self._select_layers(target)
+            self._probe = layer_paths.RecordingModel(
+                target, [path for path, _ in self._probed_layers]
             )
-            self._probe_of = self.model
+            self._probe_of = target
         self._writer = tensorboard.open_run(self.log_dir, "monitors")
 
     def on_epoch_end(self, epoch, logs=None):
@@ -161,45 +202,58 @@ class ActivationMonitor(callback_state.Restorable, keras.callbacks.Callback):
         outputs = self._probe.predict_on_batch(self.x)
         if not isinstance(outputs, (list, tuple)):
             outputs = [outputs]
-        for layer, output in zip(self._probed_layers, outputs):
+        for (path, layer), output in zip(self._probed_layers, outputs):
             kind = activation_kind(layer)
-            stats = activations.activation_stats(
-                output, kind, self.saturation_tolerance
+            named = (
+                [(path, output)] if not isinstance(output, (list, tuple, dict))
+                else [(f"{path}/{i}", value) for i, value in
+                      enumerate(keras.tree.flatten(output))]
             )
-            self.stats[layer.name] = stats
-            self._write(layer.name, stats, step)
-            self._warn(layer.name, stats, step)
+            for name, value in named:
+                stats = activations.activation_stats(
+                    keras.ops.convert_to_numpy(value), kind,
+                    self.saturation_tolerance,
+                )
+                self.stats[name] = stats
+                self._write(name, stats, step)
+                self._warn(name, stats, step)
         if self._writer is not None:
             self._writer.flush()
         return self.stats
 
-    def _select_layers(self):
-        model = self.model
-        try:
-            inputs = model.inputs
-        except (AttributeError, ValueError):
-            inputs = None
-        if not inputs:
+    def _select_layers(self, model):
+        """`[(path, layer)]` to probe, checked against the model."""
+        if not layer_paths.is_graph_model(model):
             raise ValueError(
-                f"ActivationMonitor cannot probe {type(model).__name__}: it "
-                "needs a Sequential or Functional model whose layers' outputs "
-                "are defined (a subclassed model has none). Build the model "
-                "with keras.Input, or monitor a Functional sub-model."
+                f"ActivationMonitor cannot probe {type(model).__name__}: it is "
+                "a subclassed model, whose layers' outputs exist only inside "
+                "its own `call` (it has no graph of layer outputs). Build it "
+                "with keras.Input (Functional API) or Sequential (nested "
+                "backbones are probed inside), or pass `model=` "
+                "(TrainingDoctor: `probe_model=`) a Sequential or functional "
+                "model it calls (e.g. its backbone), with `x` that model's "
+                "input."
             )
-        candidates = [
-            layer for layer in model.layers
-            if not isinstance(layer, keras.layers.InputLayer)
-        ]
+        every = dict(layer_paths.walk(model))
+        if self.layers == "all":
+            return list(every.items())
         if self.layers is None:
-            return candidates
-        names = {layer.name: layer for layer in candidates}
-        missing = [name for name in self.layers if name not in names]
+            return [(path, every[path])
+                    for path in layer_paths.default_paths(model)]
+        missing = [name for name in self.layers if name not in every]
         if missing:
+            names = sorted(every)
+            if len(names) > 30:
+                close = sorted({match for name in missing
+                                for match in _close_paths(name, names)})
+                names = (f"{len(names)} layers, e.g. "
+                         f"{close or names[:30]} (layers inside a sub-model "
+                         "are named '<sub-model>/<layer>')")
             raise ValueError(
                 f"ActivationMonitor: `layers` lists no layer named {missing} "
-                f"in the model. Layers: {sorted(names)}"
+                f"in the model. Layers: {names}"
             )
-        return [names[name] for name in self.layers]
+        return [(name, every[name]) for name in self.layers]
 
     def _write(self, name, stats, step):
         if self._writer is None:

@@ -11,6 +11,11 @@ from keras_trainopt.reporting import tags
 from keras_trainopt.reporting import tensorboard
 
 
+def has_validation(logs):
+    """Whether the epoch logs hold validation results (`val_*` keys)."""
+    return any(key.startswith("val_") for key in logs)
+
+
 class OverfittingMonitor(callback_state.Restorable, keras.callbacks.Callback):
     """Tracks the gap between training and validation, and names the problem.
 
@@ -69,6 +74,13 @@ class OverfittingMonitor(callback_state.Restorable, keras.callbacks.Callback):
         restore_best_weights: at the end of training, put back the weights of
             the epoch with the best validation value.
         verbose: 1 prints the verdict and advice at the end of training.
+
+    Without validation data there is nothing to compare: `fit` then fails
+    at the end of the first epoch with an error that says so (Keras tells
+    callbacks whether `fit` has validation data only through the epoch logs,
+    so it cannot be known before). With `validation_freq` > 1 the first
+    epoch must be validated; the epochs without validation after that are
+    skipped. `TrainingDoctor` skips its gap check instead, and says so.
 
     Attributes:
         diagnosis: `"good_fit"`, `"overfitting"`, `"underfitting"`, or
@@ -141,6 +153,7 @@ class OverfittingMonitor(callback_state.Restorable, keras.callbacks.Callback):
         self._overfit_run = 0
         self._best_weights = None
         self._writer = None
+        self._validated = False
 
     def get_state(self):
         """The per-epoch gaps, verdict and best epoch, for a restart."""
@@ -165,9 +178,14 @@ class OverfittingMonitor(callback_state.Restorable, keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._writer = tensorboard.open_run(self.log_dir, "monitors")
+        self._validated = False
 
     def on_epoch_end(self, epoch, logs=None):
-        train, held_out = self._values(logs or {})
+        logs = {} if logs is None else logs
+        if self._validated and not has_validation(logs):
+            return  # validation_freq > 1: not this epoch
+        train, held_out = self._values(logs, epoch)
+        self._validated = True
         verdict = generalization.diagnose_fit(
             train, held_out,
             lower_better=self.lower_is_better,
@@ -219,7 +237,7 @@ class OverfittingMonitor(callback_state.Restorable, keras.callbacks.Callback):
                 f"\nOverfittingMonitor: {self.diagnosis}: {self.reason}."
             )
 
-    def _values(self, logs):
+    def _values(self, logs, epoch):
         key, val_key = self.metric, "val_" + self.metric
         if key not in logs:
             raise ValueError(
@@ -228,12 +246,17 @@ class OverfittingMonitor(callback_state.Restorable, keras.callbacks.Callback):
                 f"metric or pick one of the keys there: {sorted(logs)}"
             )
         if val_key not in logs:
-            if not any(k.startswith("val_") for k in logs):
+            if not has_validation(logs):
+                # Keras tells callbacks about validation data only through
+                # the epoch logs: this is the first moment it is known.
                 raise ValueError(
-                    "OverfittingMonitor needs validation data: pass "
+                    "OverfittingMonitor needs validation data: epoch "
+                    f"{epoch + 1} of `fit` ended without validation, so there "
+                    "is no train/validation gap to measure. Pass "
                     "`validation_data` or `validation_split` to `fit` (with "
-                    "the default validation_freq=1). Keys in the epoch logs: "
-                    f"{sorted(logs)}"
+                    "the default validation_freq=1), or drop this callback "
+                    "(TrainingDoctor skips the gap check without validation "
+                    f"data). Keys in the epoch logs: {sorted(logs)}"
                 )
             raise ValueError(
                 f"OverfittingMonitor found no {val_key!r} in the epoch logs. "

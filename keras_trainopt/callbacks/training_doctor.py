@@ -1,13 +1,17 @@
 """`TrainingDoctor`: the four monitors in one callback, and what to do."""
 
+import warnings
+
 import keras
 from keras.src.utils import io_utils  # print_msg: not in the public API
 
 from keras_trainopt._internal import callback_state
+from keras_trainopt._internal.layers import is_graph_model
 from keras_trainopt._internal import validation
 from keras_trainopt.callbacks.activation_monitor import ActivationMonitor
 from keras_trainopt.callbacks.loss_monitor import LossMonitor
 from keras_trainopt.callbacks.overfitting_monitor import OverfittingMonitor
+from keras_trainopt.callbacks.overfitting_monitor import has_validation
 from keras_trainopt.callbacks.update_ratio_logger import UpdateRatioLogger
 from keras_trainopt.diagnostics import advice as advice_rules
 from keras_trainopt.reporting import tags
@@ -27,6 +31,14 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
     loss diverged at step 120; try about 0.003". The advice is printed
     (`verbose`), written to TensorBoard's text plugin (`doctor/advice`) and
     kept in `advice` for reports.
+
+    Without validation data (no `validation_data` or `validation_split`) the
+    train/validation gap is not checked: a one-time warning says so at the
+    end of the first epoch, the other monitors go on, and the advice says
+    that the gap was not checked. With a nested backbone (e.g. a
+    `keras.applications` model inside the trained model), `x_probe` probes
+    its activation layers too, named `"<backbone>/<layer>"` (see
+    `ActivationMonitor`); a subclassed model needs `probe_model`.
 
     Example:
 
@@ -56,6 +68,9 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
         update_ratio_every: `UpdateRatioLogger` measures the update ratios
             every `update_ratio_every` updates.
         verbose: 1 prints the advice at train end.
+        probe_model: the Sequential or functional model `x_probe` feeds, for
+            `ActivationMonitor(model=...)`; `None` probes the trained model
+            (a subclassed one is refused at train begin).
 
     Attributes:
         advice: list of `keras_trainopt.diagnostics.Advice`, worst first.
@@ -68,7 +83,7 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
 
     def __init__(self, log_dir=None, x_probe=None, *, metric="accuracy",
                  overfitting_gap=0.1, every=10, update_ratio_every=100,
-                 verbose=1):
+                 verbose=1, probe_model=None):
         super().__init__()
         self.log_dir = validation.check_path("log_dir", log_dir, allow_none=True)
         # checked here: the monitors would name their own arguments
@@ -83,14 +98,29 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
             "update_ratio": UpdateRatioLogger(log_dir, update_ratio_every,
                                               verbose=0),
         }
+        if probe_model is not None and not is_graph_model(probe_model):
+            raise TypeError(
+                "`probe_model` must be a Sequential or functional Keras model "
+                "(the one `x_probe` feeds), or None for the model being "
+                f"trained. Received: probe_model={probe_model!r}"
+            )
         if x_probe is not None:
             self.monitors["activations"] = ActivationMonitor(
-                x_probe, log_dir, verbose=0
+                x_probe, log_dir, verbose=0, model=probe_model
+            )
+        elif probe_model is not None:
+            raise ValueError(
+                "`probe_model` is the model `x_probe` feeds; pass `x_probe` "
+                f"too, or leave it None. Received: probe_model={probe_model!r}"
             )
         for monitor in self.monitors.values():
             monitor._state_owner = self  # saved with the doctor's state
         self.advice = []
         self._epochs_done = 0
+        # epochs of the current fit whose gap was checked / not (no
+        # validation); None before any fit
+        self._gap_checked = None
+        self._gap_skipped = 0
 
     # -- state ---------------------------------------------------------------
 
@@ -132,6 +162,7 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self.advice = []
+        self._gap_checked, self._gap_skipped = 0, 0
         self._forward("on_train_begin", logs)
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -147,7 +178,23 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
         self._forward("on_test_end", logs)
 
     def on_epoch_end(self, epoch, logs=None):
-        self._forward("on_epoch_end", epoch, logs)
+        if has_validation(logs or {}):
+            self._forward("on_epoch_end", epoch, logs)
+            self._gap_checked += 1
+        else:
+            # No validation this epoch: every monitor but the gap's.
+            for name, monitor in self.monitors.items():
+                if name != "fit":
+                    monitor.on_epoch_end(epoch, logs)
+            if not self._gap_checked and not self._gap_skipped:
+                warnings.warn(
+                    f"TrainingDoctor: epoch {epoch + 1} ended without "
+                    "validation, so the train/validation gap is not checked "
+                    "(the other monitors go on). Pass `validation_data` or "
+                    "`validation_split` to `fit` to have it checked.",
+                    stacklevel=2,
+                )
+            self._gap_skipped += 1
         self._epochs_done = epoch + 1
 
     def on_train_end(self, logs=None):
@@ -166,11 +213,15 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
     # -- the verdict ---------------------------------------------------------
 
     def diagnose(self):
-        """The advice from what the monitors have seen so far."""
+        """The advice from what the monitors have seen so far.
+
+        When no epoch of the last `fit` had validation data, the advice
+        says that the gap was not checked.
+        """
         loss = self.monitors["loss"]
         fit = self.monitors["fit"]
         activations = self.monitors.get("activations")
-        return advice_rules.advise(
+        found = advice_rules.advise(
             loss={
                 "diagnosis": loss.diagnosis,
                 "reason": loss.reason,
@@ -192,3 +243,19 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
             ),
             strong_gap=2 * fit.overfitting_gap,
         )
+        if self._gap_checked == 0 and self._gap_skipped:
+            healthy = any(a.topic == "overall" for a in found)
+            found = [a for a in found if a.topic != "overall"]
+            if healthy:
+                found.append(advice_rules.Advice(
+                    "overall", "ok",
+                    "no other problems seen: the loss, the update ratios and "
+                    "the activations look healthy"))
+            found.insert(
+                sum(a.severity == "problem" for a in found),
+                advice_rules.Advice(
+                    "fit", "warning",
+                    "the train/validation gap was not checked: fit had no "
+                    "validation data; pass validation_data or "
+                    "validation_split to fit to have it checked"))
+        return found

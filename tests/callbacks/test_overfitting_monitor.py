@@ -129,3 +129,35 @@ def test_validation_metric_name_is_refused():
 def test_log_dir_is_checked_when_built(log_dir):
     with pytest.raises((TypeError, ValueError), match=r"`log_dir` must be"):
         OverfittingMonitor(log_dir=log_dir)
+
+
+# -- issue 19 ------------------------------------------------------------------
+
+
+def test_without_validation_it_fails_at_the_first_epoch_end():
+    # Keras tells callbacks about validation only in the epoch logs: the end
+    # of epoch 1 is the first moment it is known.
+    model = classifier(3)
+    x, y = np.ones((8, 3)), np.zeros(8)
+    epochs = []
+    counter = keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs: epochs.append(epoch))
+    with pytest.raises(ValueError, match=r"needs validation data: epoch 1 .*"
+                       r"ended without validation.*Pass `validation_data` or "
+                       r"`validation_split`.*TrainingDoctor skips"):
+        model.fit(x, y, epochs=3, verbose=0,
+                  callbacks=[counter, OverfittingMonitor(verbose=0)])
+    assert epochs == [0]
+
+
+def test_epochs_without_validation_after_a_validated_one_are_skipped():
+    model = classifier(3)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(32, 3)), rng.integers(0, 2, 32)
+    monitor = OverfittingMonitor(verbose=0)
+    history = model.fit(x, y, validation_split=0.5, validation_freq=[1, 3],
+                        epochs=3, verbose=0, callbacks=[monitor])
+    train = history.history["accuracy"]
+    val = history.history["val_accuracy"]  # epochs 1 and 3
+    assert monitor.gaps == pytest.approx([train[0] - val[0],
+                                          train[2] - val[1]])

@@ -133,3 +133,103 @@ def test_errors_name_the_doctors_own_arguments():
         TrainingDoctor(x_probe="abc")
     with pytest.raises(ValueError, match=r"`log_dir` must be a non-empty"):
         TrainingDoctor(log_dir="")
+
+
+# -- issue 19 ------------------------------------------------------------------
+
+
+def test_without_validation_the_gap_is_skipped_and_said_so(capsys):
+    model, x, y = classifier()
+    doctor = TrainingDoctor(every=1, verbose=1)
+    with pytest.warns(UserWarning, match="gap is not checked") as caught:
+        history = model.fit(x, y, epochs=3, batch_size=128, verbose=0,
+                            callbacks=[doctor])
+    assert len([w for w in caught if "TrainingDoctor" in str(w.message)]) == 1
+    assert len(history.history["loss"]) == 3  # the fit ran to its end
+    assert "generalization_gap" not in history.history
+    assert doctor.monitors["fit"].gaps == []
+    # the other monitors kept working
+    assert doctor.monitors["loss"].steps == list(range(1, 13))  # 3 x 4
+    assert doctor.monitors["update_ratio"].layer_ratios
+    fit_advice = [str(a) for a in doctor.advice if a.topic == "fit"]
+    assert fit_advice == [
+        "the train/validation gap was not checked: fit had no validation "
+        "data; pass validation_data or validation_split to fit to have it "
+        "checked"]
+    assert not any("the gap" in str(a) and a.topic == "overall"
+                   for a in doctor.advice)
+    assert "gap was not checked" in capsys.readouterr().out
+    # a later fit with validation checks it again
+    history = model.fit(x, y, validation_split=0.25, epochs=1, verbose=0,
+                        callbacks=[doctor])
+    assert doctor.monitors["fit"].gaps == pytest.approx(
+        [history.history["accuracy"][0] - history.history["val_accuracy"][0]])
+    assert not any("not checked" in str(a) for a in doctor.advice)
+
+
+def test_validation_every_other_epoch_checks_those_epochs():
+    model, x, y = classifier()
+    doctor = TrainingDoctor(verbose=0)
+    with pytest.warns(UserWarning, match="epoch 1 ended without validation"):
+        history = model.fit(x, y, validation_split=0.25, validation_freq=2,
+                            epochs=4, verbose=0, callbacks=[doctor])
+    train = history.history["accuracy"]
+    val = history.history["val_accuracy"]  # epochs 2 and 4
+    assert doctor.monitors["fit"].gaps == pytest.approx(
+        [train[1] - val[0], train[3] - val[1]])
+    assert not any("not checked" in str(a) for a in doctor.advice)
+
+
+def test_x_probe_on_a_nested_backbone():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 8)).astype("float32")
+    y = rng.normal(size=(64, 1)).astype("float32")
+    inner_in = keras.Input((8,))
+    inner = keras.Model(
+        inner_in, keras.layers.Dense(6, activation="tanh", name="t")(inner_in),
+        name="backbone")
+    model = keras.Sequential([keras.Input((8,)), inner,
+                              keras.layers.Dense(1, name="head")])
+    model.compile("sgd", "mse")
+    doctor = TrainingDoctor(x_probe=x, metric="loss", verbose=0)
+    model.fit(x, y, validation_split=0.25, epochs=1, verbose=0,
+              callbacks=[doctor])
+    stats = doctor.monitors["activations"].stats
+    assert sorted(stats) == ["backbone", "backbone/t", "head"]
+    kernel, bias = inner.get_layer("t").get_weights()
+    assert stats["backbone/t"]["mean"] == pytest.approx(
+        np.tanh(x @ kernel + bias).mean(), abs=1e-5)
+
+
+def test_a_subclassed_model_with_x_probe_fails_at_train_begin():
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(1)
+
+        def call(self, x):
+            return self.dense(x)
+
+    model, x, y = regression(0.01)
+    net = Net()
+    net(x[:1])  # built (an unbuilt one has no weights for UpdateRatioLogger)
+    net.compile("sgd", "mse")
+    steps = []
+    counter = keras.callbacks.LambdaCallback(
+        on_train_batch_begin=lambda batch, logs: steps.append(batch))
+    with pytest.raises(ValueError, match=r"cannot probe Net: it is a "
+                       r"subclassed model.*probe_model="):
+        net.fit(x, y, epochs=1, verbose=0,
+                callbacks=[TrainingDoctor(x_probe=x, verbose=0), counter])
+    assert steps == []  # before the first step
+
+
+def test_probe_model_needs_x_probe():
+    with pytest.raises(ValueError, match=r"`probe_model`.*x_probe"):
+        TrainingDoctor(probe_model=keras.Sequential([keras.Input((2,))]))
+
+
+def test_probe_model_is_checked_under_its_own_name():
+    with pytest.raises(TypeError, match=r"`probe_model` must be .*"
+                       r"Received: probe_model=3"):
+        TrainingDoctor(x_probe=np.ones((2, 2)), probe_model=3)
