@@ -504,6 +504,7 @@ REGISTRY = {
             saturation_tolerance=reals(-0.1, 0.6, 0.0, 0.5),
             warn_fraction=reals(-0.1, 1.1, 0.0, 1.0),
             verbose=verbose(),
+            model=optional(values(3, "model")),
         )
     ),
     "TrainingDoctor": Spec(
@@ -515,6 +516,7 @@ REGISTRY = {
             every=ints(-1, 5, 0, 1),
             update_ratio_every=ints(-1, 5, 0, 1),
             verbose=verbose(),
+            probe_model=optional(values(3, "model")),
         )
     ),
     "UpdateRatioLogger": Spec(
