@@ -51,6 +51,7 @@ def builder(inputs, classes):
     return build_model
 
 
+@pytest.mark.slow  # two searches and six retrains: about a minute
 @pytest.mark.parametrize("problem", [digits, blobs])
 def test_retraining_the_winner_reproduces_its_trial(problem, tmp_path):
     x, y, x_val, y_val, inputs, classes = problem()
