@@ -51,15 +51,45 @@ def check_settable_learning_rate(optimizer, caller):
             f"{type(inner).__name__} was created with the schedule "
             f"{type(rate).__name__} as its `learning_rate`, so its rate cannot "
             "be set. Either compile with a float rate (e.g. "
-            f"`{type(inner).__name__}(learning_rate=0.01)`) and keep {caller}, "
-            f"or drop {caller} from the callbacks and put the decay inside the "
-            f"optimizer with `{caller}(...).to_schedule(steps_per_epoch=...)`."
+            f"`keras.optimizers.{type(inner).__name__}(learning_rate=0.01)`) "
+            f"and keep {caller}, or {_schedule_way_out(caller, inner)}."
         )
     raise TypeError(
         f"{caller} sets the optimizer's learning rate, but "
         f"{type(optimizer).__name__} has no `learning_rate` variable. Use a "
         "`keras.optimizers.Optimizer` created with a float learning rate."
     )
+
+
+def _schedule_way_out(caller, inner):
+    """How to keep a schedule in the optimizer instead of `caller` setting it.
+
+    Only names what exists: `to_schedule` where the caller has it (the decay
+    callbacks), otherwise the caller's own alternative.
+    """
+    import keras_trainopt  # late: keras_trainopt imports this module
+
+    public = getattr(keras_trainopt, caller, None)
+    if callable(getattr(public, "to_schedule", None)):
+        return (
+            f"drop {caller} from the callbacks and put the decay inside the "
+            f"optimizer with `{caller}(...).to_schedule(steps_per_epoch=...)`"
+        )
+    if caller == "StochasticWeightAveraging":
+        return (
+            "keep the optimizer's schedule and create "
+            "`StochasticWeightAveraging(swa_learning_rate=None)`, which then "
+            "averages the weights without setting the rate"
+        )
+    if caller == "SnapshotEnsemble":
+        return (
+            "keep the optimizer's schedule (for cycles, "
+            "`keras.optimizers.schedules.CosineDecayRestarts` or "
+            "`keras_trainopt.CyclicCosineSchedule`) and collect the snapshots "
+            "with `CheckpointEnsemble(...).ensemble()`, which does not set "
+            "the rate"
+        )
+    return f"compile the model with a float rate only for {caller}"
 
 
 def get_learning_rate(optimizer):
