@@ -6,6 +6,8 @@ Callbacks never poke at optimizer internals themselves: wrappers such as
 that tells the user how to fix it.
 """
 
+import warnings
+
 import keras
 import numpy as np
 from keras import ops
@@ -90,6 +92,55 @@ def _schedule_way_out(caller, inner):
             "the rate"
         )
     return f"compile the model with a float rate only for {caller}"
+
+
+def other_optimizers(model):
+    """Names of the model's attributes that hold another optimizer.
+
+    A model with two optimizers (a GAN whose `compile` keeps `d_optimizer`
+    and `g_optimizer`, and whose `train_step` applies them) leaves
+    `model.optimizer` (Keras' default, or one passed to `super().compile()`)
+    unused, and a callback that acts on it then acts on nothing.
+    """
+    main = getattr(model, "optimizer", None)
+    main = None if main is None else unwrap(main)
+    return sorted(
+        name
+        for name, value in vars(model).items()
+        if isinstance(value, keras.optimizers.Optimizer)
+        and unwrap(value) is not main
+    )
+
+
+def warn_other_optimizers(model, caller, way_out):
+    """Warns at train begin that `caller` acts on `model.optimizer` only."""
+    names = other_optimizers(model)
+    if not names:
+        return
+    warnings.warn(
+        f"{caller} acts on `model.optimizer` "
+        f"({type(unwrap(model.optimizer)).__name__}) only, but the model "
+        f"also holds the optimizers {', '.join(names)}. If its `train_step` "
+        f"applies those, `model.optimizer` makes no update and {caller} "
+        f"does nothing. {way_out}",
+        UserWarning,
+        stacklevel=3,
+    )
+
+
+def warn_if_no_update(model, caller, iterations_before):
+    """Warns when `model.optimizer` made no update since `iterations_before`."""
+    if get_iterations(model.optimizer) != iterations_before:
+        return False
+    warnings.warn(
+        f"{caller}: `model.optimizer` made no update in the first epoch, so "
+        f"{caller} acted on an optimizer the model does not use (a custom "
+        "`train_step` with optimizers of its own, as in a GAN). Put the "
+        "rate schedule inside the optimizers that `train_step` applies.",
+        UserWarning,
+        stacklevel=3,
+    )
+    return True
 
 
 def get_learning_rate(optimizer):

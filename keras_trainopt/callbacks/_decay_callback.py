@@ -98,6 +98,7 @@ class DecayCallback(
         # callback then reuse the train function traced with it.
         self._hook = apply_hooks.Hook(after=self._after_update)
         self._step_rate = None  # made at train begin (`optimizers.StepRate`)
+        self._iterations_at_begin = None
 
     # -- the curve ---------------------------------------------------------
 
@@ -214,6 +215,15 @@ class DecayCallback(
                 # first fit, or a new optimizer (a recompile): a new run
                 self._schedule = self._make_schedule(self._rate_at_set_model)
             self._resolved_for = weakref.ref(optimizer)
+        optimizers.warn_other_optimizers(
+            self.model, type(self).__name__,
+            "Put the decay inside those optimizers instead, e.g. "
+            f"`keras.optimizers.Adam({type(self).__name__}(...).to_schedule("
+            "steps_per_epoch=...))`.",
+        )
+        self._iterations_at_begin = optimizers.get_iterations(
+            self.model.optimizer
+        )
         self._step_rate = optimizers.StepRate(
             training.unsynced_model(self), self._schedule
         )
@@ -243,6 +253,12 @@ class DecayCallback(
                 )
 
     def on_epoch_end(self, epoch, logs=None):
+        if self._iterations_at_begin is not None:
+            # once per fit: did model.optimizer make any update at all?
+            optimizers.warn_if_no_update(
+                self.model, type(self).__name__, self._iterations_at_begin
+            )
+            self._iterations_at_begin = None
         rate = optimizers.get_learning_rate(self.model.optimizer)
         if logs is not None:
             logs["learning_rate"] = rate

@@ -106,6 +106,12 @@ class SnapshotEnsemble(apply_hooks.HookOwner, SnapshotCallback):
         optimizers.check_settable_learning_rate(
             self.model.optimizer, type(self).__name__
         )
+        optimizers.warn_other_optimizers(
+            self.model, "SnapshotEnsemble",
+            "Put a cyclic schedule in those optimizers (e.g. "
+            "`keras_trainopt.CyclicCosineSchedule`) and collect snapshots "
+            "with `keras_trainopt.CheckpointEnsemble`.",
+        )
         steps = (self.params or {}).get("steps")
         epochs = (self.params or {}).get("epochs")
         if not steps:
