@@ -28,7 +28,14 @@ not call `on_train_end` when training raises, so a hook can outlive a failed
 `fit`; `HookOwner.install_hook` removes what is left, in one place: the
 owner's own hook, and every hook installed for an earlier `fit` (told apart
 by the `params` dict Keras hands each `fit`'s callbacks). Compiling the model
-with a new optimizer drops them too.
+with a new optimizer drops them too. A later `fit` with none of the owners
+(after a `KeyboardInterrupt`, say) must not run them either: every `fit`
+(and `train_on_batch`) calls `model.make_train_function()` before any
+callback's `on_train_begin`, on TensorFlow, JAX and PyTorch alike, so a model
+that ever had hooks gets that call wrapped (`_clean_at_fit_start`): it drops
+every hook installed for an earlier `fit` and puts Keras' own function back.
+That costs one check per `fit`, nothing per step; the owners of the new
+`fit` install theirs afterwards, in `on_train_begin`.
 
 The same registry keeps the learning rate to one writer: an owner that sets
 the rate (inside the step, or on the host at epoch begin) says so when it
@@ -135,8 +142,40 @@ def _build_train_function(model):
         del model.train_step
 
 
+def _clean_at_fit_start(model):
+    """Wraps `model.make_train_function` to drop hooks left by a raised `fit`.
+
+    Keras' `fit` calls it with `force=False` before `on_train_begin`; this
+    module calls it with `force=True` to trace a hooked function, which
+    must not clean anything.
+    """
+    if "make_train_function" in vars(model):
+        return
+    make = type(model).make_train_function
+
+    def make_train_function(force=False):
+        if not force:
+            drop_leftovers(model)
+        return make(model, force)
+
+    model.make_train_function = make_train_function
+
+
+def drop_leftovers(model):
+    """Removes every hook installed for a `fit` (none is running now)."""
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None:
+        return
+    registry = vars(optimizers.unwrap(optimizer)).get(
+        "_keras_trainopt_installed", ()
+    )
+    for entry in [e for e in registry if e.fit is not None]:
+        entry.owner.remove_hook()
+
+
 def add(model, hook):
     """Runs `hook` in every update of `model`'s train step from now on."""
+    _clean_at_fit_start(model)
     _functions(model)  # note Keras' own function before it is replaced
     optimizer = optimizers.unwrap(model.optimizer)
     wrapper = _wrapper(optimizer, create=True)

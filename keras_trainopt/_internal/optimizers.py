@@ -6,6 +6,8 @@ Callbacks never poke at optimizer internals themselves: wrappers such as
 that tells the user how to fix it.
 """
 
+import warnings
+
 import keras
 import numpy as np
 from keras import ops
@@ -51,15 +53,94 @@ def check_settable_learning_rate(optimizer, caller):
             f"{type(inner).__name__} was created with the schedule "
             f"{type(rate).__name__} as its `learning_rate`, so its rate cannot "
             "be set. Either compile with a float rate (e.g. "
-            f"`{type(inner).__name__}(learning_rate=0.01)`) and keep {caller}, "
-            f"or drop {caller} from the callbacks and put the decay inside the "
-            f"optimizer with `{caller}(...).to_schedule(steps_per_epoch=...)`."
+            f"`keras.optimizers.{type(inner).__name__}(learning_rate=0.01)`) "
+            f"and keep {caller}, or {_schedule_way_out(caller, inner)}."
         )
     raise TypeError(
         f"{caller} sets the optimizer's learning rate, but "
         f"{type(optimizer).__name__} has no `learning_rate` variable. Use a "
         "`keras.optimizers.Optimizer` created with a float learning rate."
     )
+
+
+def _schedule_way_out(caller, inner):
+    """How to keep a schedule in the optimizer instead of `caller` setting it.
+
+    Only names what exists: `to_schedule` where the caller has it (the decay
+    callbacks), otherwise the caller's own alternative.
+    """
+    import keras_trainopt  # late: keras_trainopt imports this module
+
+    public = getattr(keras_trainopt, caller, None)
+    if callable(getattr(public, "to_schedule", None)):
+        return (
+            f"drop {caller} from the callbacks and put the decay inside the "
+            f"optimizer with `{caller}(...).to_schedule(steps_per_epoch=...)`"
+        )
+    if caller == "StochasticWeightAveraging":
+        return (
+            "keep the optimizer's schedule and create "
+            "`StochasticWeightAveraging(swa_learning_rate=None)`, which then "
+            "averages the weights without setting the rate"
+        )
+    if caller == "SnapshotEnsemble":
+        return (
+            "keep the optimizer's schedule (for cycles, "
+            "`keras.optimizers.schedules.CosineDecayRestarts` or "
+            "`keras_trainopt.CyclicCosineSchedule`) and collect the snapshots "
+            "with `CheckpointEnsemble(...).ensemble()`, which does not set "
+            "the rate"
+        )
+    return f"compile the model with a float rate only for {caller}"
+
+
+def other_optimizers(model):
+    """Names of the model's attributes that hold another optimizer.
+
+    A model with two optimizers (a GAN whose `compile` keeps `d_optimizer`
+    and `g_optimizer`, and whose `train_step` applies them) leaves
+    `model.optimizer` (Keras' default, or one passed to `super().compile()`)
+    unused, and a callback that acts on it then acts on nothing.
+    """
+    main = getattr(model, "optimizer", None)
+    main = None if main is None else unwrap(main)
+    return sorted(
+        name
+        for name, value in vars(model).items()
+        if isinstance(value, keras.optimizers.Optimizer)
+        and unwrap(value) is not main
+    )
+
+
+def warn_other_optimizers(model, caller, way_out):
+    """Warns at train begin that `caller` acts on `model.optimizer` only."""
+    names = other_optimizers(model)
+    if not names:
+        return
+    warnings.warn(
+        f"{caller} acts on `model.optimizer` "
+        f"({type(unwrap(model.optimizer)).__name__}) only, but the model "
+        f"also holds the optimizers {', '.join(names)}. If its `train_step` "
+        f"applies those, `model.optimizer` makes no update and {caller} "
+        f"does nothing. {way_out}",
+        UserWarning,
+        stacklevel=3,
+    )
+
+
+def warn_if_no_update(model, caller, iterations_before):
+    """Warns when `model.optimizer` made no update since `iterations_before`."""
+    if get_iterations(model.optimizer) != iterations_before:
+        return False
+    warnings.warn(
+        f"{caller}: `model.optimizer` made no update in the first epoch, so "
+        f"{caller} acted on an optimizer the model does not use (a custom "
+        "`train_step` with optimizers of its own, as in a GAN). Put the "
+        "rate schedule inside the optimizers that `train_step` applies.",
+        UserWarning,
+        stacklevel=3,
+    )
+    return True
 
 
 def get_learning_rate(optimizer):

@@ -5,6 +5,8 @@ decides *when* to evaluate it (each epoch or each optimizer step) and writes the
 value into the optimizer.
 """
 
+import weakref
+
 import keras
 from keras.src.utils import io_utils
 
@@ -36,6 +38,13 @@ class DecayCallback(
     `on_train_begin`, so after `BackupAndRestore` restored the step count).
     An update that `LossScaleOptimizer` skips runs no hook, so it does not
     advance the rate.
+
+    With `initial_learning_rate=None` the initial rate is read from the
+    optimizer at the first `fit`, and kept for later `fit` calls with the
+    same optimizer (a run resumed by `BackupAndRestore` continues the same
+    curve). A new optimizer (`model.compile()` again, e.g. phase 2 of
+    transfer learning at a lower rate) is a new run: the rate is read again,
+    from the new optimizer.
 
     Only one callback may set the learning rate in a `fit`: another one that
     sets it too (a second decay, `SnapshotEnsemble`, SWA with a
@@ -82,10 +91,14 @@ class DecayCallback(
             self._schedule = self._make_schedule(initial_learning_rate)
         self.initial_learning_rate = initial_learning_rate
         self._rate_at_set_model = None
+        # the optimizer the rate was read from (a weakref), `None` to adopt
+        # the next one (before the first fit, after `set_state`)
+        self._resolved_for = None
         # One hook object for the callback's life: `fit` calls with the same
         # callback then reuse the train function traced with it.
         self._hook = apply_hooks.Hook(after=self._after_update)
         self._step_rate = None  # made at train begin (`optimizers.StepRate`)
+        self._iterations_at_begin = None
 
     # -- the curve ---------------------------------------------------------
 
@@ -174,6 +187,7 @@ class DecayCallback(
         rate = state.get("initial_learning_rate")
         if rate is not None:
             self._schedule = self._make_schedule(rate)
+            self._resolved_for = None  # the run resumes with its optimizer
 
     # -- Keras hooks ---------------------------------------------------------
 
@@ -192,8 +206,24 @@ class DecayCallback(
         optimizers.check_settable_learning_rate(
             self.model.optimizer, type(self).__name__
         )
-        if self._schedule is None:
-            self._schedule = self._make_schedule(self._rate_at_set_model)
+        optimizer = optimizers.unwrap(self.model.optimizer)
+        if self.initial_learning_rate is None:
+            previous = self._resolved_for and self._resolved_for()
+            if self._schedule is None or (
+                self._resolved_for is not None and previous is not optimizer
+            ):
+                # first fit, or a new optimizer (a recompile): a new run
+                self._schedule = self._make_schedule(self._rate_at_set_model)
+            self._resolved_for = weakref.ref(optimizer)
+        optimizers.warn_other_optimizers(
+            self.model, type(self).__name__,
+            "Put the decay inside those optimizers instead, e.g. "
+            f"`keras.optimizers.Adam({type(self).__name__}(...).to_schedule("
+            "steps_per_epoch=...))`.",
+        )
+        self._iterations_at_begin = optimizers.get_iterations(
+            self.model.optimizer
+        )
         self._step_rate = optimizers.StepRate(
             training.unsynced_model(self), self._schedule
         )
@@ -223,6 +253,12 @@ class DecayCallback(
                 )
 
     def on_epoch_end(self, epoch, logs=None):
+        if self._iterations_at_begin is not None:
+            # once per fit: did model.optimizer make any update at all?
+            optimizers.warn_if_no_update(
+                self.model, type(self).__name__, self._iterations_at_begin
+            )
+            self._iterations_at_begin = None
         rate = optimizers.get_learning_rate(self.model.optimizer)
         if logs is not None:
             logs["learning_rate"] = rate

@@ -2,6 +2,7 @@
 
 import os
 import re
+import weakref
 
 import keras
 import numpy as np
@@ -35,10 +36,23 @@ class SnapshotCallback(callback_state.Restorable, keras.callbacks.Callback):
     `tf.distribute` run every worker keeps the snapshots in memory, and only
     the chief writes (and deletes) files.
 
+    A new optimizer is a new run, not a resume: after `model.compile()` with
+    a new optimizer (whose step count starts at 0 again) the callback keeps
+    the earlier snapshots and numbers the new ones after them, by adding the
+    step reached with the earlier optimizers (`step_offset`). So
+    `snapshot_steps` keeps increasing across runs, and files of the new run
+    never overwrite those of the earlier one. Snapshots taken after the step
+    a run resumes from are dropped only on a real resume: the same optimizer
+    with its step count restored (Keras' `BackupAndRestore`), or a state
+    restored by `keras_trainopt.BackupAndRestore`.
+
     Attributes:
         snapshots: list of snapshots, each a list of NumPy arrays aligned with
             `model.weights`, oldest first.
-        snapshot_steps: the optimizer step of each snapshot.
+        snapshot_steps: the step of each snapshot: the optimizer's step
+            count plus `step_offset`.
+        step_offset: the updates made with the earlier optimizers this
+            callback was used with (0 in the first run).
 
     Args:
         directory: where to write the snapshots, or `None` to keep them in
@@ -55,6 +69,9 @@ class SnapshotCallback(callback_state.Restorable, keras.callbacks.Callback):
         self.snapshots = []
         self.snapshot_steps = []
         self._epoch_begin_step = 0
+        self.step_offset = 0
+        self._optimizer = None  # weakref to the optimizer of the current run
+        self._optimizer_end_step = 0  # its step count at the last epoch begin
         self._resumed = False
         self._folder_claim = None
 
@@ -62,11 +79,12 @@ class SnapshotCallback(callback_state.Restorable, keras.callbacks.Callback):
 
     def _take_snapshot(self, step):
         """Records the model's current weights as the snapshot of `step`."""
+        step = self.step_offset + int(step)
         if self.snapshot_steps and self.snapshot_steps[-1] >= step:
             return
         training.sync_state(self.model)
         self.snapshots.append(training.copy_weights(self.model))
-        self.snapshot_steps.append(int(step))
+        self.snapshot_steps.append(step)
         if self._writes_files():
             path = self._path(step)
             atomic.check_free_space(
@@ -145,6 +163,7 @@ class SnapshotCallback(callback_state.Restorable, keras.callbacks.Callback):
         return {
             "snapshots": [[np.array(w) for w in s] for s in self.snapshots],
             "snapshot_steps": list(self.snapshot_steps),
+            "step_offset": int(self.step_offset),
         }
 
     def set_state(self, state):
@@ -157,17 +176,40 @@ class SnapshotCallback(callback_state.Restorable, keras.callbacks.Callback):
             )
         self.snapshots = [[np.array(w) for w in s] for s in state["snapshots"]]
         self.snapshot_steps = [int(s) for s in state["snapshot_steps"]]
+        self.step_offset = int(state.get("step_offset", 0))
         self._resumed = True
+        # the optimizer the run resumes with continues the saved run
+        self._optimizer = None
 
     # -- Keras hooks ---------------------------------------------------------
 
     def on_train_begin(self, logs=None):
+        self._follow_optimizer()
         self._resumed = bool(self.snapshots)
         if self._writes_files() and self._folder_claim is None:
             self._folder_claim = dir_lock.claim(self.directory, "`directory`")
             atomic.remove_partial_files(self.directory)
 
+    def _follow_optimizer(self):
+        """Starts a new run (after the earlier steps) for a new optimizer."""
+        optimizer = optimizers.unwrap(self.model.optimizer)
+        previous = None if self._optimizer is None else self._optimizer()
+        if previous is optimizer:
+            return
+        if self._optimizer is not None:
+            # a new optimizer (a recompile): count on after the earlier run
+            end = self._optimizer_end_step
+            if previous is not None:
+                end = max(end, optimizers.get_iterations(previous))
+            self.step_offset = max(
+                self.step_offset + end,
+                self.snapshot_steps[-1] if self.snapshot_steps else 0,
+            )
+        self._optimizer = weakref.ref(optimizer)
+        self._optimizer_end_step = 0
+
     def on_train_end(self, logs=None):
+        self._optimizer_end_step = optimizers.get_iterations(self.model.optimizer)
         dir_lock.release(self._folder_claim)
         self._folder_claim = None
 
@@ -175,11 +217,12 @@ class SnapshotCallback(callback_state.Restorable, keras.callbacks.Callback):
         # Read here, after every on_train_begin (BackupAndRestore may have
         # restored the optimizer's step count there).
         step = optimizers.get_iterations(self.model.optimizer)
+        self._optimizer_end_step = step
         if not self._resumed:
-            self._reload(step)
+            self._reload(self.step_offset + step)
             self._resumed = True
         # a resumed run drops what the interrupted one took after its backup
-        while self.snapshot_steps and self.snapshot_steps[-1] > step:
+        while self.snapshot_steps and self.snapshot_steps[-1] > self.step_offset + step:
             self.snapshots.pop()
             self.snapshot_steps.pop()
         self._epoch_begin_step = step

@@ -2,6 +2,7 @@
 
 import math
 import warnings
+import weakref
 
 from keras_trainopt._internal import apply_hooks
 from keras_trainopt._internal import optimizers
@@ -75,6 +76,7 @@ class SnapshotEnsemble(apply_hooks.HookOwner, SnapshotCallback):
         self._schedule = None
         self._hooks = {}  # (lr0, L) -> Hook: one traced step per schedule
         self._rate_at_set_model = None
+        self._rate_read_from = None  # weakref to the optimizer it was read from
         self._previous_step = 0
         self._final_epoch = False
 
@@ -90,16 +92,25 @@ class SnapshotEnsemble(apply_hooks.HookOwner, SnapshotCallback):
 
     def set_model(self, model):
         super().set_model(model)
-        # before BackupAndRestore reloads a rate changed by the schedule
+        # before BackupAndRestore reloads a rate changed by the schedule; read
+        # again from a new optimizer (a recompile starts a new run)
         optimizer = getattr(model, "optimizer", None)
-        if self._rate_at_set_model is None and optimizers.has_settable_learning_rate(
-            optimizer
-        ):
+        if not optimizers.has_settable_learning_rate(optimizer):
+            return
+        inner = optimizers.unwrap(optimizer)
+        if self._rate_read_from is None or self._rate_read_from() is not inner:
             self._rate_at_set_model = optimizers.get_learning_rate(optimizer)
+            self._rate_read_from = weakref.ref(inner)
 
     def on_train_begin(self, logs=None):
         optimizers.check_settable_learning_rate(
             self.model.optimizer, type(self).__name__
+        )
+        optimizers.warn_other_optimizers(
+            self.model, "SnapshotEnsemble",
+            "Put a cyclic schedule in those optimizers (e.g. "
+            "`keras_trainopt.CyclicCosineSchedule`) and collect snapshots "
+            "with `keras_trainopt.CheckpointEnsemble`.",
         )
         steps = (self.params or {}).get("steps")
         epochs = (self.params or {}).get("epochs")

@@ -132,6 +132,11 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
             self.history[key] = [(int(step), value) for step, value in rows]
 
     def on_train_begin(self, logs=None):
+        optimizers.warn_other_optimizers(
+            self.model, "UpdateRatioLogger",
+            "It measures the updates of `model.optimizer` only, so "
+            "`ratios` stays empty.",
+        )
         spe = int(getattr(self.model, "steps_per_execution", 1) or 1)
         if self._probe is not None and (
             self._probe.model is not self.model

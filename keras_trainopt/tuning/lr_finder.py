@@ -15,6 +15,7 @@ from keras_trainopt._internal import optimizers
 from keras_trainopt._internal import training_state
 from keras_trainopt._internal import validation
 from keras_trainopt.diagnostics import loss_curve
+from keras_trainopt.tuning import suggestion_checks
 from keras_trainopt.tuning import suggestions
 
 
@@ -224,7 +225,9 @@ def find_learning_rate(
     finally:
         training_state.restore(model, saved)
     picked = {name: fn(tried, smoothed) for name, fn in suggestions.RULES.items()}
-    doubts = _doubts(smoothed)
+    doubts = _doubts(smoothed) or suggestion_checks.suggestion_doubts(
+        tried, smoothed, picked[rule], rule=rule, lr_max=lr_max
+    )
     for sentence in doubts:
         warnings.warn(sentence, UserWarning, stacklevel=2)
     result = LearningRateFinderResult(
