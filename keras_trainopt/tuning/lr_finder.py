@@ -44,8 +44,10 @@ class LearningRateFinderResult:
         suggestions: the rate every rule picks, by name.
         rule: the name of the rule behind `suggestion`.
         stopped_early: `True` if the sweep stopped because the loss diverged.
-        warnings: sentences on why the suggestion may not be trusted (the
-            loss hardly fell during the sweep).
+        warnings: sentences on why the suggestion may not be trusted: the
+            loss hardly fell during the sweep, the suggestion sits within
+            about a decade of either end of the sweep, or no higher rate
+            lowered the loss beyond it (`tuning.suggestion_checks`).
 
     Reference: L. N. Smith, "Cyclical Learning Rates for Training Neural
     Networks", 2015.
@@ -114,7 +116,9 @@ def find_learning_rate(
 
     watch the loss fall, flatten and blow up, and pick a rate from the
     falling part (a `UserWarning` says when the smoothed loss never fell by
-    10%: on a plateau the rules pick noise). The loss is smoothed with a
+    10%, since on a plateau the rules pick noise, and when the suggestion
+    sits at an edge of the sweep or where the curve did not fall: widen the
+    range or try another rule). The loss is smoothed with a
     bias-corrected moving average (`smoothing`), and the sweep stops once
     the smoothed loss exceeds `divergence_threshold` times its minimum (a
     minimum above 0), or is not finite: `LossMonitor`'s rule,
