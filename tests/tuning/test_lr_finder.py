@@ -195,7 +195,7 @@ def test_verbose_output_goes_where_keras_sends_its_own(capsys):
     find_learning_rate(linear_model(), x, y, steps=5, verbose=1)
     printed = capsys.readouterr().out
     assert printed.startswith("find_learning_rate: 5 steps from 1e-07 to 10")
-    assert printed.endswith("\n") and "suggestion (steepest)" in printed
+    assert printed.endswith("\n") and "suggestion (minimum)" in printed
     keras.config.disable_interactive_logging()
     try:
         find_learning_rate(linear_model(), x, y, steps=5, verbose=1)
