@@ -78,9 +78,9 @@ def run_demo(epochs=30, logdir="runs", seed=0, verbose=1):
         the path of the HTML report of the run's TensorBoard logs.
     """
     import keras
-    from keras.src.utils import io_utils  # print_msg: no public name
 
     import keras_trainopt as kt
+    from keras_trainopt._internal import console
     from keras_trainopt.reporting import log_results
     from keras_trainopt.reporting import write_report
 
@@ -160,7 +160,7 @@ def run_demo(epochs=30, logdir="runs", seed=0, verbose=1):
     # last, so that it reads everything the run wrote
     summary["report_html"] = write_report(run_dir)
     if verbose:
-        io_utils.print_msg(_summary_text(summary))
+        console.print_msg(_summary_text(summary))
     return summary
 
 

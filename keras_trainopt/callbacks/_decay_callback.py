@@ -8,12 +8,12 @@ value into the optimizer.
 import weakref
 
 import keras
-from keras.src.utils import io_utils
 
 from keras_trainopt._internal import apply_hooks
 from keras_trainopt._internal import callback_state
-from keras_trainopt._internal import training
+from keras_trainopt._internal import console
 from keras_trainopt._internal import optimizers
+from keras_trainopt._internal import training
 from keras_trainopt._internal import validation
 
 
@@ -247,7 +247,7 @@ class DecayCallback(
             rate = self._schedule.value(epoch)
             optimizers.set_learning_rate(self.model.optimizer, rate)
             if self.verbose:
-                io_utils.print_msg(
+                console.print_msg(
                     f"\nEpoch {epoch + 1}: {type(self).__name__} setting "
                     f"learning rate to {rate:.6g}."
                 )
@@ -263,7 +263,7 @@ class DecayCallback(
         if logs is not None:
             logs["learning_rate"] = rate
         if self.verbose and self.unit == "step":
-            io_utils.print_msg(
+            console.print_msg(
                 f"\nEpoch {epoch + 1}: {type(self).__name__} learning rate "
                 f"is {rate:.6g} after step "
                 f"{optimizers.get_iterations(self.model.optimizer)}."

@@ -6,10 +6,10 @@ import weakref
 
 import keras
 import numpy as np
-from keras.src.utils import io_utils
 
 from keras_trainopt._internal import atomic
 from keras_trainopt._internal import callback_state
+from keras_trainopt._internal import console
 from keras_trainopt._internal import dir_lock
 from keras_trainopt._internal import distribute
 from keras_trainopt._internal import optimizers
@@ -94,7 +94,7 @@ class SnapshotCallback(callback_state.Restorable, keras.callbacks.Callback):
                 path, lambda partial: self.model.save_weights(partial)
             )
         if self.verbose:
-            io_utils.print_msg(
+            console.print_msg(
                 f"\n{type(self).__name__}: snapshot {len(self.snapshots)} "
                 f"taken at step {step}."
             )

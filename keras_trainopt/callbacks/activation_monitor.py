@@ -3,9 +3,9 @@
 import difflib
 
 import keras
-from keras.src.utils import io_utils  # print_msg: not in the public API
 
 from keras_trainopt._internal import callback_state
+from keras_trainopt._internal import console
 from keras_trainopt._internal import layers as layer_paths
 from keras_trainopt._internal import validation
 from keras_trainopt.diagnostics import activations
@@ -278,13 +278,13 @@ class ActivationMonitor(callback_state.Restorable, keras.callbacks.Callback):
             return
         saturated, dead = stats["saturated_fraction"], stats["dead_fraction"]
         if saturated is not None and saturated > self.warn_fraction:
-            io_utils.print_msg(
+            console.print_msg(
                 f"\nEpoch {step + 1}: ActivationMonitor: layer {name} is "
                 f"{saturated:.0%} saturated: lower its initial weights "
                 "(e.g. Glorot/He initialization) or the learning rate."
             )
         if dead is not None and dead > self.warn_fraction:
-            io_utils.print_msg(
+            console.print_msg(
                 f"\nEpoch {step + 1}: ActivationMonitor: {dead:.0%} of the "
                 f"units of layer {name} are dead (zero for every probe input): "
                 "lower the learning rate, check the bias initialization, or "

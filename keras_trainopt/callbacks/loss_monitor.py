@@ -3,9 +3,9 @@
 import math
 
 import keras
-from keras.src.utils import io_utils  # print_msg: not in the public API
 
 from keras_trainopt._internal import callback_state
+from keras_trainopt._internal import console
 from keras_trainopt._internal import optimizers
 from keras_trainopt._internal import training
 from keras_trainopt._internal import validation
@@ -269,7 +269,7 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
         tensorboard.close_run(self._writer)
         self._writer = None
         if self.verbose:
-            io_utils.print_msg(
+            console.print_msg(
                 f"\nLossMonitor: {self.diagnosis}: {self.reason}."
             )
 
@@ -317,7 +317,7 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
             self._restore_due = True
             self.reason += "; the last good weights were restored"
         if self.verbose:
-            io_utils.print_msg(f"\nLossMonitor: stopping: {self.reason}.")
+            console.print_msg(f"\nLossMonitor: stopping: {self.reason}.")
 
     def _judge_shape(self):
         verdict = loss_curve.diagnose_loss_curve(

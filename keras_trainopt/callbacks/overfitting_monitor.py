@@ -1,9 +1,9 @@
 """`OverfittingMonitor`: the train-versus-validation gap, and what it means."""
 
 import keras
-from keras.src.utils import io_utils  # print_msg: not in the public API
 
 from keras_trainopt._internal import callback_state
+from keras_trainopt._internal import console
 from keras_trainopt._internal import training
 from keras_trainopt._internal import validation
 from keras_trainopt.diagnostics import generalization
@@ -211,7 +211,7 @@ class OverfittingMonitor(callback_state.Restorable, keras.callbacks.Callback):
         if self.stop_on_overfitting and self._overfit_run >= self.patience:
             self.model.stop_training = True
             if self.verbose:
-                io_utils.print_msg(
+                console.print_msg(
                     f"\nEpoch {epoch + 1}: OverfittingMonitor stopping "
                     f"training after {self._overfit_run} overfitting "
                     "epoch(s)."
@@ -233,7 +233,7 @@ class OverfittingMonitor(callback_state.Restorable, keras.callbacks.Callback):
         tensorboard.close_run(self._writer)
         self._writer = None
         if self.verbose and self.gaps:
-            io_utils.print_msg(
+            console.print_msg(
                 f"\nOverfittingMonitor: {self.diagnosis}: {self.reason}."
             )
 

@@ -3,11 +3,11 @@
 import warnings
 
 import keras
-from keras.src.utils import io_utils  # print_msg: not in the public API
 
 from keras_trainopt._internal import callback_state
-from keras_trainopt._internal.layers import is_graph_model
+from keras_trainopt._internal import console
 from keras_trainopt._internal import validation
+from keras_trainopt._internal.layers import is_graph_model
 from keras_trainopt.callbacks.activation_monitor import ActivationMonitor
 from keras_trainopt.callbacks.loss_monitor import LossMonitor
 from keras_trainopt.callbacks.overfitting_monitor import OverfittingMonitor
@@ -207,7 +207,7 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
             writer.text(tags.ADVICE, text, 0)
         tensorboard.close_run(writer)
         if self.verbose:
-            io_utils.print_msg("\nTrainingDoctor:\n" + "\n".join(
+            console.print_msg("\nTrainingDoctor:\n" + "\n".join(
                 f"  - {a.message}" for a in self.advice))
 
     # -- the verdict ---------------------------------------------------------

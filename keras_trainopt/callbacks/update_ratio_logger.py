@@ -5,9 +5,9 @@ import math
 
 import keras
 import numpy as np
-from keras.src.utils import io_utils
 
 from keras_trainopt._internal import callback_state
+from keras_trainopt._internal import console
 from keras_trainopt._internal import optimizers
 from keras_trainopt._internal import training
 from keras_trainopt._internal import update_probe
@@ -230,7 +230,7 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
                 continue
             direction = "raise" if verdict == "too_low" else "lower"
             shown = f"{ratio:.2g}" if math.isfinite(ratio) else str(ratio)
-            io_utils.print_msg(
+            console.print_msg(
                 f"\nEpoch {epoch + 1}: UpdateRatioLogger: layer {layer} "
                 f"updates by {shown} of its weights per step, outside "
                 f"[{self.low:g}, {self.high:g}] (healthy ~1e-3): {direction} "

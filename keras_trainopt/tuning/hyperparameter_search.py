@@ -15,8 +15,8 @@ import warnings
 
 import keras
 import keras_tuner
-from keras.src.utils import io_utils  # print_msg: not exported by keras 3
 
+from keras_trainopt._internal import console
 from keras_trainopt._internal import validation
 from keras_trainopt.tuning import distributed
 from keras_trainopt.tuning import model_check
@@ -269,11 +269,11 @@ def search_hyperparameters(
         best_trial=best,
     )
     if verbose and best is not None:
-        io_utils.print_msg(f"\nBest {objective_name}: "
+        console.print_msg(f"\nBest {objective_name}: "
                            f"{result.best_score:.4g} with {result.best!r}")
-        io_utils.print_msg(result.table(max_rows=10))
+        console.print_msg(result.table(max_rows=10))
         for sentence in edge:
-            io_utils.print_msg(f"Warning: {sentence}")
+            console.print_msg(f"Warning: {sentence}")
     return result
 
 

@@ -14,7 +14,6 @@ from keras_trainopt._internal import optimizers
 from keras_trainopt.tuning import divergence
 from keras_trainopt.tuning.hyperparameter_config import HyperparameterConfig
 
-
 # A trial metric: the objective at the trial's last epoch (a constant series,
 # so that keras-tuner, which keeps each metric's value at the best epoch,
 # keeps it, also across a resume).

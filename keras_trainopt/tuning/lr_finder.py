@@ -7,10 +7,10 @@ import warnings
 import keras
 import numpy as np
 
-# print_msg has no public name in Keras 3.15; Keras' own callbacks use it
-from keras.src.utils import io_utils
-
 from keras_trainopt._internal import arrays
+
+# print_msg has no public name in Keras 3.15; Keras' own callbacks use it
+from keras_trainopt._internal import console
 from keras_trainopt._internal import optimizers
 from keras_trainopt._internal import training_state
 from keras_trainopt._internal import validation
@@ -245,7 +245,7 @@ def find_learning_rate(
         warnings=doubts,
     )
     if verbose:
-        io_utils.print_msg(
+        console.print_msg(
             f"find_learning_rate: {len(tried)} steps from {lr_min:g}"
             + (" (stopped: the loss diverged)" if stopped else f" to {lr_max:g}")
             + f"; suggestion ({rule}) {result.suggestion:.3g}; "

@@ -9,8 +9,7 @@ import glob
 import json
 import os
 
-from keras.src.utils import io_utils  # print_msg: not exported by keras 3
-
+from keras_trainopt._internal import console
 from keras_trainopt.reporting import hparams
 from keras_trainopt.tuning import divergence
 from keras_trainopt.tuning.search_result import format_value
@@ -124,7 +123,7 @@ class SearchLog:
         """
         self.rows.append(row)
         if self.verbose:
-            io_utils.print_msg(
+            console.print_msg(
                 f"{row['stage']} trial {row['trial']}: {row['status']}, "
                 f"score {format_value(row['score'])}, {row_config(row)!r}"
             )
