@@ -288,3 +288,19 @@ def _batches(data, batch_size):
         if isinstance(batch, tuple):
             batch = batch[0]
         yield batch
+
+
+def is_reiterable(data):
+    """Whether iterating `data` again starts it over (arrays, datasets)."""
+    if arrays.is_arrays(data) or isinstance(data, keras.utils.PyDataset):
+        return True
+    return hasattr(data, "__iter__") and iter(data) is not data and not (
+        type(data).__name__ == "generator"
+    )
+
+
+def first_batch(data):
+    """The first input batch of re-iterable `data`, or `None` if empty."""
+    for batch in _batches(data, 8):
+        return batch
+    return None

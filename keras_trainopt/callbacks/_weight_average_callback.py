@@ -4,9 +4,20 @@ The average itself, its in-step update and the swapping live in
 `averaging.in_step`; this module decides when they run in a `fit`, what the
 user sees (`averaged_weights`, `raw_weights`, `get_state`) and what happens at
 train end.
+
+Several averagers on one model (an `ExponentialMovingAverage` and a
+`StochasticWeightAveraging` in one `callbacks` list) compose by one rule:
+each averages the raw (trained) weights, never another's average, and where
+an average goes into the model (validation, `evaluate`, `predict`, train
+end) the one later in the list replaces the earlier one instead of being put
+on top of it. The raw weights are held once per model (`_HOLDER`,
+`_SWAPPED`), so `raw_weights()` of each is the trained weights and the next
+`fit` continues from them.
 """
 
+
 import warnings
+import weakref
 
 import keras
 import numpy as np
@@ -18,6 +29,12 @@ from keras_trainopt._internal import training
 from keras_trainopt._internal import validation
 from keras_trainopt.averaging import batchnorm
 from keras_trainopt.averaging import in_step
+
+
+# model -> the averager whose average was put in at train end (it holds the
+# raw weights), and model -> the averager whose average is swapped in now.
+_HOLDER = weakref.WeakKeyDictionary()
+_SWAPPED = weakref.WeakKeyDictionary()
 
 
 class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
@@ -36,6 +53,14 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
     pass `batchnorm_data` to recompute them exactly at train end
     (`keras_trainopt.recompute_batchnorm_statistics`).
 
+    With several averagers in one list (EMA and SWA), each averages the
+    trained weights; the one later in the list wins wherever both would put
+    their average in the model: the model holds its average at train end and
+    for validation when both `validate_with_average`. `raw_weights()` of
+    both returns the trained weights, and the next `fit` continues from them.
+    Pass `apply_at_end=False` to the one whose average should not end up in
+    the model.
+
     Args:
         validate_with_average: during `fit`, evaluate the validation data with
             the average swapped in (and swapped back after, bit for bit).
@@ -47,7 +72,16 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
         batchnorm_data: training inputs (an array, a list or dict of arrays,
             or an iterable of batches such as a `tf.data.Dataset`) to
             recompute BatchNorm statistics for the averaged weights at train
-            end; needs `apply_at_end=True`.
+            end (`recompute_batchnorm_statistics`, with `skip_frozen=True`:
+            every BatchNormalization with `trainable=True`, nested ones
+            included); needs `apply_at_end=True`. What can be checked is
+            checked at train begin (its type and shape, and for arrays and
+            datasets that the model can be run on it). A generator is used
+            up by the first `fit`; pass a dataset or arrays to reuse it.
+        batchnorm_steps: use at most this many batches of `batchnorm_data`
+            (int >= 1), or `None` for all of it. Required for an infinite
+            (`.repeat()`) `tf.data.Dataset`; a generator that never ends
+            needs it too (its length cannot be known, so it is not refused).
         verbose: 1 to print what the callback does at train end.
     """
 
@@ -60,6 +94,7 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
         validate_with_average=False,
         apply_at_end=True,
         batchnorm_data=None,
+        batchnorm_steps=None,
         verbose=0,
     ):
         super().__init__()
@@ -78,6 +113,7 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
             or not (
                 hasattr(batchnorm_data, "__array__")
                 or hasattr(batchnorm_data, "__iter__")
+                or isinstance(batchnorm_data, keras.utils.PyDataset)
             )
         ):
             raise TypeError(
@@ -86,6 +122,9 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
                 f"type {type(batchnorm_data).__name__})"
             )
         self.batchnorm_data = batchnorm_data
+        self.batchnorm_steps = batchnorm.check_steps(
+            "batchnorm_steps", batchnorm_steps, batchnorm_data
+        )
         self.verbose = validation.check_int("verbose", verbose, low=0)
         self._state = None  # an `in_step.InStepAverage`, made in set_model
         self._extra = []  # a subclass's own step variables
@@ -178,12 +217,19 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
             return
         if self.num_averaged == 0:
             return  # nothing averaged yet (SWA before start_epoch)
-        training.sync_state(self._state.model)
+        model = self._state.model
+        other = _SWAPPED.get(model)
+        if other is not None and other is not self:
+            other._swap_out()  # replaced, not stacked: the raw weights stay
+        training.sync_state(model)
         self._state.swap_in()
+        _SWAPPED[model] = self
 
     def _swap_out(self):
         if self._state is not None:
             self._state.swap_out()
+            if _SWAPPED.get(self._state.model) is self:
+                del _SWAPPED[self._state.model]
 
     # -- state ---------------------------------------------------------------
 
@@ -216,6 +262,7 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
         return {
             "validate_with_average": self.validate_with_average,
             "apply_at_end": self.apply_at_end,
+            "batchnorm_steps": self.batchnorm_steps,
             "verbose": self.verbose,
         }
 
@@ -256,6 +303,11 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
             )
 
     def on_train_begin(self, logs=None):
+        try:
+            self._check_batchnorm_data()
+        except Exception:
+            self._detach()  # a failed start leaves nothing on the optimizer
+            raise
         self._in_fit = True
         self._swap_out()
         self._restore_raw_after_apply()
@@ -273,6 +325,32 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
             sets_learning_rate=self._sets_learning_rate(),
         )
 
+    def _check_batchnorm_data(self):
+        """Refuses, before the first step, BatchNorm data that cannot work."""
+        data = self.batchnorm_data
+        if data is None or not self.apply_at_end:
+            return
+        batchnorm.check_data(data, self.model)
+        layers = batchnorm.batchnorm_layers(self.model)
+        if not layers:
+            warnings.warn(
+                f"{type(self).__name__}: `batchnorm_data` was given but the "
+                "model has no BatchNormalization layer; it is not used.",
+                stacklevel=3,
+            )
+            return
+        if batchnorm.is_reiterable(data):
+            # one batch, in inference mode: the model runs on it, and no
+            # BatchNorm layer is called twice
+            first = batchnorm.first_batch(data)
+            if first is None:
+                raise ValueError(
+                    "`batchnorm_data` yields no batches, so BatchNorm "
+                    "statistics cannot be recomputed at train end. Received: "
+                    f"batchnorm_data={type(data).__name__}"
+                )
+            batchnorm.reach_order(self.model, first, layers)
+
     def _restore_raw_after_apply(self):
         """A new `fit` continues from the raw weights, not the average.
 
@@ -280,12 +358,15 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
         weights the user loaded since are left alone.
         """
         if self._applied is None:
+            self._raw_at_end = None
             return
         current = self._state.raw_arrays()
         if all(np.array_equal(a, b) for a, b in zip(current, self._applied)):
             for variable, value in zip(self.model.weights, self._raw_at_end):
                 variable.assign(value)
         self._applied = self._raw_at_end = None
+        if _HOLDER.get(self.model) is self:
+            del _HOLDER[self.model]
 
     def on_train_end(self, logs=None):
         self.remove_hook()
@@ -304,24 +385,49 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
 
     def _apply_average(self):
         state = self._state
-        self._raw_at_end = training.copy_weights(state.model)
+        model = state.model
+        holder = _HOLDER.get(model)
+        if holder is not None and holder is not self and holder.holds(model):
+            # an earlier averager in the list put its average in: replace
+            # it, and keep the trained weights it set aside as the raw ones
+            self._raw_at_end = [np.array(w) for w in holder._raw_at_end]
+            holder._applied = None
+        else:
+            self._raw_at_end = training.copy_weights(model)
+        for variable, value in zip(model.weights, self._raw_at_end):
+            variable.assign(value)  # the BatchNorm statistics of training
         state.put_in()
+        _HOLDER[model] = self
+        recomputed = False
         if self.batchnorm_data is not None:
-            batchnorm.recompute_batchnorm_statistics(
-                state.model, self.batchnorm_data
-            )
+            try:
+                batchnorm.recompute_batchnorm_statistics(
+                    model, self.batchnorm_data, steps=self.batchnorm_steps,
+                    skip_frozen=True,
+                )
+                recomputed = True
+            except Exception as error:  # the trained model is not lost
+                warnings.warn(
+                    f"{type(self).__name__}: BatchNorm statistics could not "
+                    f"be recomputed ({error}); the model holds the average "
+                    "with the statistics of training.",
+                    stacklevel=3,
+                )
         self._applied = state.raw_arrays()
         if self.verbose:
             io_utils.print_msg(
                 f"\n{type(self).__name__}: the model now holds the average of "
                 f"{self.num_averaged} weight snapshots "
                 f"({self.num_skipped} skipped as non-finite)"
-                + (
-                    "; BatchNorm statistics recomputed."
-                    if self.batchnorm_data is not None
-                    else "."
-                )
+                + ("; BatchNorm statistics recomputed." if recomputed else ".")
             )
+
+    def holds(self, model):
+        """Whether `model` still holds the average this put in at train end."""
+        if self._applied is None or self._state is None:
+            return False
+        current = self._state.raw_arrays()
+        return all(np.array_equal(a, b) for a, b in zip(current, self._applied))
 
     def _detach(self):
         if self._state is not None and self.model.optimizer is not None:

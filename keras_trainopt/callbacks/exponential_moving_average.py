@@ -68,7 +68,8 @@ class ExponentialMovingAverage(WeightAverageCallback):
         warmup: ramp the decay up from 0.1 as above.
         every: average every `every`-th update (int >= 1); 1 for a
             per-step EMA.
-        validate_with_average, apply_at_end, batchnorm_data, verbose: see
+        validate_with_average, apply_at_end, batchnorm_data,
+            batchnorm_steps, verbose: see
             `WeightAverageCallback`.
 
     Reference: B. T. Polyak and A. B. Juditsky, "Acceleration of stochastic
@@ -87,6 +88,7 @@ class ExponentialMovingAverage(WeightAverageCallback):
         validate_with_average=False,
         apply_at_end=True,
         batchnorm_data=None,
+        batchnorm_steps=None,
         verbose=0,
     ):
         self.decay = validation.check_real(
@@ -98,6 +100,7 @@ class ExponentialMovingAverage(WeightAverageCallback):
             validate_with_average=validate_with_average,
             apply_at_end=apply_at_end,
             batchnorm_data=batchnorm_data,
+            batchnorm_steps=batchnorm_steps,
             verbose=verbose,
         )
 
