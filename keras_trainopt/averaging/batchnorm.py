@@ -121,6 +121,9 @@ def reach_order(model, batch, layers):
     Layers the pass never calls are left out. Raises ValueError for a layer
     called more than once.
     """
+    if not model.built:
+        # built first: building traces `call` symbolically, a pass of its own
+        model(batch, training=False)
     calls = []
     with _Recording(layers, lambda layer, x: calls.append(layer)):
         model(batch, training=False)

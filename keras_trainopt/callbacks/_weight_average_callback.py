@@ -175,10 +175,16 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
     def raw_weights(self):
         """The weights training produced, aligned with `model.weights`.
 
-        After a `fit` that applied the average at its end, these are the
-        weights from just before; otherwise the model's current weights.
+        After a `fit` that applied an average at its end (this one's, or
+        another averager's on the same model), these are the weights from
+        just before; otherwise the model's current weights.
         """
         state = self._require_state("raw_weights")
+        holder = _HOLDER.get(state.model)
+        if self._raw_at_end is None and holder is not None and holder.holds(
+            state.model
+        ):
+            return [np.array(w) for w in holder._raw_at_end]
         if self._raw_at_end is not None:
             return [np.array(w) for w in self._raw_at_end]
         training.sync_state(state.model)
@@ -276,6 +282,14 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
         super().set_model(model)
         if getattr(model, "optimizer", None) is None:
             return  # predict() on a model that was never compiled
+        if not model.built:
+            raise ValueError(
+                f"{type(self).__name__} averages the model's weights, which "
+                "do not exist yet: the model is not built (a subclassed model "
+                "builds at its first step, after the callbacks start). Build "
+                "it before `fit`, e.g. `model(x[:1])` or "
+                "`model.build(input_shape)`."
+            )
         if self._state is not None and self._state.model is model:
             self._check_same_weights(model)
         else:
