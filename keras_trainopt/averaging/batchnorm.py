@@ -9,6 +9,8 @@ mode, so no probe model is needed and any model that can be called on a batch
 is supported.
 """
 
+import warnings
+
 import keras
 import numpy as np
 from keras import ops
@@ -225,11 +227,6 @@ def _input_statistics(model, batches, layer):
     return mean, np.maximum(total_sq / count - np.square(mean), 0.0)
 
 
-def check_data(data, model):
-    """Refuses what cannot be batch inputs of `model` (TypeError/ValueError)."""
-    _check_data(data, model)
-
-
 def _check_data(data, model):
     if isinstance(data, (str, bytes)) or not (
         arrays.is_arrays(data)
@@ -291,6 +288,60 @@ def _batches(data, batch_size):
         if isinstance(batch, tuple):
             batch = batch[0]
         yield batch
+
+
+# -- for the weight-average callbacks (`batchnorm_data`) -----------------------
+
+
+def check_callback_arguments(data, steps, apply_at_end):
+    """Checks `batchnorm_data` and `batchnorm_steps` at construction."""
+    if data is None:
+        validation.check_int("batchnorm_steps", steps, low=1, allow_none=True)
+        return
+    if not apply_at_end:
+        raise ValueError(
+            "`batchnorm_data` recomputes BatchNorm statistics for the "
+            "average at train end, so it needs apply_at_end=True. "
+            "Received: apply_at_end=False"
+        )
+    if isinstance(data, (str, bytes)) or not (
+        hasattr(data, "__array__")
+        or hasattr(data, "__iter__")
+        or isinstance(data, keras.utils.PyDataset)
+    ):
+        raise TypeError(
+            "`batchnorm_data` must be an array or an iterable of input "
+            f"batches. Received: batchnorm_data={data!r} (of "
+            f"type {type(data).__name__})"
+        )
+    check_steps("batchnorm_steps", steps, data)
+
+
+def check_before_fit(model, data, caller):
+    """Refuses, at train begin, BatchNorm data that cannot work.
+
+    Its type and shape; for data that can be read again (arrays, datasets),
+    one inference pass over its first batch: the model runs on it and no
+    BatchNorm layer is called twice. A generator cannot be peeked at.
+    """
+    _check_data(data, model)
+    layers = batchnorm_layers(model)
+    if not layers:
+        warnings.warn(
+            f"{caller}: `batchnorm_data` was given but the model has no "
+            "BatchNormalization layer; it is not used.",
+            stacklevel=4,
+        )
+        return
+    if is_reiterable(data):
+        first = first_batch(data)
+        if first is None:
+            raise ValueError(
+                "`batchnorm_data` yields no batches, so BatchNorm statistics "
+                "cannot be recomputed at train end. Received: "
+                f"batchnorm_data={type(data).__name__}"
+            )
+        reach_order(model, first, layers)
 
 
 def is_reiterable(data):

@@ -102,29 +102,11 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
             "validate_with_average", validate_with_average
         )
         self.apply_at_end = validation.check_bool("apply_at_end", apply_at_end)
-        if batchnorm_data is not None and not apply_at_end:
-            raise ValueError(
-                "`batchnorm_data` recomputes BatchNorm statistics for the "
-                "average at train end, so it needs apply_at_end=True. "
-                "Received: apply_at_end=False"
-            )
-        if batchnorm_data is not None and (
-            isinstance(batchnorm_data, (str, bytes))
-            or not (
-                hasattr(batchnorm_data, "__array__")
-                or hasattr(batchnorm_data, "__iter__")
-                or isinstance(batchnorm_data, keras.utils.PyDataset)
-            )
-        ):
-            raise TypeError(
-                "`batchnorm_data` must be an array or an iterable of input "
-                f"batches. Received: batchnorm_data={batchnorm_data!r} (of "
-                f"type {type(batchnorm_data).__name__})"
-            )
-        self.batchnorm_data = batchnorm_data
-        self.batchnorm_steps = batchnorm.check_steps(
-            "batchnorm_steps", batchnorm_steps, batchnorm_data
+        batchnorm.check_callback_arguments(
+            batchnorm_data, batchnorm_steps, apply_at_end
         )
+        self.batchnorm_data = batchnorm_data
+        self.batchnorm_steps = batchnorm_steps
         self.verbose = validation.check_int("verbose", verbose, low=0)
         self._state = None  # an `in_step.InStepAverage`, made in set_model
         self._extra = []  # a subclass's own step variables
@@ -318,7 +300,10 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         try:
-            self._check_batchnorm_data()
+            if self.batchnorm_data is not None:
+                batchnorm.check_before_fit(
+                    self.model, self.batchnorm_data, type(self).__name__
+                )
         except Exception:
             self._detach()  # a failed start leaves nothing on the optimizer
             raise
@@ -338,32 +323,6 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
             self.model, self._hook, fit=self.params,
             sets_learning_rate=self._sets_learning_rate(),
         )
-
-    def _check_batchnorm_data(self):
-        """Refuses, before the first step, BatchNorm data that cannot work."""
-        data = self.batchnorm_data
-        if data is None or not self.apply_at_end:
-            return
-        batchnorm.check_data(data, self.model)
-        layers = batchnorm.batchnorm_layers(self.model)
-        if not layers:
-            warnings.warn(
-                f"{type(self).__name__}: `batchnorm_data` was given but the "
-                "model has no BatchNormalization layer; it is not used.",
-                stacklevel=3,
-            )
-            return
-        if batchnorm.is_reiterable(data):
-            # one batch, in inference mode: the model runs on it, and no
-            # BatchNorm layer is called twice
-            first = batchnorm.first_batch(data)
-            if first is None:
-                raise ValueError(
-                    "`batchnorm_data` yields no batches, so BatchNorm "
-                    "statistics cannot be recomputed at train end. Received: "
-                    f"batchnorm_data={type(data).__name__}"
-                )
-            batchnorm.reach_order(self.model, first, layers)
 
     def _restore_raw_after_apply(self):
         """A new `fit` continues from the raw weights, not the average.

@@ -44,7 +44,10 @@ class ExponentialMovingAverage(WeightAverageCallback):
     current values unless `batchnorm_data` is given (see the base class,
     `WeightAverageCallback`). At train end the model holds the average
     (`apply_at_end=True`); `raw_weights()` returns the weights training
-    produced, and a later `fit` continues from them. The average survives an
+    produced, and a later `fit` continues from them. With a
+    `StochasticWeightAveraging` in the same list, each averages the trained
+    weights and the one later in the list is the average the model holds at
+    train end (`WeightAverageCallback`). The average survives an
     interrupted run resumed with `keras.callbacks.BackupAndRestore`: it is
     saved with the optimizer.
 

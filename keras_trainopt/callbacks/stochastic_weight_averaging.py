@@ -42,6 +42,10 @@ class StochasticWeightAveraging(WeightAverageCallback):
     The model's BatchNorm statistics belong to the last raw weights, not to
     their average: pass training inputs as `batchnorm_data` and they are
     recomputed for the average at train end (Izmailov et al., section 3.2).
+    With an `ExponentialMovingAverage` in the same list, each averages the
+    trained weights (never the other's average) and the one later in the
+    list is the average the model holds at train end; `raw_weights()` of
+    both is the trained weights (`WeightAverageCallback`).
 
     Example:
 
