@@ -273,7 +273,11 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
                 "`model.build(input_shape)`."
             )
         if self._state is not None and self._state.model is model:
-            self._check_same_weights(model)
+            try:
+                self._check_same_weights(model)
+            except ValueError:
+                _detach_all(model)  # an averager before this one attached
+                raise
         else:
             # Before any on_train_begin, hence before BackupAndRestore loads:
             # the variables it restores must exist, in a fixed order.
@@ -286,6 +290,8 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
             if self._pending_state is not None:
                 self.set_state(self._pending_state)
                 self._pending_state = None
+        for variable in self._variables():
+            variable._keras_trainopt_average = True  # see `_detach_all`
         optimizers.attach_state_variables(model.optimizer, self._variables())
 
     def _check_same_weights(self, model):
@@ -305,7 +311,7 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
                     self.model, self.batchnorm_data, type(self).__name__
                 )
         except Exception:
-            self._detach()  # a failed start leaves nothing on the optimizer
+            _detach_all(self.model)  # a failed start leaves nothing behind
             raise
         self._in_fit = True
         self._swap_out()
@@ -365,10 +371,10 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
             # it, and keep the trained weights it set aside as the raw ones
             self._raw_at_end = [np.array(w) for w in holder._raw_at_end]
             holder._applied = None
+            for variable, value in zip(model.weights, self._raw_at_end):
+                variable.assign(value)  # the BatchNorm statistics of training
         else:
             self._raw_at_end = training.copy_weights(model)
-        for variable, value in zip(model.weights, self._raw_at_end):
-            variable.assign(value)  # the BatchNorm statistics of training
         state.put_in()
         _HOLDER[model] = self
         recomputed = False
@@ -423,6 +429,21 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
     def on_predict_end(self, logs=None):
         self._swap_out()
         self._detach()
+
+
+def _detach_all(model):
+    """Takes every weight average's variables off `model.optimizer`.
+
+    When a `fit` is refused at its start, the averagers earlier in the list
+    have attached theirs already and will see no train end.
+    """
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None:
+        return
+    optimizers.detach_state_variables(optimizer, [
+        v for v in optimizers.unwrap(optimizer).variables
+        if getattr(v, "_keras_trainopt_average", False)
+    ])
 
 
 def _to_numpy(variable):

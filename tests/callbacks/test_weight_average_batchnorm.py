@@ -156,3 +156,18 @@ def test_batchnorm_steps_is_checked(steps):
                        match=rf"batchnorm_steps={steps!r}"):
         ExponentialMovingAverage(batchnorm_data=np.zeros((4, 3)),
                                  batchnorm_steps=steps)
+
+
+def test_a_refused_start_leaves_no_averager_attached():
+    # the EMA before the SWA in the list attached its variables already
+    x, y = data()
+    model = nested_model()
+    plain = len(model.optimizer.variables) if model.optimizer.built else None
+    ema = ExponentialMovingAverage()
+    swa = StochasticWeightAveraging(0, batchnorm_data=np.zeros((4, 7)))
+    with pytest.raises(ValueError, match="`data` must have the model's input"):
+        model.fit(x, y, batch_size=8, epochs=1, callbacks=[ema, swa],
+                  verbose=0)
+    assert _no_state_left(model, "ema") and _no_state_left(model, "swa")
+    if plain is not None:
+        assert len(model.optimizer.variables) == plain
