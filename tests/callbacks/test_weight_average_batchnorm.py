@@ -102,11 +102,15 @@ def test_subclassed_model():
     model = Subclassed()
     model.compile(keras.optimizers.SGD(0.05), loss="mse")
     ema = ExponentialMovingAverage(0.9, every=1, batchnorm_data=x)
-    # before: Keras' "Unknown variable" at the first step
-    with pytest.raises(ValueError, match=r"not built.*model\(x\[:1\]\)"):
+    try:
         model.fit(x, y, batch_size=8, epochs=1, callbacks=[ema], verbose=0)
-    model(x[:1])
-    model.fit(x, y, batch_size=8, epochs=1, callbacks=[ema], verbose=0)
+    except ValueError as error:
+        # TensorFlow builds a subclassed model at its first step, after the
+        # callbacks start (before: Keras' "Unknown variable" at that step);
+        # PyTorch builds it before
+        assert "not built" in str(error) and "model(x[:1])" in str(error)
+        model(x[:1])
+        model.fit(x, y, batch_size=8, epochs=1, callbacks=[ema], verbose=0)
     _assert_stats(model.bn, _dense(model.d1, x.astype("float64")))
 
 
