@@ -4,9 +4,20 @@ The average itself, its in-step update and the swapping live in
 `averaging.in_step`; this module decides when they run in a `fit`, what the
 user sees (`averaged_weights`, `raw_weights`, `get_state`) and what happens at
 train end.
+
+Several averagers on one model (an `ExponentialMovingAverage` and a
+`StochasticWeightAveraging` in one `callbacks` list) compose by one rule:
+each averages the raw (trained) weights, never another's average, and where
+an average goes into the model (validation, `evaluate`, `predict`, train
+end) the one later in the list replaces the earlier one instead of being put
+on top of it. The raw weights are held once per model (`_HOLDER`,
+`_SWAPPED`), so `raw_weights()` of each is the trained weights and the next
+`fit` continues from them.
 """
 
+
 import warnings
+import weakref
 
 import keras
 import numpy as np
@@ -18,6 +29,12 @@ from keras_trainopt._internal import training
 from keras_trainopt._internal import validation
 from keras_trainopt.averaging import batchnorm
 from keras_trainopt.averaging import in_step
+
+
+# model -> the averager whose average was put in at train end (it holds the
+# raw weights), and model -> the averager whose average is swapped in now.
+_HOLDER = weakref.WeakKeyDictionary()
+_SWAPPED = weakref.WeakKeyDictionary()
 
 
 class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
@@ -36,6 +53,14 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
     pass `batchnorm_data` to recompute them exactly at train end
     (`keras_trainopt.recompute_batchnorm_statistics`).
 
+    With several averagers in one list (EMA and SWA), each averages the
+    trained weights; the one later in the list wins wherever both would put
+    their average in the model: the model holds its average at train end and
+    for validation when both `validate_with_average`. `raw_weights()` of
+    both returns the trained weights, and the next `fit` continues from them.
+    Pass `apply_at_end=False` to the one whose average should not end up in
+    the model.
+
     Args:
         validate_with_average: during `fit`, evaluate the validation data with
             the average swapped in (and swapped back after, bit for bit).
@@ -47,7 +72,16 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
         batchnorm_data: training inputs (an array, a list or dict of arrays,
             or an iterable of batches such as a `tf.data.Dataset`) to
             recompute BatchNorm statistics for the averaged weights at train
-            end; needs `apply_at_end=True`.
+            end (`recompute_batchnorm_statistics`, with `skip_frozen=True`:
+            every BatchNormalization with `trainable=True`, nested ones
+            included); needs `apply_at_end=True`. What can be checked is
+            checked at train begin (its type and shape, and for arrays and
+            datasets that the model can be run on it). A generator is used
+            up by the first `fit`; pass a dataset or arrays to reuse it.
+        batchnorm_steps: use at most this many batches of `batchnorm_data`
+            (int >= 1), or `None` for all of it. Required for an infinite
+            (`.repeat()`) `tf.data.Dataset`; a generator that never ends
+            needs it too (its length cannot be known, so it is not refused).
         verbose: 1 to print what the callback does at train end.
     """
 
@@ -60,6 +94,7 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
         validate_with_average=False,
         apply_at_end=True,
         batchnorm_data=None,
+        batchnorm_steps=None,
         verbose=0,
     ):
         super().__init__()
@@ -67,25 +102,11 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
             "validate_with_average", validate_with_average
         )
         self.apply_at_end = validation.check_bool("apply_at_end", apply_at_end)
-        if batchnorm_data is not None and not apply_at_end:
-            raise ValueError(
-                "`batchnorm_data` recomputes BatchNorm statistics for the "
-                "average at train end, so it needs apply_at_end=True. "
-                "Received: apply_at_end=False"
-            )
-        if batchnorm_data is not None and (
-            isinstance(batchnorm_data, (str, bytes))
-            or not (
-                hasattr(batchnorm_data, "__array__")
-                or hasattr(batchnorm_data, "__iter__")
-            )
-        ):
-            raise TypeError(
-                "`batchnorm_data` must be an array or an iterable of input "
-                f"batches. Received: batchnorm_data={batchnorm_data!r} (of "
-                f"type {type(batchnorm_data).__name__})"
-            )
+        batchnorm.check_callback_arguments(
+            batchnorm_data, batchnorm_steps, apply_at_end
+        )
         self.batchnorm_data = batchnorm_data
+        self.batchnorm_steps = batchnorm_steps
         self.verbose = validation.check_int("verbose", verbose, low=0)
         self._state = None  # an `in_step.InStepAverage`, made in set_model
         self._extra = []  # a subclass's own step variables
@@ -136,10 +157,16 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
     def raw_weights(self):
         """The weights training produced, aligned with `model.weights`.
 
-        After a `fit` that applied the average at its end, these are the
-        weights from just before; otherwise the model's current weights.
+        After a `fit` that applied an average at its end (this one's, or
+        another averager's on the same model), these are the weights from
+        just before; otherwise the model's current weights.
         """
         state = self._require_state("raw_weights")
+        holder = _HOLDER.get(state.model)
+        if self._raw_at_end is None and holder is not None and holder.holds(
+            state.model
+        ):
+            return [np.array(w) for w in holder._raw_at_end]
         if self._raw_at_end is not None:
             return [np.array(w) for w in self._raw_at_end]
         training.sync_state(state.model)
@@ -178,12 +205,19 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
             return
         if self.num_averaged == 0:
             return  # nothing averaged yet (SWA before start_epoch)
-        training.sync_state(self._state.model)
+        model = self._state.model
+        other = _SWAPPED.get(model)
+        if other is not None and other is not self:
+            other._swap_out()  # replaced, not stacked: the raw weights stay
+        training.sync_state(model)
         self._state.swap_in()
+        _SWAPPED[model] = self
 
     def _swap_out(self):
         if self._state is not None:
             self._state.swap_out()
+            if _SWAPPED.get(self._state.model) is self:
+                del _SWAPPED[self._state.model]
 
     # -- state ---------------------------------------------------------------
 
@@ -216,6 +250,7 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
         return {
             "validate_with_average": self.validate_with_average,
             "apply_at_end": self.apply_at_end,
+            "batchnorm_steps": self.batchnorm_steps,
             "verbose": self.verbose,
         }
 
@@ -229,8 +264,20 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
         super().set_model(model)
         if getattr(model, "optimizer", None) is None:
             return  # predict() on a model that was never compiled
+        if not model.built:
+            raise ValueError(
+                f"{type(self).__name__} averages the model's weights, which "
+                "do not exist yet: the model is not built (a subclassed model "
+                "builds at its first step, after the callbacks start). Build "
+                "it before `fit`, e.g. `model(x[:1])` or "
+                "`model.build(input_shape)`."
+            )
         if self._state is not None and self._state.model is model:
-            self._check_same_weights(model)
+            try:
+                self._check_same_weights(model)
+            except ValueError:
+                _detach_all(model)  # an averager before this one attached
+                raise
         else:
             # Before any on_train_begin, hence before BackupAndRestore loads:
             # the variables it restores must exist, in a fixed order.
@@ -243,6 +290,8 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
             if self._pending_state is not None:
                 self.set_state(self._pending_state)
                 self._pending_state = None
+        for variable in self._variables():
+            variable._keras_trainopt_average = True  # see `_detach_all`
         optimizers.attach_state_variables(model.optimizer, self._variables())
 
     def _check_same_weights(self, model):
@@ -256,6 +305,14 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
             )
 
     def on_train_begin(self, logs=None):
+        try:
+            if self.batchnorm_data is not None:
+                batchnorm.check_before_fit(
+                    self.model, self.batchnorm_data, type(self).__name__
+                )
+        except Exception:
+            _detach_all(self.model)  # a failed start leaves nothing behind
+            raise
         self._in_fit = True
         self._swap_out()
         self._restore_raw_after_apply()
@@ -280,12 +337,15 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
         weights the user loaded since are left alone.
         """
         if self._applied is None:
+            self._raw_at_end = None
             return
         current = self._state.raw_arrays()
         if all(np.array_equal(a, b) for a, b in zip(current, self._applied)):
             for variable, value in zip(self.model.weights, self._raw_at_end):
                 variable.assign(value)
         self._applied = self._raw_at_end = None
+        if _HOLDER.get(self.model) is self:
+            del _HOLDER[self.model]
 
     def on_train_end(self, logs=None):
         self.remove_hook()
@@ -304,24 +364,49 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
 
     def _apply_average(self):
         state = self._state
-        self._raw_at_end = training.copy_weights(state.model)
+        model = state.model
+        holder = _HOLDER.get(model)
+        if holder is not None and holder is not self and holder.holds(model):
+            # an earlier averager in the list put its average in: replace
+            # it, and keep the trained weights it set aside as the raw ones
+            self._raw_at_end = [np.array(w) for w in holder._raw_at_end]
+            holder._applied = None
+            for variable, value in zip(model.weights, self._raw_at_end):
+                variable.assign(value)  # the BatchNorm statistics of training
+        else:
+            self._raw_at_end = training.copy_weights(model)
         state.put_in()
+        _HOLDER[model] = self
+        recomputed = False
         if self.batchnorm_data is not None:
-            batchnorm.recompute_batchnorm_statistics(
-                state.model, self.batchnorm_data
-            )
+            try:
+                batchnorm.recompute_batchnorm_statistics(
+                    model, self.batchnorm_data, steps=self.batchnorm_steps,
+                    skip_frozen=True,
+                )
+                recomputed = True
+            except Exception as error:  # the trained model is not lost
+                warnings.warn(
+                    f"{type(self).__name__}: BatchNorm statistics could not "
+                    f"be recomputed ({error}); the model holds the average "
+                    "with the statistics of training.",
+                    stacklevel=3,
+                )
         self._applied = state.raw_arrays()
         if self.verbose:
             io_utils.print_msg(
                 f"\n{type(self).__name__}: the model now holds the average of "
                 f"{self.num_averaged} weight snapshots "
                 f"({self.num_skipped} skipped as non-finite)"
-                + (
-                    "; BatchNorm statistics recomputed."
-                    if self.batchnorm_data is not None
-                    else "."
-                )
+                + ("; BatchNorm statistics recomputed." if recomputed else ".")
             )
+
+    def holds(self, model):
+        """Whether `model` still holds the average this put in at train end."""
+        if self._applied is None or self._state is None:
+            return False
+        current = self._state.raw_arrays()
+        return all(np.array_equal(a, b) for a, b in zip(current, self._applied))
 
     def _detach(self):
         if self._state is not None and self.model.optimizer is not None:
@@ -344,6 +429,21 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
     def on_predict_end(self, logs=None):
         self._swap_out()
         self._detach()
+
+
+def _detach_all(model):
+    """Takes every weight average's variables off `model.optimizer`.
+
+    When a `fit` is refused at its start, the averagers earlier in the list
+    have attached theirs already and will see no train end.
+    """
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None:
+        return
+    optimizers.detach_state_variables(optimizer, [
+        v for v in optimizers.unwrap(optimizer).variables
+        if getattr(v, "_keras_trainopt_average", False)
+    ])
 
 
 def _to_numpy(variable):

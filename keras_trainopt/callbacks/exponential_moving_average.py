@@ -44,7 +44,10 @@ class ExponentialMovingAverage(WeightAverageCallback):
     current values unless `batchnorm_data` is given (see the base class,
     `WeightAverageCallback`). At train end the model holds the average
     (`apply_at_end=True`); `raw_weights()` returns the weights training
-    produced, and a later `fit` continues from them. The average survives an
+    produced, and a later `fit` continues from them. With a
+    `StochasticWeightAveraging` in the same list, each averages the trained
+    weights and the one later in the list is the average the model holds at
+    train end (`WeightAverageCallback`). The average survives an
     interrupted run resumed with `keras.callbacks.BackupAndRestore`: it is
     saved with the optimizer.
 
@@ -68,7 +71,8 @@ class ExponentialMovingAverage(WeightAverageCallback):
         warmup: ramp the decay up from 0.1 as above.
         every: average every `every`-th update (int >= 1); 1 for a
             per-step EMA.
-        validate_with_average, apply_at_end, batchnorm_data, verbose: see
+        validate_with_average, apply_at_end, batchnorm_data,
+            batchnorm_steps, verbose: see
             `WeightAverageCallback`.
 
     Reference: B. T. Polyak and A. B. Juditsky, "Acceleration of stochastic
@@ -87,6 +91,7 @@ class ExponentialMovingAverage(WeightAverageCallback):
         validate_with_average=False,
         apply_at_end=True,
         batchnorm_data=None,
+        batchnorm_steps=None,
         verbose=0,
     ):
         self.decay = validation.check_real(
@@ -98,6 +103,7 @@ class ExponentialMovingAverage(WeightAverageCallback):
             validate_with_average=validate_with_average,
             apply_at_end=apply_at_end,
             batchnorm_data=batchnorm_data,
+            batchnorm_steps=batchnorm_steps,
             verbose=verbose,
         )
 

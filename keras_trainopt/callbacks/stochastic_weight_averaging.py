@@ -42,6 +42,10 @@ class StochasticWeightAveraging(WeightAverageCallback):
     The model's BatchNorm statistics belong to the last raw weights, not to
     their average: pass training inputs as `batchnorm_data` and they are
     recomputed for the average at train end (Izmailov et al., section 3.2).
+    With an `ExponentialMovingAverage` in the same list, each averages the
+    trained weights (never the other's average) and the one later in the
+    list is the average the model holds at train end; `raw_weights()` of
+    both is the trained weights (`WeightAverageCallback`).
 
     Example:
 
@@ -60,7 +64,8 @@ class StochasticWeightAveraging(WeightAverageCallback):
             averaged (int >= 0).
         swa_learning_rate: `None`, a float > 0 (constant) or a pair
             `(high, low)` with `high >= low > 0` (cyclic per epoch).
-        validate_with_average, apply_at_end, batchnorm_data, verbose: see
+        validate_with_average, apply_at_end, batchnorm_data,
+            batchnorm_steps, verbose: see
             `WeightAverageCallback`.
 
     Reference: P. Izmailov, D. Podoprikhin, T. Garipov, D. Vetrov and
@@ -78,6 +83,7 @@ class StochasticWeightAveraging(WeightAverageCallback):
         validate_with_average=False,
         apply_at_end=True,
         batchnorm_data=None,
+        batchnorm_steps=None,
         verbose=0,
     ):
         self.start_epoch = validation.check_int("start_epoch", start_epoch, low=0)
@@ -86,6 +92,7 @@ class StochasticWeightAveraging(WeightAverageCallback):
             validate_with_average=validate_with_average,
             apply_at_end=apply_at_end,
             batchnorm_data=batchnorm_data,
+            batchnorm_steps=batchnorm_steps,
             verbose=verbose,
         )
         self._epoch_start = None  # optimizer step where the epoch began

@@ -63,12 +63,18 @@ def test_accepts_a_dataset_of_x_y_batches():
                                rtol=1e-4, atol=1e-5)
 
 
-def test_nested_batchnorm_is_refused_with_the_layer_name():
+def test_nested_batchnorm_is_recomputed():
+    # before (issue 19): refused; now every BatchNormalization counts
     inner = keras.Sequential([keras.layers.BatchNormalization(name="inner_bn")])
     inputs = keras.Input((3,))
     model = keras.Model(inputs, inner(inputs))
-    with pytest.raises(ValueError, match="inner_bn"):
-        recompute_batchnorm_statistics(model, np.zeros((4, 3)))
+    x = np.random.default_rng(2).normal(size=(9, 3)).astype("float32")
+    recompute_batchnorm_statistics(model, x, batch_size=4)
+    bn = inner.layers[0]
+    np.testing.assert_allclose(bn.moving_mean.numpy(), x.mean(0), rtol=1e-5,
+                               atol=1e-6)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), x.var(0),
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_bad_arguments():

@@ -1,0 +1,197 @@
+"""EMA and SWA in one `callbacks` list (issue 19, item 4), and a model whose
+trainable weights change between fits.
+
+The rule under test: each averager averages the trained weights (never the
+other's average); where both would put their average in the model, the
+later one in the list wins; `raw_weights()` of both is the trained weights,
+and the next `fit` continues from them. References: a plain run with the
+same seed (the in-step averages do not change training) and NumPy averages
+of the weights it went through.
+"""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_trainopt import ExponentialMovingAverage
+from keras_trainopt import StochasticWeightAveraging
+
+DECAY, EPOCHS, START = 0.8, 3, 1
+
+
+def make_model():
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([
+        keras.Input((3,)),
+        keras.layers.Dense(4, activation="tanh"),
+        keras.layers.Dense(1),
+    ])
+    model.compile(keras.optimizers.SGD(0.05), loss="mse")
+    return model
+
+
+def data():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 3)).astype("float32")
+    y = (np.sin(x) @ np.array([[1.0], [-0.5], [0.3]])).astype("float32")
+    return x, y
+
+
+def forward_mse(weights, x, y):
+    k1, b1, k2, b2 = (np.asarray(w, "float64") for w in weights)
+    pred = np.tanh(x @ k1 + b1) @ k2 + b2
+    return float(np.mean(np.square(pred - y)))
+
+
+class Recorder(keras.callbacks.Callback):
+    """The weights at train begin, after every step and every epoch."""
+
+    def on_train_begin(self, logs=None):
+        self.begin = [np.array(w) for w in self.model.get_weights()]
+        self.steps, self.epochs = [], []
+
+    def _weights(self):
+        sync = getattr(self.model, "jax_state_sync", None)
+        if sync is not None:
+            sync()
+        return [np.array(w, "float64") for w in self.model.get_weights()]
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps.append(self._weights())
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs.append(self._weights())
+
+
+def fit(model, callbacks, epochs=EPOCHS, **kwargs):
+    x, y = data()
+    recorder = Recorder()
+    history = model.fit(x, y, batch_size=8, epochs=epochs, shuffle=False,
+                        callbacks=[*callbacks, recorder], verbose=0, **kwargs)
+    return recorder, history
+
+
+@pytest.fixture(scope="module")
+def plain():
+    """The plain run, and NumPy EMA and SWA references over its weights."""
+    recorder, _ = fit(make_model(), [])
+    ema = [np.asarray(w, "float64") for w in recorder.begin]
+    for step in recorder.steps:
+        ema = [DECAY * a + (1 - DECAY) * w for a, w in zip(ema, step)]
+    swa = [np.mean(ws, axis=0) for ws in zip(*recorder.epochs[START:])]
+    return recorder, ema, swa
+
+
+def assert_weights(actual, expected, rtol=1e-5, atol=1e-6):
+    assert len(actual) == len(expected)
+    for a, e in zip(actual, expected):
+        np.testing.assert_allclose(np.asarray(a, "float64"), e, rtol=rtol,
+                                   atol=atol)
+
+
+def callbacks(order, **kwargs):
+    ema = ExponentialMovingAverage(DECAY, warmup=False, every=1,
+                                   **kwargs.get("ema", {}))
+    swa = StochasticWeightAveraging(START, **kwargs.get("swa", {}))
+    return ema, swa, ([ema, swa] if order == "ema_first" else [swa, ema])
+
+
+@pytest.mark.parametrize("order", ["ema_first", "swa_first"])
+def test_both_average_the_trained_weights_and_the_later_one_is_applied(
+    plain, order
+):
+    reference, ema_ref, swa_ref = plain
+    model = make_model()
+    ema, swa, cbs = callbacks(order)
+    recorder, history = fit(model, cbs)
+    assert len(history.history["loss"]) == EPOCHS
+    assert_weights(recorder.steps[-1], reference.steps[-1])  # same training
+    # before: the SWA applied on top of the EMA, its raw weights the EMA's
+    assert_weights(ema.raw_weights(), reference.steps[-1])
+    assert_weights(swa.raw_weights(), reference.steps[-1])
+    assert_weights(ema.averaged_weights(), ema_ref)
+    assert_weights(swa.averaged_weights(), swa_ref)
+    last = swa_ref if order == "ema_first" else ema_ref
+    assert_weights(model.get_weights(), last)
+    # the next fit continues from the trained weights, not from an average
+    recorder, _ = fit(model, cbs, epochs=1)
+    assert_weights(recorder.begin, reference.steps[-1])
+
+
+def test_apply_at_end_false_leaves_the_other_average(plain):
+    reference, _, swa_ref = plain
+    model = make_model()
+    ema, swa, cbs = callbacks("swa_first", ema={"apply_at_end": False})
+    fit(model, cbs)
+    assert_weights(model.get_weights(), swa_ref)
+    assert_weights(ema.raw_weights(), reference.steps[-1])
+    assert_weights(swa.raw_weights(), reference.steps[-1])
+
+
+@pytest.mark.parametrize("swa_validates", [True, False])
+def test_validate_with_average_with_both(plain, swa_validates):
+    reference, _, _ = plain
+    x, y = data()
+    model = make_model()
+    ema, swa, cbs = callbacks(
+        "ema_first", ema={"validate_with_average": True},
+        swa={"validate_with_average": swa_validates, "apply_at_end": False},
+        )
+    recorder, history = fit(model, cbs, validation_data=(x, y))
+    # before: the swaps stacked, and training went on from the EMA average
+    assert_weights(recorder.steps[-1], reference.steps[-1])
+    assert_weights(ema.raw_weights(), reference.steps[-1])
+    # the last epoch was validated with the later validating averager's
+    # average, as it stood at the end of that epoch (the final one)
+    validated = swa if swa_validates else ema
+    expected = forward_mse(validated.averaged_weights(), x, y)
+    np.testing.assert_allclose(history.history["val_loss"][-1], expected,
+                               rtol=1e-4)
+    # the model ends with the EMA average (SWA has apply_at_end=False)
+    assert_weights(model.get_weights(),
+                   [np.asarray(w, "float64") for w in ema.averaged_weights()])
+
+
+def test_evaluate_with_both_uses_the_later_and_restores(plain):
+    x, y = data()
+    model = make_model()
+    ema, swa, cbs = callbacks("ema_first")
+    fit(model, cbs)
+    held = [np.array(w) for w in model.get_weights()]
+    loss = model.evaluate(x, y, callbacks=cbs, verbose=0)
+    np.testing.assert_allclose(
+        loss, forward_mse(swa.averaged_weights(), x, y), rtol=1e-4)
+    assert_weights(model.get_weights(), [np.asarray(w, "float64") for w in held],
+                   rtol=0, atol=0)
+
+
+def _state_variables(optimizer, prefix):
+    return [v for v in optimizer.variables if v.name.startswith(prefix)]
+
+
+@pytest.mark.parametrize("cls", ["ema", "swa"])
+def test_trainable_weights_changed_between_fits(cls):
+    x, y = data()
+    model = make_model()
+    model.layers[0].trainable = False
+    model.compile(keras.optimizers.SGD(0.05), loss="mse")
+
+    def new():
+        return (ExponentialMovingAverage(every=1) if cls == "ema"
+                else StochasticWeightAveraging(0))
+
+    averager = new()
+    model.fit(x, y, batch_size=8, epochs=1, callbacks=[averager], verbose=0)
+    model.layers[0].trainable = True  # unfrozen: four trainable weights
+    model.compile(keras.optimizers.SGD(0.05), loss="mse")
+    with pytest.raises(ValueError, match="trainable weights changed"):
+        model.fit(x, y, batch_size=8, epochs=1, callbacks=[averager],
+                  verbose=0)
+    # refused before the first step, with nothing left on the optimizer
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 0
+    assert _state_variables(model.optimizer, cls) == []
+    fresh = new()
+    model.fit(x, y, batch_size=8, epochs=1, callbacks=[fresh], verbose=0)
+    assert fresh.num_averaged == (4 if cls == "ema" else 1)
+    assert len(fresh.averaged_weights()) == 4
+    assert _state_variables(model.optimizer, cls) == []
