@@ -169,6 +169,7 @@ def average_common():
         validate_with_average=bools(),
         apply_at_end=bools(),
         batchnorm_data=optional(values(X, [X], "x", 5)),
+        batchnorm_steps=optional(ints(-1, 3, 0, 1)),
         verbose=verbose(),
     )
 
@@ -563,6 +564,8 @@ REGISTRY = {
             data=values(X, [X[:16], X[16:]], (X[:8],), [], np.zeros((0, 4)),
                         "abc", 5, None),
             batch_size=ints(-1, 40, 0, 1),
+            steps=optional(ints(-1, 3, 0, 1)),
+            skip_frozen=bools(),
         ),
         fixed=lambda: dict(model=batchnorm_model()),
     ),

@@ -293,6 +293,36 @@ def _batches(data, batch_size):
 # -- for the weight-average callbacks (`batchnorm_data`) -----------------------
 
 
+def recompute_for_average(model, data, steps, owner):
+    """Recomputes the statistics for an average just put in; never raises.
+
+    At train end a failure must not lose the trained model and the `History`
+    of the `fit`: it becomes a `UserWarning`, and the model keeps the
+    statistics of training. Frozen (`trainable=False`) BatchNorm layers keep
+    theirs (a pretrained backbone's).
+
+    Args:
+        model: the model holding the average.
+        data, steps: the callback's `batchnorm_data` and `batchnorm_steps`.
+        owner: the callback's class name, for the warning.
+
+    Returns:
+        Whether the statistics were recomputed.
+    """
+    try:
+        recompute_batchnorm_statistics(model, data, steps=steps,
+                                       skip_frozen=True)
+    except Exception as error:  # noqa: BLE001 -- reported, never swallowed
+        warnings.warn(
+            f"{owner}: BatchNorm statistics could not be recomputed "
+            f"({error}); the model holds the average with the statistics of "
+            "training.",
+            stacklevel=4,
+        )
+        return False
+    return True
+
+
 def check_callback_arguments(data, steps, apply_at_end):
     """Checks `batchnorm_data` and `batchnorm_steps` at construction."""
     if data is None:

@@ -91,6 +91,21 @@ class InStepAverage:
 
     # -- between steps --------------------------------------------------------
 
+    def check_same_weights(self, model, owner):
+        """Raises `ValueError` if `model`'s trainable weights are not `sources`.
+
+        Args:
+            model: the model of a new `fit`.
+            owner: the averaging callback's class name, for the message.
+        """
+        now = [id(v) for v in model.trainable_variables]
+        if now != [id(v) for v in self.sources]:
+            raise ValueError(
+                f"The model's trainable weights changed since {owner} started "
+                "averaging them (a layer was frozen or unfrozen, or layers "
+                f"were added). Use a new {owner} for the new set of weights."
+            )
+
     def counts(self):
         """`(num_averaged, num_skipped)` as Python ints."""
         return _to_int(self.num_averaged), _to_int(self.num_skipped)

@@ -5,36 +5,24 @@ The average itself, its in-step update and the swapping live in
 user sees (`averaged_weights`, `raw_weights`, `get_state`) and what happens at
 train end.
 
-Several averagers on one model (an `ExponentialMovingAverage` and a
-`StochasticWeightAveraging` in one `callbacks` list) compose by one rule:
-each averages the raw (trained) weights, never another's average, and where
-an average goes into the model (validation, `evaluate`, `predict`, train
-end) the one later in the list replaces the earlier one instead of being put
-on top of it. The raw weights are held once per model (`_HOLDER`,
-`_SWAPPED`), so `raw_weights()` of each is the trained weights and the next
-`fit` continues from them.
+Several averagers on one model compose by the rule of
+`averaging.composition`: each averages the trained weights, and the one
+later in the list replaces the earlier one wherever an average goes in.
 """
 
-
 import warnings
-import weakref
 
 import keras
 import numpy as np
-from keras.src.utils import io_utils
 
 from keras_trainopt._internal import apply_hooks
+from keras_trainopt._internal import console
 from keras_trainopt._internal import optimizers
 from keras_trainopt._internal import training
 from keras_trainopt._internal import validation
 from keras_trainopt.averaging import batchnorm
+from keras_trainopt.averaging import composition
 from keras_trainopt.averaging import in_step
-
-
-# model -> the averager whose average was put in at train end (it holds the
-# raw weights), and model -> the averager whose average is swapped in now.
-_HOLDER = weakref.WeakKeyDictionary()
-_SWAPPED = weakref.WeakKeyDictionary()
 
 
 class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
@@ -162,7 +150,7 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
         just before; otherwise the model's current weights.
         """
         state = self._require_state("raw_weights")
-        holder = _HOLDER.get(state.model)
+        holder = composition.holder(state.model)
         if self._raw_at_end is None and holder is not None and holder.holds(
             state.model
         ):
@@ -206,18 +194,17 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
         if self.num_averaged == 0:
             return  # nothing averaged yet (SWA before start_epoch)
         model = self._state.model
-        other = _SWAPPED.get(model)
+        other = composition.swapped(model)
         if other is not None and other is not self:
             other._swap_out()  # replaced, not stacked: the raw weights stay
         training.sync_state(model)
         self._state.swap_in()
-        _SWAPPED[model] = self
+        composition.set_swapped(model, self)
 
     def _swap_out(self):
         if self._state is not None:
             self._state.swap_out()
-            if _SWAPPED.get(self._state.model) is self:
-                del _SWAPPED[self._state.model]
+            composition.release_swapped(self._state.model, self)
 
     # -- state ---------------------------------------------------------------
 
@@ -274,9 +261,9 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
             )
         if self._state is not None and self._state.model is model:
             try:
-                self._check_same_weights(model)
+                self._state.check_same_weights(model, type(self).__name__)
             except ValueError:
-                _detach_all(model)  # an averager before this one attached
+                composition.detach_all(model)  # an earlier averager attached
                 raise
         else:
             # Before any on_train_begin, hence before BackupAndRestore loads:
@@ -290,19 +277,7 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
             if self._pending_state is not None:
                 self.set_state(self._pending_state)
                 self._pending_state = None
-        for variable in self._variables():
-            variable._keras_trainopt_average = True  # see `_detach_all`
-        optimizers.attach_state_variables(model.optimizer, self._variables())
-
-    def _check_same_weights(self, model):
-        now = [id(v) for v in model.trainable_variables]
-        if now != [id(v) for v in self._state.sources]:
-            raise ValueError(
-                f"The model's trainable weights changed since "
-                f"{type(self).__name__} started averaging them (a layer was "
-                "frozen or unfrozen, or layers were added). Use a new "
-                f"{type(self).__name__} for the new set of weights."
-            )
+        composition.attach(model, self._variables())
 
     def on_train_begin(self, logs=None):
         try:
@@ -311,7 +286,7 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
                     self.model, self.batchnorm_data, type(self).__name__
                 )
         except Exception:
-            _detach_all(self.model)  # a failed start leaves nothing behind
+            composition.detach_all(self.model)  # a failed start: nothing left
             raise
         self._in_fit = True
         self._swap_out()
@@ -344,8 +319,7 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
             for variable, value in zip(self.model.weights, self._raw_at_end):
                 variable.assign(value)
         self._applied = self._raw_at_end = None
-        if _HOLDER.get(self.model) is self:
-            del _HOLDER[self.model]
+        composition.release_holder(self.model, self)
 
     def on_train_end(self, logs=None):
         self.remove_hook()
@@ -365,7 +339,7 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
     def _apply_average(self):
         state = self._state
         model = state.model
-        holder = _HOLDER.get(model)
+        holder = composition.holder(model)
         if holder is not None and holder is not self and holder.holds(model):
             # an earlier averager in the list put its average in: replace
             # it, and keep the trained weights it set aside as the raw ones
@@ -376,25 +350,16 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
         else:
             self._raw_at_end = training.copy_weights(model)
         state.put_in()
-        _HOLDER[model] = self
-        recomputed = False
-        if self.batchnorm_data is not None:
-            try:
-                batchnorm.recompute_batchnorm_statistics(
-                    model, self.batchnorm_data, steps=self.batchnorm_steps,
-                    skip_frozen=True,
-                )
-                recomputed = True
-            except Exception as error:  # the trained model is not lost
-                warnings.warn(
-                    f"{type(self).__name__}: BatchNorm statistics could not "
-                    f"be recomputed ({error}); the model holds the average "
-                    "with the statistics of training.",
-                    stacklevel=3,
-                )
+        composition.set_holder(model, self)
+        recomputed = self.batchnorm_data is not None and (
+            batchnorm.recompute_for_average(
+                model, self.batchnorm_data, self.batchnorm_steps,
+                type(self).__name__,
+            )
+        )
         self._applied = state.raw_arrays()
         if self.verbose:
-            io_utils.print_msg(
+            console.print_msg(
                 f"\n{type(self).__name__}: the model now holds the average of "
                 f"{self.num_averaged} weight snapshots "
                 f"({self.num_skipped} skipped as non-finite)"
@@ -429,21 +394,6 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
     def on_predict_end(self, logs=None):
         self._swap_out()
         self._detach()
-
-
-def _detach_all(model):
-    """Takes every weight average's variables off `model.optimizer`.
-
-    When a `fit` is refused at its start, the averagers earlier in the list
-    have attached theirs already and will see no train end.
-    """
-    optimizer = getattr(model, "optimizer", None)
-    if optimizer is None:
-        return
-    optimizers.detach_state_variables(optimizer, [
-        v for v in optimizers.unwrap(optimizer).variables
-        if getattr(v, "_keras_trainopt_average", False)
-    ])
 
 
 def _to_numpy(variable):
