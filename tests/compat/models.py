@@ -354,11 +354,11 @@ def keras_hub_backbone_layer():
     import keras_hub
 
     return keras_hub.models.ResNetBackbone(
-        input_conv_filters=[8],
+        input_conv_filters=[64],
         input_conv_kernel_sizes=[3],
-        stackwise_num_filters=[8, 16],
-        stackwise_num_blocks=[1, 1],
-        stackwise_num_strides=[1, 2],
+        stackwise_num_filters=[64],
+        stackwise_num_blocks=[1],
+        stackwise_num_strides=[1],
         block_type="basic_block",
         use_pre_activation=False,
         image_shape=IMAGE,

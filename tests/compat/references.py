@@ -501,6 +501,17 @@ def run_backup_and_restore(case, tmp_path, inputs, rebuild):
     assert not list(backup_dir.glob("*.npz"))
 
 
+def combined_set(case, tmp_path):
+    return [
+        TrainingDoctor(x_probe=case.probe, metric=case.metric, every=1,
+                       update_ratio_every=1, verbose=0),
+        ExponentialMovingAverage(decay=0.9, warmup=False, every=1),
+        StochasticWeightAveraging(start_epoch=1),
+        StepDecay(factor=0.5, every=1),
+        BackupAndRestore(tmp_path / "combined"),
+    ]
+
+
 def run_combined(factory, tmp_path, inputs=None, x_probe=True):
     """The doctor + EMA + SWA + decay + BackupAndRestore, together.
 

@@ -61,7 +61,8 @@ class ArrayDataset(keras.utils.PyDataset):
 
 
 def py_dataset(case):
-    return {"x": ArrayDataset(case.x, case.y)}
+    # fit shuffles a PyDataset's batches unless told not to
+    return {"x": ArrayDataset(case.x, case.y), "shuffle": False}
 
 
 def _batches_forever(x, y):
@@ -83,23 +84,41 @@ INPUTS = {
     "py_dataset": py_dataset,
     "generator": generator,
 }
-STEP_DEPENDENT = ["StochasticWeightAveraging", "SnapshotEnsemble", "LossMonitor",
-                  "ExponentialDecay", "ExponentialMovingAverage"]
+# Epoch ends and the number of steps come from the input (SWA averages in
+# the step that ends an epoch, SnapshotEnsemble spreads its cycles over the
+# steps of the fit); the in-step hooks (decay per step, EMA) and the loss
+# readings are checked on the repeating pipeline, the one that differs most
+# from arrays.
 ALONE = {
     "numpy": list(ref.CALLBACKS),
-    "tf_data": STEP_DEPENDENT + ["BackupAndRestore"],
-    "tf_data_repeat": STEP_DEPENDENT + ["BackupAndRestore", "CheckpointEnsemble"],
+    "tf_data": ["StochasticWeightAveraging", "SnapshotEnsemble",
+                "BackupAndRestore"],
+    "tf_data_repeat": ["StochasticWeightAveraging", "SnapshotEnsemble",
+                       "LossMonitor", "ExponentialDecay",
+                       "ExponentialMovingAverage", "CheckpointEnsemble",
+                       "BackupAndRestore"],
     "tf_data_unknown": ["StochasticWeightAveraging", "SnapshotEnsemble",
                         "LossMonitor"],
-    "py_dataset": STEP_DEPENDENT + ["BackupAndRestore"],
-    "generator": STEP_DEPENDENT,
+    "py_dataset": ["StochasticWeightAveraging", "SnapshotEnsemble",
+                   "BackupAndRestore"],
+    "generator": ["StochasticWeightAveraging", "SnapshotEnsemble",
+                  "LossMonitor"],
 }
-# refused at train begin, by design: (error, what the message names)
+# refused at train begin, by design: (error, what the message names); both
+# need the number of steps per epoch, unknown for a pipeline after `filter`
 REFUSED = {
-    # the cycle length needs the number of steps of the whole fit
     ("tf_data_unknown", "SnapshotEnsemble"): (ValueError, "steps_per_epoch"),
+    ("tf_data_unknown", "StochasticWeightAveraging"): (ValueError, "steps_per_epoch"),
+    ("tf_data_unknown", "combined"): (ValueError, "steps_per_epoch"),
 }
-XFAIL = {}
+XFAIL = {
+    ("tf_data_unknown", "combined"): (
+        "not in issue 19: StochasticWeightAveraging(start_epoch=1) on data of "
+        "unknown length refuses it only when epoch 1 begins, after a whole "
+        "epoch was trained (with start_epoch=0 it refuses at once); check it "
+        "at train begin"
+    ),
+}
 
 
 def _params(pairs, xfail):
@@ -130,6 +149,12 @@ def test_alone(inputs, callback, tmp_path):
     "inputs, callback", _params([(i, "combined") for i in INPUTS], XFAIL)
 )
 def test_combined(inputs, callback, tmp_path):
+    if (inputs, callback) in REFUSED:
+        error, match = REFUSED[(inputs, callback)]
+        case = models.functional()
+        ref.expect_refusal(case, ref.combined_set(case, tmp_path), error, match,
+                           inputs=INPUTS[inputs], validation=True)
+        return
     ref.run_combined(models.functional, tmp_path, INPUTS[inputs])
 
 
