@@ -47,6 +47,11 @@ ITEM_6 = (
     "issue 19 item 6: CheckpointEnsemble reused after compile() with a new "
     "optimizer drops the first fit's snapshots (the step counter restarts)"
 )
+RATIO_REUSE = (
+    "not in issue 19: an UpdateRatioLogger reused after the base is "
+    "unfrozen and the model recompiled keeps measuring the first fit's "
+    "trainable weights only (the unfrozen ones get no ratio), silently"
+)
 DECAY_REUSE = (
     "issue 19 (also seen): a decay callback reused after a recompile with a "
     "new rate keeps its first resolved rate"
@@ -164,14 +169,15 @@ TWO_FITS = {
     ("functional", "ExponentialMovingAverage", "same"): None,
     ("functional", "ExponentialMovingAverage", "new"): None,
     ("functional", "CheckpointEnsemble", "same"): ITEM_6,
-    ("functional", "UpdateRatioLogger", "same"): None,
+    ("functional", "UpdateRatioLogger", "same"): RATIO_REUSE,
+    ("functional", "UpdateRatioLogger", "new"): None,
     ("backbone", "StepDecay", "same"): DECAY_REUSE,
     ("backbone", "ExponentialMovingAverage", "same"): None,
     ("backbone", "ExponentialMovingAverage", "new"): None,
-    ("backbone", "CheckpointEnsemble", "same"): ITEM_6,
-    ("backbone", "UpdateRatioLogger", "same"): None,
+    # (CheckpointEnsemble and UpdateRatioLogger reused: functional, keras_hub)
     ("keras_hub", "ExponentialMovingAverage", "same"): None,
-    ("keras_hub", "UpdateRatioLogger", "same"): None,
+    ("keras_hub", "CheckpointEnsemble", "same"): ITEM_6,
+    ("keras_hub", "UpdateRatioLogger", "same"): RATIO_REUSE,
 }
 
 
