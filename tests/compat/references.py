@@ -210,9 +210,9 @@ def expect_refusal(case, callbacks, error, match, inputs=None, **kwargs):
 
 
 def works_or_refused(run, error, match):
-    """`run()` passes its checks, or fails with `error` matching `match`
-    before any update (the refusal is checked by the message and by the
-    model having no weights changed: `run` builds its own case)."""
+    """`run()` passes its checks, or fails with `error` whose message
+    matches `match` (names the cause and the way out). `run` builds its own
+    case, so unlike `expect_refusal` this does not check that no update ran."""
     try:
         run()
     except error as e:

@@ -73,12 +73,16 @@ UNBUILT = (
     "with 'the model has no trainable weights' (no way out named) and the "
     "averages crash in the first step with the optimizer's 'Unknown "
     "variable'; they should build on the first batch or refuse at train "
-    "begin saying to call the model on a batch first"
+    "begin saying to call the model on a batch first (a decay per step, "
+    "which touches no weight, works)"
 )
 # what a refusal of an unbuilt model must say: the cause and the way out
 NOT_BUILT = r"(?i)not (yet )?built.*(build\(|call)"
-for _callback in ALONE["subclassed_unbuilt"] + ["combined"]:
-    XFAIL[("subclassed_unbuilt", _callback)] = UNBUILT
+# Keras' JAX trainer builds the model before the callbacks start: TF only
+if BACKEND != "jax":
+    for _callback in ["UpdateRatioLogger", "ExponentialMovingAverage",
+                      "StochasticWeightAveraging", "combined"]:
+        XFAIL[("subclassed_unbuilt", _callback)] = UNBUILT
 
 
 def _skip_reason(model):
