@@ -182,7 +182,7 @@ BN_DATA = {
 BN_XFAIL = {
     "tf_data_repeat": (
         "issue 19 item 3: batchnorm_data= a repeating tf.data.Dataset hangs at "
-        "train end (here stopped by a 60 s alarm); bound it by the fit's "
+        "train end (here stopped by a 20 s alarm); bound it by the fit's "
         "steps_per_epoch or refuse it at train begin"
     ),
 }
@@ -208,7 +208,7 @@ def test_batchnorm_data(data, tmp_path):
     case = functional_bn()
     swa = StochasticWeightAveraging(start_epoch=0, batchnorm_data=BN_DATA[data](case))
     inputs = tf_data_repeat if data == "tf_data_repeat" else None
-    with ref.time_limit(60):
+    with ref.time_limit(20):
         ref.fit(case, [swa], inputs)
     assert swa.num_averaged == ref.EPOCHS
     dense, bn = case.model.get_layer("dense"), case.model.get_layer("bn")
