@@ -756,7 +756,8 @@ REGISTRY = {
     )),
     "SearchResult": _record((
         "best", "best_score", "objective", "direction", "trials", "warnings",
-        "space", "fine_space", "directory", "tuners",
+        "space", "fine_space", "directory", "tuners", "log_dir", "role",
+        "best_trial",
     )),
     "SearchSpace": Spec(
         # Every knob may be hostile, so few calls have all of them valid

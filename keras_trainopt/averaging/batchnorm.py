@@ -283,7 +283,8 @@ def _batches(data, batch_size):
             yield arrays.take(data, slice(start, start + batch_size))
         return
     if isinstance(data, keras.utils.PyDataset):
-        data = (data[i] for i in range(len(data)))
+        dataset = data  # the generator below must not see `data` rebound
+        data = (dataset[i] for i in range(len(dataset)))
     for batch in data:
         if isinstance(batch, tuple):
             batch = batch[0]

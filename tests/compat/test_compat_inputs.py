@@ -179,34 +179,23 @@ BN_DATA = {
     "tf_data_repeat": lambda case: _dataset(case).repeat(),
     "py_dataset": lambda case: ArrayDataset(case.x, case.y),
 }
-BN_XFAIL = {
-    "tf_data_repeat": (
-        "issue 19 item 3: batchnorm_data= a repeating tf.data.Dataset hangs at "
-        "train end (here stopped by a 20 s alarm); bound it by the fit's "
-        "steps_per_epoch or refuse it at train begin"
-    ),
-}
-
-
-def _bn_marks(kind):
-    if kind not in BN_XFAIL:
-        return []
-    if keras.backend.backend() == "torch":
-        # the hang is not stopped by the alarm there: it would hang the run
-        return [pytest.mark.skip(reason=BN_XFAIL[kind] + " (not run on torch)")]
-    return [pytest.mark.xfail(strict=True, reason=BN_XFAIL[kind])]
-
-
-@pytest.mark.parametrize(
-    "data", [pytest.param(k, marks=_bn_marks(k), id=k) for k in BN_DATA]
-)
+@pytest.mark.parametrize("data", list(BN_DATA))
 def test_batchnorm_data(data, tmp_path):
     """SWA with `batchnorm_data`: at train end the BatchNorm statistics are
     the mean and (biased) variance of the BN layer's inputs over the data,
     under the averaged weights (NumPy: x @ W + b with the model's final
     Dense weights)."""
     case = functional_bn()
-    swa = StochasticWeightAveraging(start_epoch=0, batchnorm_data=BN_DATA[data](case))
+    steps = None
+    if data == "tf_data_repeat":
+        # an infinite dataset is refused without a bound, naming the way out
+        with pytest.raises(ValueError, match="batchnorm_steps"):
+            StochasticWeightAveraging(start_epoch=0,
+                                      batchnorm_data=BN_DATA[data](case))
+        steps = len(case.x) // BATCH  # one pass over the data
+    swa = StochasticWeightAveraging(start_epoch=0,
+                                    batchnorm_data=BN_DATA[data](case),
+                                    batchnorm_steps=steps)
     inputs = tf_data_repeat if data == "tf_data_repeat" else None
     with ref.time_limit(20):
         ref.fit(case, [swa], inputs)
