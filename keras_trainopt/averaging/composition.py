@@ -14,45 +14,34 @@ import weakref
 
 from keras_trainopt._internal import optimizers
 
-# model -> the averager whose average was put in at train end
-_HOLDER = weakref.WeakKeyDictionary()
-# model -> the averager whose average is swapped in now
-_SWAPPED = weakref.WeakKeyDictionary()
+
+class _Slot:
+    """One averager per model, held weakly (a model's end frees it)."""
+
+    def __init__(self):
+        self._by_model = weakref.WeakKeyDictionary()
+
+    def get(self, model):
+        """The averager in this slot for `model`, or `None`."""
+        return self._by_model.get(model)
+
+    def set(self, model, averager):
+        """Puts `averager` in this slot for `model`."""
+        self._by_model[model] = averager
+
+    def release(self, model, averager):
+        """Empties the slot of `model` if `averager` holds it."""
+        if self._by_model.get(model) is averager:
+            del self._by_model[model]
+
+
+# the averager whose average was put into the model at train end (it holds
+# the raw weights), and the one whose average is swapped in now
+HOLDER = _Slot()
+SWAPPED = _Slot()
 
 # set on every variable an average attaches to the optimizer
 _MARK = "_keras_trainopt_average"
-
-
-def holder(model):
-    """The averager whose average `model` got at train end, or `None`."""
-    return _HOLDER.get(model)
-
-
-def set_holder(model, averager):
-    """Records that `averager` put its average into `model`."""
-    _HOLDER[model] = averager
-
-
-def release_holder(model, averager):
-    """Forgets `averager` as the holder of `model` (if it is)."""
-    if _HOLDER.get(model) is averager:
-        del _HOLDER[model]
-
-
-def swapped(model):
-    """The averager whose average is swapped into `model` now, or `None`."""
-    return _SWAPPED.get(model)
-
-
-def set_swapped(model, averager):
-    """Records that `averager`'s average is swapped into `model`."""
-    _SWAPPED[model] = averager
-
-
-def release_swapped(model, averager):
-    """Forgets `averager` as the one swapped into `model` (if it is)."""
-    if _SWAPPED.get(model) is averager:
-        del _SWAPPED[model]
 
 
 def attach(model, variables):

@@ -150,7 +150,7 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
         just before; otherwise the model's current weights.
         """
         state = self._require_state("raw_weights")
-        holder = composition.holder(state.model)
+        holder = composition.HOLDER.get(state.model)
         if self._raw_at_end is None and holder is not None and holder.holds(
             state.model
         ):
@@ -194,17 +194,17 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
         if self.num_averaged == 0:
             return  # nothing averaged yet (SWA before start_epoch)
         model = self._state.model
-        other = composition.swapped(model)
+        other = composition.SWAPPED.get(model)
         if other is not None and other is not self:
             other._swap_out()  # replaced, not stacked: the raw weights stay
         training.sync_state(model)
         self._state.swap_in()
-        composition.set_swapped(model, self)
+        composition.SWAPPED.set(model, self)
 
     def _swap_out(self):
         if self._state is not None:
             self._state.swap_out()
-            composition.release_swapped(self._state.model, self)
+            composition.SWAPPED.release(self._state.model, self)
 
     # -- state ---------------------------------------------------------------
 
@@ -319,7 +319,7 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
             for variable, value in zip(self.model.weights, self._raw_at_end):
                 variable.assign(value)
         self._applied = self._raw_at_end = None
-        composition.release_holder(self.model, self)
+        composition.HOLDER.release(self.model, self)
 
     def on_train_end(self, logs=None):
         self.remove_hook()
@@ -339,7 +339,7 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
     def _apply_average(self):
         state = self._state
         model = state.model
-        holder = composition.holder(model)
+        holder = composition.HOLDER.get(model)
         if holder is not None and holder is not self and holder.holds(model):
             # an earlier averager in the list put its average in: replace
             # it, and keep the trained weights it set aside as the raw ones
@@ -350,7 +350,7 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
         else:
             self._raw_at_end = training.copy_weights(model)
         state.put_in()
-        composition.set_holder(model, self)
+        composition.HOLDER.set(model, self)
         recomputed = self.batchnorm_data is not None and (
             batchnorm.recompute_for_average(
                 model, self.batchnorm_data, self.batchnorm_steps,
