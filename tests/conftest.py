@@ -1,4 +1,9 @@
-"""Shared test set-up: quiet TensorFlow, seed every test."""
+"""Shared test set-up: quiet TensorFlow; every test seeded, in float32.
+
+One conftest for the whole tree: the suite runs with `--doctest-modules`,
+which imports every `conftest.py` as a module named `conftest`, so a second
+one in a subfolder collides with this one.
+"""
 
 import os
 
@@ -12,5 +17,7 @@ import pytest  # noqa: E402
 @pytest.fixture(autouse=True)
 def _seed():
     keras.utils.set_random_seed(1234)
+    keras.config.set_dtype_policy("float32")
     yield
+    keras.config.set_dtype_policy("float32")
     keras.backend.clear_session()
