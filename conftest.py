@@ -5,8 +5,10 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-# The PyTorch-only module imports torch, which the default (TensorFlow)
-# install does not have; its doctests are collected where torch is.
-collect_ignore = []
-if importlib.util.find_spec("torch") is None:
-    collect_ignore.append("keras_trainopt/_internal/torch_ops.py")
+# The backend-only modules import their backend, which an install for
+# another backend need not have; their doctests are collected where it is.
+collect_ignore = [
+    f"keras_trainopt/_internal/{module}_ops.py"
+    for module, package in (("torch", "torch"), ("tf", "tensorflow"))
+    if importlib.util.find_spec(package) is None
+]

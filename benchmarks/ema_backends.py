@@ -1,6 +1,7 @@
 """Our EMA against Keras' `use_ema`, on whichever backend KERAS_BACKEND picks.
 
     KERAS_BACKEND=jax python benchmarks/ema_backends.py --repeats 7
+    KERAS_BACKEND=torch python benchmarks/ema_backends.py --model mlp128
 
 Issue 8's yardstick: `ExponentialMovingAverage(every=1)` should cost no more
 than the optimizer's own `use_ema=True` on each backend. `overhead.py`
@@ -62,10 +63,10 @@ VARIANTS = {
 }
 
 
-def step_ms(name, x, y, epochs, steps):
+def step_ms(name, x, y, epochs, steps, build):
     optimizer, callbacks = VARIANTS[name]
     keras.utils.set_random_seed(0)
-    model = harness.mlp()
+    model = build()
     model.compile(
         optimizer=optimizer(),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -82,7 +83,11 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=4,
                         help="timed epochs per fit (after one untimed)")
     parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--model", choices=["mlp", "mlp128"], default="mlp",
+                        help="mlp: 784-512-512-10; mlp128: 784-128-128-10, "
+                        "the short-step yardstick")
     args = parser.parse_args(argv)
+    build = harness.MODELS[args.model][0]
     x, y = harness.synthetic_data((784,), args.steps, 128)
     ratios = {name: [] for name in VARIANTS}
     times = {name: [] for name in VARIANTS}
@@ -90,13 +95,15 @@ def main(argv=None):
     shuffle = random.Random(0)
     for _ in range(args.repeats):
         shuffle.shuffle(order)
-        measured = {n: step_ms(n, x, y, args.epochs, args.steps) for n in order}
+        measured = {
+            n: step_ms(n, x, y, args.epochs, args.steps, build) for n in order
+        }
         for name, ms in measured.items():
             times[name].append(ms)
             ratios[name].append(ms / measured["plain fit"])
     print(f"keras {keras.__version__}, backend {keras.backend.backend()}, "
           f"{args.repeats} repeats x {args.epochs} epochs x {args.steps} "
-          "steps, batch 128, MLP 784-512-512-10")
+          f"steps, batch 128, {args.model}: {build.__doc__.splitlines()[0]}")
     print()
     print("| variant | step time / plain fit (median) | min | max | ms/step |")
     print("|---|---:|---:|---:|---:|")

@@ -66,7 +66,9 @@ def decay_suite(steps):
 
 
 def monitors_suite(steps, x_probe, log_dir):
-    """Issue 3: each monitor at its defaults, all four, and the ratio every step.
+    """Issue 3: each monitor at its defaults, all four, the doctor (which runs
+    them all, with the loss as its metric: the benchmark models compile no
+    accuracy), and the ratio every step.
 
     Epochs validate on 5 batches here (for OverfittingMonitor), the baseline
     too; monitors write TensorBoard files to a temporary folder.
@@ -91,6 +93,10 @@ def monitors_suite(steps, x_probe, log_dir):
             "ActivationMonitor(x[:256])", sgd,
             lambda: [kt.ActivationMonitor(x_probe, log_dir, verbose=0)]),
         harness.Variant("all four monitors", sgd, all_four),
+        harness.Variant(
+            "TrainingDoctor(x_probe=x[:256])", sgd,
+            lambda: [kt.TrainingDoctor(log_dir, x_probe, metric="loss",
+                                       verbose=0)]),
         harness.Variant(
             "UpdateRatioLogger(every=1)", sgd,
             lambda: [kt.UpdateRatioLogger(log_dir, every=1, verbose=0)]),
@@ -165,7 +171,8 @@ SUITES = {"averaging": averaging_suite, "decay": decay_suite,
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=["mlp", "cnn", "all"], default="all")
+    parser.add_argument("--model", choices=[*harness.MODELS, "all"],
+                        default="all")
     parser.add_argument("--suite", choices=sorted(SUITES) + ["all"],
                         default="all")
     parser.add_argument("--rounds", type=int, default=9)
@@ -177,7 +184,7 @@ def main(argv=None):
     parser.add_argument("--json", help="also write the raw timings here")
     args = parser.parse_args(argv)
 
-    models = ["mlp", "cnn"] if args.model == "all" else [args.model]
+    models = list(harness.MODELS) if args.model == "all" else [args.model]
     suites = sorted(SUITES) if args.suite == "all" else [args.suite]
     raw = {}
     print(f"keras {keras.__version__}, backend {keras.backend.backend()}, "

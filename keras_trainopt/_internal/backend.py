@@ -13,7 +13,8 @@ a step may do with a variable:
                 fused in-place kernels of `_internal.torch_ops` pay off and
                 a condition can be read on the host.
     STATEFUL    TensorFlow (no strategy, or cross-replica): a traced step
-                whose branches assign variables (`ops.cond` with assigns).
+                whose branches assign variables (`ops.cond` with assigns),
+                with the fused in-place kernels of `_internal.tf_ops`.
 
 Callers ask `step_kind()` and keep their three paths side by side in the
 algorithm's own module; nothing under `callbacks/` asks about the backend.
@@ -71,6 +72,18 @@ def torch_ops():
     if not is_torch():
         return None
     from keras_trainopt._internal import torch_ops as module
+
+    return module
+
+
+def tf_ops():
+    """The module of TensorFlow's fused kernels, or `None` on other backends.
+
+    Imported lazily, as `torch_ops`: it imports `tensorflow`.
+    """
+    if not is_tensorflow():
+        return None
+    from keras_trainopt._internal import tf_ops as module
 
     return module
 

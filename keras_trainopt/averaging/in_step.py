@@ -17,8 +17,8 @@ average with no extra argument.
 The update is written three ways (`_internal.backend.step_kind`), each the
 cheapest kernel its backend allows:
 
-    STATEFUL    (TensorFlow) `ops.cond` on finiteness, assigns in the taken
-                branch only.
+    STATEFUL    (TensorFlow) `ops.cond` on finiteness, in the taken branch
+                one fused in-place kernel per weight (plain SGD's).
     FUNCTIONAL  (JAX, tf.distribute replicas) one select per weight,
                 `where(finite, a + c (w - a), a)`, fused by XLA into one pass.
     IN_PLACE    (PyTorch) one fused `_foreach_lerp_` over all weights.
@@ -210,17 +210,25 @@ class InStepAverage:
 
 
 def _update_stateful(state, due):
-    """TensorFlow: assigns inside the taken branch only."""
+    """TensorFlow: assigns inside the taken branch only.
+
+    A due update is two kernels per weight: the difference `a - w` (whose
+    sum also tells whether the weights are finite: the averages always
+    are), and plain SGD's fused in-place kernel `a -= c (a - w)`
+    (`tf_ops.subtract_scaled_`), where `a + c (w - a)` written as ops would
+    be four passes, each with a temporary.
+    """
+    tf_ops = backend.tf_ops()
 
     def update():
-        weights = [w.value for w in state.sources]
+        deltas = [
+            ops.subtract(a.value, w.value)
+            for a, w in zip(state.average, state.sources)
+        ]
 
         def average():
             c = state.coefficient(state.num_averaged)
-            for a, w in zip(state.average, weights):
-                a.assign(
-                    formulas.average_update(a.value, w, ops.cast(c, a.dtype))
-                )
+            tf_ops.subtract_scaled_(state.average, deltas, c)
             state.num_averaged.assign_add(1)
             return ops.convert_to_tensor(True)
 
@@ -228,7 +236,7 @@ def _update_stateful(state, due):
             state.num_skipped.assign_add(1)
             return ops.convert_to_tensor(False)
 
-        return ops.cond(formulas.all_finite(weights, xp=ops), average, skip)
+        return ops.cond(formulas.all_finite(deltas, xp=ops), average, skip)
 
     if due is None:
         update()

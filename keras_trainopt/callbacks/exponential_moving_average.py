@@ -29,12 +29,14 @@ class ExponentialMovingAverage(WeightAverageCallback):
     all finite is left out of the average and counted in `num_skipped`, so
     the average is never poisoned by a NaN.
 
-    The default `every=8` gives the same average for any practical purpose
-    (an EMA over ~1000 steps hardly changes between two samples 8 steps
-    apart) at an eighth of the cost: the update is a few passes over all the
-    weights, bound by memory traffic, which costs about as much as Keras'
-    own `use_ema=True` with `every=1` (about 1.07x a plain step on the
-    benchmark MLP, see the README) and about 1.01x with `every=8`.
+    By default (`every=None`) the stride follows the time constant: every
+    update (exact) while the EMA remembers under 250 updates (decay < 0.996),
+    then 2, 4 and, from 1000 updates on (decay >= 0.999, the default), every
+    8th (`averaging.formulas.default_every`). The strided average stays
+    within about (k - 1) / 2 updates' worth of weight movement of the
+    per-step one, under 0.4% of the EMA's own lag, at a k-th of the cost:
+    the update is a few passes over all the weights, bound by memory
+    traffic, about what Keras' own `use_ema=True` costs with `every=1`.
 
     Choose `decay` from the number of updates it should remember, about
     `1 / (1 - decay)`: 0.999 averages the last ~1000 steps. With few steps
@@ -70,7 +72,8 @@ class ExponentialMovingAverage(WeightAverageCallback):
         decay: `d`, in (0, 1); the weight of the old average.
         warmup: ramp the decay up from 0.1 as above.
         every: average every `every`-th update (int >= 1); 1 for a
-            per-step EMA.
+            per-step EMA. `None` (default): chosen from the decay as above;
+            the attribute `every` holds the stride in use.
         validate_with_average, apply_at_end, batchnorm_data,
             batchnorm_steps, verbose: see
             `WeightAverageCallback`.
@@ -86,7 +89,7 @@ class ExponentialMovingAverage(WeightAverageCallback):
         self,
         decay=0.999,
         warmup=True,
-        every=8,
+        every=None,
         *,
         validate_with_average=False,
         apply_at_end=True,
@@ -98,7 +101,8 @@ class ExponentialMovingAverage(WeightAverageCallback):
             "decay", decay, low=0.0, high=1.0, low_open=True, high_open=True
         )
         self.warmup = validation.check_bool("warmup", warmup)
-        self.every = validation.check_int("every", every, low=1)
+        every = validation.check_int("every", every, low=1, allow_none=True)
+        self.every = formulas.default_every(self.decay) if every is None else every
         super().__init__(
             validate_with_average=validate_with_average,
             apply_at_end=apply_at_end,

@@ -64,3 +64,37 @@ def test_all_finite_is_false_for_any_nan_or_inf():
         assert not formulas.all_finite(arrays)
     assert bool(ops.convert_to_numpy(formulas.all_finite(
         [ops.convert_to_tensor(a) for a in ok], xp=ops)))
+
+
+def _numpy_ema(trajectory, decay, every):
+    """A per-step (every=1) or strided EMA without warm-up, in plain NumPy."""
+    average = trajectory[0].copy()
+    for step in range(every, len(trajectory), every):
+        d = decay**every
+        average = d * average + (1 - d) * trajectory[step]
+    return average
+
+
+@pytest.mark.parametrize("decay", [0.99, 0.996, 0.998, 0.999])
+def test_default_stride_stays_within_its_bound_of_the_per_step_ema(decay):
+    """|ema_k - ema_1| <= ~(k - 1) / 2 updates' worth of weight movement.
+
+    On a drifting, noisy trajectory of 20 time constants, element by element,
+    with the worst phase of the last strided sample.
+    """
+    every = formulas.default_every(decay)
+    tau = round(1 / (1 - decay))
+    rng = np.random.default_rng(0)
+    steps = 20 * tau
+    moves = 0.01 * rng.normal(size=(steps, 50)) + 0.002
+    trajectory = np.concatenate([np.zeros((1, 50)), np.cumsum(moves, axis=0)])
+    per_step = _numpy_ema(trajectory, decay, 1)
+    largest_move = np.abs(moves).max()
+    for phase in range(every):
+        end = len(trajectory) - phase
+        strided = _numpy_ema(trajectory[:end], decay, every)
+        gap = np.abs(strided - per_step).max()
+        # (k - 1) / 2 in the limit, 3.55 at decay 0.99 and k = 8 (docstring)
+        assert gap <= (0.5 * (every - 1) + 0.1) * largest_move
+    # and the stride's share of the EMA's own lag stays under 0.4%
+    assert (every - 1) / (2 * (tau - 1)) < 0.004

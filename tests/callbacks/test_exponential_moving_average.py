@@ -98,10 +98,42 @@ def test_exact_with_steps_per_execution(every, averaged):
     assert_close(ema.averaged_weights(), ema_reference.averaged_weights())
 
 
-def test_default_averages_every_eighth_update():
+# The default stride from the time constant tau = 1 / (1 - decay), written
+# out by hand: 1 below 250 updates, then 2, 4 and 8 from 1000 on.
+@pytest.mark.parametrize("decay, every", [
+    (0.5, 1), (0.9, 1), (0.99, 1), (0.995, 1), (0.996, 2), (0.997, 2),
+    (0.998, 4), (0.9985, 5), (0.999, 8), (0.9999, 8), (0.999999, 8),
+])
+def test_default_stride_follows_the_time_constant(decay, every):
+    ema = ExponentialMovingAverage(decay)
+    assert ema.every == every
+    assert ema.get_config()["every"] == every
+
+
+def test_default_is_the_exact_per_step_ema_for_a_short_time_constant():
     model = tiny_model()
     recorder = WeightRecorder()
-    ema = ExponentialMovingAverage(0.99, apply_at_end=False)
+    ema = ExponentialMovingAverage(0.9, apply_at_end=False)
+    fit(model, [recorder, ema])
+    assert ema.num_averaged == 18
+    expected, _ = numpy_ema(recorder.trajectory, 0.9)
+    assert_close(ema.averaged_weights(), expected)
+
+
+def test_default_averages_every_eighth_update_for_the_default_decay():
+    model = tiny_model()
+    recorder = WeightRecorder()
+    ema = ExponentialMovingAverage(apply_at_end=False)
+    fit(model, [recorder, ema])
+    assert ema.decay == 0.999 and ema.num_averaged == 18 // 8
+    expected, _ = numpy_ema(recorder.trajectory, 0.999, every=8)
+    assert_close(ema.averaged_weights(), expected)
+
+
+def test_an_explicit_every_is_kept_whatever_the_decay():
+    model = tiny_model()
+    recorder = WeightRecorder()
+    ema = ExponentialMovingAverage(0.99, every=8, apply_at_end=False)
     fit(model, [recorder, ema])
     assert ema.every == 8 and ema.num_averaged == 18 // 8
     expected, _ = numpy_ema(recorder.trajectory, 0.99, every=8)

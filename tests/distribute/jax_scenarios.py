@@ -49,7 +49,8 @@ def callbacks_for(case, workdir):
         logs = os.path.join(workdir, "logs")
         return {
             "decay": kt.ExponentialDecay(decay=0.3, unit="epoch"),
-            "ema": kt.ExponentialMovingAverage(decay=0.9, apply_at_end=False),
+            "ema": kt.ExponentialMovingAverage(decay=0.9, every=8,
+                                               apply_at_end=False),
             "loss": kt.LossMonitor(logs, every=1, min_steps=4, verbose=0),
             "update_ratio": kt.UpdateRatioLogger(logs, every=3, verbose=0),
         }

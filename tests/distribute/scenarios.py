@@ -181,7 +181,8 @@ def callbacks_for(case, workdir, x_probe):
     if case == "ensemble":
         return {
             "snapshot": kt.SnapshotEnsemble(cycles=2, directory=snapshots),
-            "ema": kt.ExponentialMovingAverage(decay=0.9, apply_at_end=False),
+            "ema": kt.ExponentialMovingAverage(decay=0.9, every=8,
+                                               apply_at_end=False),
             "loss": kt.LossMonitor(standalone, every=1, min_steps=4,
                                    verbose=0),
             "fit": kt.OverfittingMonitor("accuracy", log_dir=standalone,
