@@ -102,17 +102,21 @@ def _import_quietly(*modules):
 
     TensorFlow gets imported by TensorBoard's event-file reader and writer
     wherever it is installed, whatever the Keras backend, so it is imported
-    here, where its start-up chatter can be caught. Only when the user has
-    not set `TF_CPP_MIN_LOG_LEVEL`: one who has, asked for those logs.
+    here, where its start-up chatter can be caught. The logs are dropped
+    only when the user has not set `TF_CPP_MIN_LOG_LEVEL`: one who has,
+    asked for them.
     """
     if "TF_CPP_MIN_LOG_LEVEL" in os.environ:
         quiet = contextlib.nullcontext()
     else:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"  # the later C++ logs too
         quiet = _without_native_logs()
-        if importlib.util.find_spec("tensorflow") is not None:
-            modules = ("tensorflow", *modules)
     with quiet:
+        if importlib.util.find_spec("tensorflow") is not None:
+            try:
+                importlib.import_module("tensorflow")
+            except ImportError:  # as TensorBoard does: it goes without
+                pass
         for module in modules:
             importlib.import_module(module)
 
