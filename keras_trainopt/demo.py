@@ -8,12 +8,25 @@ tests both the final weights and their average (logged with `log_results`).
 It writes TensorBoard logs, `summary.json`, a Markdown report and, last, the
 HTML report of `write_report` under `./runs/<timestamp>/`, and prints where
 they are. Nothing is downloaded: the digits ship inside scikit-learn.
+
+It runs on every Keras backend. The per-epoch logs come from Keras'
+`TensorBoard` callback on TensorFlow; on JAX and PyTorch (where that callback
+needs TensorFlow installed) `_EpochLogs` writes the same tags through the
+library's own TensorBoard writer.
 """
 
 import datetime
 import json
 import os
+import shlex
+import shutil
+import sys
 import time
+
+import keras
+
+from keras_trainopt.reporting import close_run
+from keras_trainopt.reporting import open_run
 
 
 def load_digits_split(seed=0):
@@ -39,8 +52,6 @@ def load_digits_split(seed=0):
 
 def build_model(hidden=64):
     """The demo network: 64 -> hidden (ReLU) -> 10 (softmax)."""
-    import keras
-
     return keras.Sequential(
         [
             keras.Input((64,)),
@@ -49,6 +60,82 @@ def build_model(hidden=64):
         ],
         name="digits_mlp",
     )
+
+
+class _EpochLogs(keras.callbacks.Callback):
+    """Writes each epoch's logs as `keras.callbacks.TensorBoard` does.
+
+    `epoch_<name>` at step `epoch` in the run `train`, `val_<name>` as
+    `epoch_<name>` in the run `validation`, and the optimizer's learning
+    rate as `epoch_learning_rate`; through `open_run`, so without
+    TensorFlow. Private to the demo: other backends' users add Keras'
+    callback (with TensorFlow installed) or their own.
+
+    Args:
+        log_dir: the folder that gets the `train` and `validation` runs.
+    """
+
+    def __init__(self, log_dir):
+        super().__init__()
+        self.log_dir = log_dir
+        self._writers = None
+
+    def on_train_begin(self, logs=None):
+        self._writers = {run: open_run(self.log_dir, run)
+                         for run in ("train", "validation")}
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        train = {k: v for k, v in logs.items() if not k.startswith("val_")}
+        if "learning_rate" not in train and isinstance(
+            self.model.optimizer, keras.optimizers.Optimizer
+        ):
+            train["learning_rate"] = float(keras.ops.convert_to_numpy(
+                self.model.optimizer.learning_rate))
+        runs = {"train": train,
+                "validation": {k[4:]: v for k, v in logs.items()
+                               if k.startswith("val_")}}
+        for run, values in runs.items():
+            writer = self._writers[run]
+            if writer is not None and values:
+                writer.write(epoch, scalars={f"epoch_{name}": float(value)
+                                             for name, value in values.items()})
+
+    def on_train_end(self, logs=None):
+        for writer in (self._writers or {}).values():
+            close_run(writer)
+        self._writers = None
+
+
+def _epoch_logger(run_dir):
+    """Keras' `TensorBoard` callback on TensorFlow, `_EpochLogs` elsewhere."""
+    if keras.backend.backend() == "tensorflow":
+        return keras.callbacks.TensorBoard(log_dir=run_dir)
+    return _EpochLogs(run_dir)
+
+
+def _tensorboard_command():
+    """How to start TensorBoard from here, as a shell command.
+
+    The `tensorboard` script installed beside this Python: a virtual
+    environment's `bin/` is often not on PATH (the README runs the demo as
+    `.venv/bin/python -m keras_trainopt demo`). Relative to the working
+    folder when it lies below it, so the line stays short.
+    """
+    script = shutil.which("tensorboard", path=os.path.dirname(sys.executable))
+    if script is None:
+        return f"{shlex.quote(sys.executable)} -m tensorboard.main"
+    if shutil.which("tensorboard") == script:
+        return "tensorboard"
+    try:
+        relative = os.path.relpath(script)
+    except ValueError:  # pragma: no cover - another drive, on Windows
+        relative = os.pardir
+    if relative.startswith(os.pardir):
+        return shlex.quote(script)
+    if os.sep not in relative:
+        relative = os.path.join(os.curdir, relative)
+    return shlex.quote(relative)
 
 
 def make_run_dir(logdir):
@@ -77,8 +164,6 @@ def run_demo(epochs=30, logdir="runs", seed=0, verbose=1):
         The summary (also written to `summary.json`), with `report_html`,
         the path of the HTML report of the run's TensorBoard logs.
     """
-    import keras
-
     import keras_trainopt as kt
     from keras_trainopt._internal import console
     from keras_trainopt.reporting import log_results
@@ -115,7 +200,7 @@ def run_demo(epochs=30, logdir="runs", seed=0, verbose=1):
             decay,
             doctor,
             ema,
-            keras.callbacks.TensorBoard(log_dir=run_dir),
+            _epoch_logger(run_dir),
         ],
         verbose=2 if verbose else 0,
     )
@@ -239,6 +324,7 @@ def _summary_text(summary):
                 for layer, ratio in summary["update_ratios"].items()
             ),
             f"  report: {summary['report_html']}",
-            f"  open TensorBoard: tensorboard --logdir {summary['run_dir']}",
+            (f"  open TensorBoard: {_tensorboard_command()} --logdir "
+             f"{shlex.quote(summary['run_dir'])}"),
         ]
     )

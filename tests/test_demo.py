@@ -5,6 +5,8 @@ import glob
 import json
 import os
 import re
+import shlex
+import shutil
 import subprocess
 import sys
 
@@ -25,7 +27,8 @@ def scalar_series(run_dir, subdir, tag):
 
 
 def test_quick_demo_writes_logs_and_report(tmp_path):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    # as a user runs it: TF_CPP_MIN_LOG_LEVEL unset (the conftest sets it)
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     result = subprocess.run(
         [sys.executable, "-m", "keras_trainopt", "demo", "--quick",
          "--epochs", "4", "--logdir", str(tmp_path)],
@@ -33,7 +36,21 @@ def test_quick_demo_writes_logs_and_report(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     (run_dir,) = glob.glob(str(tmp_path / "*"))
-    assert f"tensorboard --logdir {run_dir}" in result.stdout
+    # no TensorFlow/absl C++ log lines ("I0000 00:00:17... cudart_stub.cc:31]")
+    for line in (result.stdout + result.stderr).splitlines():
+        assert not re.match(r"[IWEF]\d{4} [\d:.]+ +\d+ \S+:\d+\] ", line), line
+        assert not line.startswith("WARNING: All log messages before absl")
+
+    # The closing hint works as printed: before, a bare `tensorboard`, not
+    # found when the environment's bin/ is not on PATH (`.venv/bin/python`).
+    (hint,) = re.findall(r"open TensorBoard: (.+) --logdir (\S+)$",
+                         result.stdout, flags=re.MULTILINE)
+    assert hint[1] == run_dir
+    command = shlex.split(hint[0])
+    assert shutil.which(command[0]), hint[0]
+    version = subprocess.run(command + ["--version_tb"], capture_output=True,
+                             text=True, timeout=120, check=False)
+    assert version.returncode == 0, version.stderr[-2000:]
 
     summary = json.load(open(os.path.join(run_dir, "summary.json")))
     assert summary["test_accuracy"] > 0.85  # digits are easy; chance is 0.1

@@ -18,6 +18,7 @@ SCRIPTS = sorted(EXAMPLES.glob("[0-9][0-9]_*.py"))
 @pytest.mark.slow
 @pytest.mark.parametrize("path", SCRIPTS, ids=lambda path: path.stem)
 def test_script_runs_and_writes_tensorboard_logs(path, tmp_path):
+    pytest.importorskip("tensorflow")  # the tutorials run on TensorFlow
     env = dict(os.environ, KERAS_TRAINOPT_SMOKE="1", TF_CPP_MIN_LOG_LEVEL="2",
                MPLBACKEND="Agg")
     done = subprocess.run([sys.executable, str(path)], cwd=tmp_path, env=env,

@@ -13,8 +13,9 @@ import os
 import pathlib
 import re
 
-import nbformat
 import pytest
+
+nbformat = pytest.importorskip("nbformat")  # the [test] extra's
 
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
 NOTEBOOKS = sorted(EXAMPLES.glob("[0-9][0-9]_*.ipynb"))
@@ -73,6 +74,7 @@ def outputs_of(notebook):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
 def test_notebook_runs_in_a_jupyter_kernel(path, tmp_path, monkeypatch):
+    pytest.importorskip("tensorflow")  # the tutorials run on TensorFlow
     from nbclient import NotebookClient
 
     notebook = nbformat.read(path, as_version=4)

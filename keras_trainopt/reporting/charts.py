@@ -1,7 +1,7 @@
 """Drawing the report's charts with matplotlib, as PNG data URIs.
 
 The report is one self-contained file, so each chart is a PNG embedded in
-the page. matplotlib is an optional dependency (`keras-trainopt[demo]`): it
+the page. matplotlib is an optional dependency (`keras-trainopt[report]`): it
 is imported when a `Charts` is made, not when this module is.
 """
 
@@ -31,7 +31,7 @@ class Charts:
         except ImportError as error:  # pragma: no cover - depends on install
             raise ImportError(
                 "write_report draws its charts with matplotlib: pip install "
-                "'keras-trainopt[demo]' (or pip install matplotlib)"
+                "'keras-trainopt[report]' (or pip install matplotlib)"
             ) from error
         self.Figure = Figure
         self.ticker = ticker

@@ -34,7 +34,7 @@ def write_report(log_dir, output=None):
     with the healthy band around 1e-3) and the saturated and dead fractions
     of each layer's activations. Sections without data are left out and
     named under "Not recorded". Needs matplotlib
-    (`pip install 'keras-trainopt[demo]'`).
+    (`pip install 'keras-trainopt[report]'`).
 
     >>> import tempfile
     >>> from keras_trainopt.reporting import close_run, open_run, write_report

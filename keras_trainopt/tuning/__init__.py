@@ -1,12 +1,21 @@
-"""Tuning: the learning-rate range test and the hyperparameter search."""
+"""Tuning: the learning-rate range test and the hyperparameter search.
 
+Names are imported on first use (`_internal/lazy.py`): the range test runs
+without keras-tuner, which only `search_hyperparameters` needs.
+"""
+
+import typing
+
+from keras_trainopt._internal.lazy import lazy_exports
 from keras_trainopt.tuning import suggestions
-from keras_trainopt.tuning.hyperparameter_config import HyperparameterConfig
-from keras_trainopt.tuning.hyperparameter_search import search_hyperparameters
-from keras_trainopt.tuning.lr_finder import LearningRateFinderResult
-from keras_trainopt.tuning.lr_finder import find_learning_rate
-from keras_trainopt.tuning.search_result import SearchResult
-from keras_trainopt.tuning.search_space import SearchSpace
+
+if typing.TYPE_CHECKING:  # for type checkers and IDEs
+    from keras_trainopt.tuning.hyperparameter_config import HyperparameterConfig
+    from keras_trainopt.tuning.hyperparameter_search import search_hyperparameters
+    from keras_trainopt.tuning.lr_finder import LearningRateFinderResult
+    from keras_trainopt.tuning.lr_finder import find_learning_rate
+    from keras_trainopt.tuning.search_result import SearchResult
+    from keras_trainopt.tuning.search_space import SearchSpace
 
 __all__ = [
     "HyperparameterConfig",
@@ -17,3 +26,14 @@ __all__ = [
     "search_hyperparameters",
     "suggestions",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "keras_trainopt.tuning.hyperparameter_config": ["HyperparameterConfig"],
+    "keras_trainopt.tuning.hyperparameter_search": ["search_hyperparameters"],
+    "keras_trainopt.tuning.lr_finder": [
+        "LearningRateFinderResult",
+        "find_learning_rate",
+    ],
+    "keras_trainopt.tuning.search_result": ["SearchResult"],
+    "keras_trainopt.tuning.search_space": ["SearchSpace"],
+})

@@ -14,7 +14,14 @@ import tempfile
 import warnings
 
 import keras
-import keras_tuner
+
+try:
+    import keras_tuner
+except ImportError as error:  # pragma: no cover - depends on the install
+    raise ImportError(
+        "search_hyperparameters needs keras-tuner: pip install "
+        f"'keras-trainopt[tune]'. Importing it failed with: {error}"
+    ) from error
 
 from keras_trainopt._internal import console
 from keras_trainopt._internal import validation

@@ -52,7 +52,7 @@ def test_matches_exact_statistics_layer_after_layer(batch_size):
 
 
 def test_accepts_a_dataset_of_x_y_batches():
-    import tensorflow as tf
+    tf = pytest.importorskip("tensorflow")  # tf.data
 
     model = two_bn_model()
     x = np.random.default_rng(1).normal(size=(40, 5)).astype("float32")

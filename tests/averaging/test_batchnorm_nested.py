@@ -127,7 +127,7 @@ def test_a_generator_is_read_once_for_all_layers():
 
 
 def test_repeating_dataset_needs_steps_and_uses_that_many_batches():
-    import tensorflow as tf
+    tf = pytest.importorskip("tensorflow")  # tf.data
 
     model = nested_model()
     x = np.random.default_rng(4).normal(size=(24, 3)).astype("float32")

@@ -25,7 +25,7 @@ BATCH = models.BATCH
 
 
 def _dataset(case):
-    import tensorflow as tf
+    tf = pytest.importorskip("tensorflow")  # the tf.data input kinds
 
     return tf.data.Dataset.from_tensor_slices((case.x, case.y)).batch(BATCH)
 

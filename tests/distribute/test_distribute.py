@@ -39,7 +39,9 @@ import time
 import numpy as np
 import pytest
 
-from tests import tb
+pytest.importorskip("tensorflow")  # the scenarios run tf.distribute strategies
+
+from tests import tb  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ATOL = 1e-6

@@ -10,10 +10,12 @@ is unchanged, and that patching twice wraps Keras' function once.
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
-from keras.src.backend.tensorflow import trainer as tf_trainer
 
-from keras_trainopt.distribute import patch_keras_for_multi_worker
+tf = pytest.importorskip("tensorflow")  # tf.distribute strategies
+
+from keras.src.backend.tensorflow import trainer as tf_trainer  # noqa: E402
+
+from keras_trainopt.distribute import patch_keras_for_multi_worker  # noqa: E402
 
 
 @pytest.fixture

@@ -12,12 +12,13 @@ import os
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
-import keras_trainopt as kt
-from keras_trainopt.reporting import close_run
-from keras_trainopt.reporting import open_run
-from keras_trainopt.reporting import write_report
+tf = pytest.importorskip("tensorflow")  # tf.distribute strategies
+
+import keras_trainopt as kt  # noqa: E402
+from keras_trainopt.reporting import close_run  # noqa: E402
+from keras_trainopt.reporting import open_run  # noqa: E402
+from keras_trainopt.reporting import write_report  # noqa: E402
 
 
 def tf_config(index):

@@ -50,6 +50,7 @@ def vocabulary():
 
 @pytest.fixture(scope="module")
 def log_dir(tmp_path_factory):
+    pytest.importorskip("tensorflow")  # Keras' TensorBoard writes with tf.summary
     """A fit with every monitor, Keras' TensorBoard and `log_results`."""
     log_dir = str(tmp_path_factory.mktemp("logs"))
     rng = np.random.default_rng(0)

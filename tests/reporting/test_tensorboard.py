@@ -14,6 +14,7 @@ from tests import tb
 
 
 def test_all_monitors_beside_keras_tensorboard(tmp_path):
+    pytest.importorskip("tensorflow")  # Keras' callback writes with tf.summary
     log_dir = str(tmp_path)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 8)).astype("float32")
