@@ -46,12 +46,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from time_to_accuracy import make_spirals  # noqa: E402
+from time_to_accuracy import spirals_model  # noqa: E402
 
 import keras_trainopt as kt  # noqa: E402
 from keras_trainopt.demo import build_model  # noqa: E402
 from keras_trainopt.demo import load_digits_split  # noqa: E402
-from time_to_accuracy import make_spirals  # noqa: E402
-from time_to_accuracy import spirals_model  # noqa: E402
 
 RULES = ("steepest", "minimum", "valley")
 

@@ -3,8 +3,9 @@
 Two runs that write backups, snapshots or TensorBoard events into the same
 folder overwrite each other's files. The first run to claim a folder holds an
 advisory lock on `<folder>/.keras_trainopt.lock` (`fcntl.flock`) until its
-`fit` ends (then the file is deleted); a second run that claims it fails at once with an error naming
-the folder and the run that holds it, before its first step.
+`fit` ends (then the file is deleted); a second run that claims it fails
+at once with an error naming the folder and the run that holds it, before
+its first step.
 
 The lock belongs to the process: it disappears with it, so a run killed with
 SIGKILL never leaves a stale lock behind, and its resumed run claims the

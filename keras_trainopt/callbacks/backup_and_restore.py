@@ -37,9 +37,10 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
     All of it goes into one NumPy `.npz` file per epoch (a zip archive whose
     members carry CRC-32 checksums: a damaged file is detected on reading).
     Keras' `.weights.h5` is not used: h5py crashes the process (SIGSEGV)
-    when a write fails on a full disk. Each file is written to a temporary name, fsynced and renamed, and the
-    previous epoch's backup is kept (`double_checkpoint=True`), so a kill at
-    any instant leaves a complete backup. When `fit` starts again with the
+    when a write fails on a full disk. Each file is written to a temporary
+    name, fsynced and renamed, and the previous epoch's backup is kept
+    (`double_checkpoint=True`), so a kill at any instant leaves a complete
+    backup. When `fit` starts again with the
     same model and callbacks, the newest backup that passes its checks is
     loaded, and the run continues from the epoch after it: weights, averages,
     learning rate and histories then match an uninterrupted run (to float

@@ -83,9 +83,10 @@ def advise(
     ...                       "diverged_at_step": 120, "learning_rate": 0.03},
     ...                 activations={"dense_2": {"saturated_fraction": 0.95,
     ...                                          "dead_fraction": None}}):
-    ...     print(a)
+    ...     print(a)  # doctest: +NORMALIZE_WHITESPACE
     learning rate too high: the loss diverged at step 120; try about 0.003
-    layer dense_2 is 95% saturated: lower its initial weights (e.g. Glorot or He initialization) or normalize its inputs
+    layer dense_2 is 95% saturated: lower its initial weights (e.g. Glorot or
+    He initialization) or normalize its inputs
 
     Args:
         loss, fit, update_ratios, activations: the findings, as above.

@@ -112,10 +112,11 @@ def minimum(learning_rates, losses):
 def valley(learning_rates, losses):
     """The rate about half way down the longest falling stretch (fastai).
 
-    fastai's `valley` (the default of fastai 2's `lr_find`): the longest run of decreasing loss is found as a
-    longest decreasing subsequence (so plateaus and noise do not break it),
-    and the suggestion is the point `floor(d / 3) + floor(d / 6)` steps past
-    its start, `d` being its length in steps.
+    fastai's `valley` (the default of fastai 2's `lr_find`): the longest run
+    of decreasing loss is found as a longest decreasing subsequence (so
+    plateaus and noise do not break it), and the suggestion is the point
+    `floor(d / 3) + floor(d / 6)` steps past its start, `d` being its length
+    in steps.
 
     >>> import numpy as np
     >>> rates = np.logspace(-4, 0, 9)

@@ -14,7 +14,6 @@ import pytest
 
 from keras_trainopt import CheckpointEnsemble
 from keras_trainopt import SnapshotEnsemble
-from tests.callbacks.helpers import Interrupt
 from tests.callbacks.helpers import WeightRecorder
 from tests.callbacks.helpers import tiny_data
 from tests.callbacks.helpers import tiny_model

@@ -154,7 +154,8 @@ def assert_weights_close(actual, expected, mask=None, rtol=1e-5, atol=1e-6):
     assert len(actual) == len(expected)
     for i, (a, e) in enumerate(zip(actual, expected)):
         if mask is None or mask[i]:
-            np.testing.assert_allclose(a, e, rtol=rtol, atol=atol, err_msg=f"weight {i}")
+            np.testing.assert_allclose(a, e, rtol=rtol, atol=atol,
+                                       err_msg=f"weight {i}")
 
 
 def assert_weights_equal(actual, expected):
@@ -201,10 +202,12 @@ def fit(case, callbacks, inputs=None, epochs=EPOCHS, validation=False, **kwargs)
 def expect_refusal(case, callbacks, error, match, inputs=None, **kwargs):
     """The fit fails before the first update with `error` matching `match`."""
     before = weights_of(case.model)
-    counts = [int(keras.ops.convert_to_numpy(inner(o).iterations)) for o in case.optimizers]
+    counts = [int(keras.ops.convert_to_numpy(inner(o).iterations))
+              for o in case.optimizers]
     with pytest_raises(error, match):
         fit(case, callbacks, inputs, **kwargs)
-    after = [int(keras.ops.convert_to_numpy(inner(o).iterations)) for o in case.optimizers]
+    after = [int(keras.ops.convert_to_numpy(inner(o).iterations))
+             for o in case.optimizers]
     assert after == counts, "the refused fit ran updates"
     assert_weights_equal(weights_of(case.model), before)
 
@@ -322,7 +325,8 @@ def check_gaps(case, gaps, history):
     m = case.metric
     expected = [a - b for a, b in zip(history.history[m], history.history["val_" + m])]
     np.testing.assert_allclose(gaps, expected, rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(history.history["generalization_gap"], expected, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(history.history["generalization_gap"], expected,
+                               rtol=1e-6, atol=1e-7)
 
 
 def check_update_ratios(case, logger, rec):
@@ -390,8 +394,10 @@ def check_activation_stats(case, stats):
         assert name.split("/")[0] in nested, name
     for name, values in reference.items():
         values = np.asarray(values, "float64")
-        np.testing.assert_allclose(stats[name]["mean"], values.mean(), rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(stats[name]["std"], values.std(), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(stats[name]["mean"], values.mean(),
+                                   rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(stats[name]["std"], values.std(),
+                                   rtol=1e-4, atol=1e-5)
 
 
 # -- making each callback ------------------------------------------------------

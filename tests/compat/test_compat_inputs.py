@@ -126,8 +126,10 @@ def _params(pairs, xfail):
     for inputs, callback in pairs:
         marks = []
         if (inputs, callback) in xfail:
-            marks.append(pytest.mark.xfail(strict=True, reason=xfail[(inputs, callback)]))
-        out.append(pytest.param(inputs, callback, marks=marks, id=f"{inputs}-{callback}"))
+            marks.append(pytest.mark.xfail(
+                strict=True, reason=xfail[(inputs, callback)]))
+        out.append(pytest.param(inputs, callback, marks=marks,
+                                id=f"{inputs}-{callback}"))
     return out
 
 
@@ -167,7 +169,8 @@ def functional_bn():
     hidden = keras.layers.Dense(8, name="dense")(inputs)
     hidden = keras.layers.BatchNormalization(name="bn")(hidden)
     hidden = keras.layers.ReLU(name="relu")(hidden)
-    outputs = keras.layers.Dense(models.CLASSES, activation="softmax", name="out")(hidden)
+    outputs = keras.layers.Dense(models.CLASSES, activation="softmax",
+                                 name="out")(hidden)
     x, y, x_val, y_val = models.vector_data()
     model = models._compile(keras.Model(inputs, outputs))
     return models.Case("functional_bn", model, x, y, x_val, y_val)

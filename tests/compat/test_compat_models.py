@@ -101,7 +101,8 @@ def _params(pairs):
         if reason:
             marks.append(pytest.mark.skip(reason=reason))
         elif (model, callback) in XFAIL:
-            marks.append(pytest.mark.xfail(strict=True, reason=XFAIL[(model, callback)]))
+            marks.append(pytest.mark.xfail(
+                strict=True, reason=XFAIL[(model, callback)]))
         out.append(pytest.param(model, callback, marks=marks, id=f"{model}-{callback}"))
     return out
 
