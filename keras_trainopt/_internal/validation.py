@@ -232,3 +232,24 @@ def check_inputs(name, value, *, allow_none=False):
             f"{type(value).__name__})"
         )
     return value
+
+
+def check_built(model, caller, needs):
+    """Raises `ValueError` if `model` is not built, naming the way out.
+
+    A subclassed model that was never called has no weights when the
+    callbacks start: Keras' TensorFlow trainer builds it at the first step.
+
+    Args:
+        model: the model the callback starts with.
+        caller: the callback's class name, for the message.
+        needs: what the callback does with the weights ("averages the
+            model's weights").
+    """
+    if not model.built:
+        raise ValueError(
+            f"{caller} {needs}, which do not exist yet: the model is not "
+            "built (a subclassed model builds at its first step, after the "
+            "callbacks start). Build it before `fit`, e.g. `model(x[:1])` "
+            "or `model.build(input_shape)`."
+        )

@@ -251,14 +251,9 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
         super().set_model(model)
         if getattr(model, "optimizer", None) is None:
             return  # predict() on a model that was never compiled
-        if not model.built:
-            raise ValueError(
-                f"{type(self).__name__} averages the model's weights, which "
-                "do not exist yet: the model is not built (a subclassed model "
-                "builds at its first step, after the callbacks start). Build "
-                "it before `fit`, e.g. `model(x[:1])` or "
-                "`model.build(input_shape)`."
-            )
+        validation.check_built(
+            model, type(self).__name__, "averages the model's weights"
+        )
         if self._state is not None and self._state.model is model:
             try:
                 self._state.check_same_weights(model, type(self).__name__)

@@ -137,10 +137,17 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
             "It measures the updates of `model.optimizer` only, so "
             "`ratios` stays empty.",
         )
+        validation.check_built(
+            self.model, "UpdateRatioLogger", "measures the updates of the "
+            "model's weights",
+        )
         spe = int(getattr(self.model, "steps_per_execution", 1) or 1)
         if self._probe is not None and (
             self._probe.model is not self.model
             or self._probe.steps_per_execution != spe
+            # layers frozen or unfrozen since: measure the weights trained now
+            or [id(v) for v in self._probe.variables]
+            != [id(v) for v in self.model.trainable_variables]
         ):
             self._probe.uninstall()
             self._probe = None

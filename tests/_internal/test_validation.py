@@ -125,3 +125,25 @@ def test_float32_refuses_values_flushed_to_zero(value):
         validation.check_float32("rate", value)
     assert validation.check_float32("rate", 0.0) == 0.0
     assert validation.check_float32("rate", 1.2e-38) == 1.2e-38
+
+
+def test_check_built_names_the_caller_and_the_way_out():
+    import keras
+
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(2)
+
+        def call(self, x):
+            return self.dense(x)
+
+    model = Net()
+    with pytest.raises(ValueError) as raised:
+        validation.check_built(model, "UpdateRatioLogger",
+                               "measures the updates of the model's weights")
+    text = str(raised.value)
+    assert text.startswith("UpdateRatioLogger measures the updates")
+    assert "not built" in text and "`model(x[:1])`" in text
+    model(np.zeros((1, 3), "float32"))
+    validation.check_built(model, "UpdateRatioLogger", "measures")  # built: fine

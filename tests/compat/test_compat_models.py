@@ -65,21 +65,8 @@ XFAIL = {
 }
 
 
-UNBUILT = (
-    "not in issue 19: a subclassed model that `fit` builds (never called "
-    "before) has no weights at train begin; UpdateRatioLogger refuses it "
-    "with 'the model has no trainable weights' (no way out named) and the "
-    "averages crash in the first step with the optimizer's 'Unknown "
-    "variable'; they should build on the first batch or refuse at train "
-    "begin saying to call the model on a batch first (a decay per step, "
-    "which touches no weight, works)"
-)
 # what a refusal of an unbuilt model must say: the cause and the way out
 NOT_BUILT = r"(?i)not (yet )?built.*(build\(|call)"
-# Keras' JAX and PyTorch trainers build the model before the callbacks
-# start: TensorFlow only
-if BACKEND == "tensorflow":
-    XFAIL[("subclassed_unbuilt", "UpdateRatioLogger")] = UNBUILT
 
 
 def _skip_reason(model):
