@@ -274,8 +274,12 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
                 self._pending_state = None
         composition.attach(model, self._variables())
 
+    def _check_before_fit(self):
+        """Subclasses refuse here what cannot work, before anything runs."""
+
     def on_train_begin(self, logs=None):
         try:
+            self._check_before_fit()
             if self.batchnorm_data is not None:
                 batchnorm.check_before_fit(
                     self.model, self.batchnorm_data, type(self).__name__

@@ -159,30 +159,36 @@ class StochasticWeightAveraging(WeightAverageCallback):
 
     # -- Keras hooks ---------------------------------------------------------
 
-    def on_train_begin(self, logs=None):
+    def _check_before_fit(self):
         if self.swa_learning_rate is not None:
             optimizers.check_settable_learning_rate(
                 self.model.optimizer, type(self).__name__
             )
-        super().on_train_begin(logs)
+        params = self.params or {}
+        steps, epochs = params.get("steps"), params.get("epochs")
+        if not steps and (epochs is None or self.start_epoch < epochs):
+            # Keras fixes `steps` for the whole fit: refuse now, not after
+            # the epochs before `start_epoch` were trained.
+            raise ValueError(
+                "StochasticWeightAveraging averages the weights at the end of "
+                "each epoch, so it needs the number of steps per epoch, which "
+                "Keras does not know for this data (a `tf.data` pipeline "
+                "after `filter`, a generator). Pass `steps_per_epoch` to "
+                "`fit` (with a dataset that `.repeat()`s), or state the "
+                "dataset's length with `dataset.apply(tf.data.experimental."
+                f"assert_cardinality(n))`. Received: steps={steps!r}"
+            )
 
     def on_epoch_begin(self, epoch, logs=None):
         if epoch < self.start_epoch:
             self._epoch_steps.assign(-1)
             self._epoch_end = None
             return
-        steps = self.params.get("steps") if self.params else None
-        if not steps:
-            raise ValueError(
-                "StochasticWeightAveraging averages the weights at the end of "
-                "each epoch, so it needs the number of steps per epoch, which "
-                "Keras does not know for this data. Pass `steps_per_epoch` to "
-                f"`fit`. Received: steps={steps!r}"
-            )
+        steps = int(self.params["steps"])  # known: `_check_before_fit`
         start = optimizers.get_iterations(self.model.optimizer)
         self._epoch_start.assign(start)
-        self._epoch_steps.assign(int(steps))
-        self._epoch_end = start + int(steps)
+        self._epoch_steps.assign(steps)
+        self._epoch_end = start + steps
 
     def on_train_batch_end(self, batch, logs=None):
         # The step averages the update that ends the epoch, found by its

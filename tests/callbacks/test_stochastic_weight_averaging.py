@@ -106,17 +106,26 @@ def test_no_average_yet_leaves_the_model_alone():
         np.testing.assert_array_equal(now, last)
 
 
-def test_unknown_epoch_length_is_refused_before_the_first_step():
+@pytest.mark.parametrize("start_epoch", [0, 1])
+def test_unknown_epoch_length_is_refused_before_the_first_step(start_epoch):
+    """Also when averaging starts later: no epoch is trained for nothing."""
     x, y = tiny_data(48)
+    served = []
 
     def batches():
-        while True:
-            yield x[:8], y[:8]
+        for i in range(6):  # a finite generator: Keras cannot know its length
+            served.append(i)
+            yield x[8 * i:8 * i + 8], y[8 * i:8 * i + 8]
 
     model = tiny_model()
-    with pytest.raises(ValueError, match="Pass `steps_per_epoch`"):
-        model.fit(batches(), epochs=1, verbose=0, shuffle=False,
-                  callbacks=[StochasticWeightAveraging(0)])
+    before = weights_of(model)
+    with pytest.raises(ValueError, match="Pass `steps_per_epoch`.*repeat"):
+        model.fit(batches(), epochs=2, verbose=0, shuffle=False,
+                  callbacks=[StochasticWeightAveraging(start_epoch)])
+    for now, then in zip(weights_of(model), before):
+        np.testing.assert_array_equal(now, then)  # not one update
+    plain = tiny_model()
+    assert len(model.optimizer.variables) == len(plain.optimizer.variables)
 
 
 @pytest.mark.parametrize("backup_first", [True, False])

@@ -111,14 +111,7 @@ REFUSED = {
     ("tf_data_unknown", "StochasticWeightAveraging"): (ValueError, "steps_per_epoch"),
     ("tf_data_unknown", "combined"): (ValueError, "steps_per_epoch"),
 }
-XFAIL = {
-    ("tf_data_unknown", "combined"): (
-        "not in issue 19: StochasticWeightAveraging(start_epoch=1) on data of "
-        "unknown length refuses it only when epoch 1 begins, after a whole "
-        "epoch was trained (with start_epoch=0 it refuses at once); check it "
-        "at train begin"
-    ),
-}
+XFAIL = {}
 
 
 def _params(pairs, xfail):
