@@ -43,19 +43,18 @@ def recompute_batchnorm_statistics(
     stopped at that layer): with a large or repeating pipeline, bound it with
     `steps`.
 
-    Example:
-
-    >>> import keras, numpy as np
-    >>> from keras_trainopt import recompute_batchnorm_statistics
-    >>> model = keras.Sequential([keras.Input((3,)),
-    ...                           keras.layers.BatchNormalization()])
-    >>> x = np.arange(12.0).reshape(4, 3)
-    >>> recompute_batchnorm_statistics(model, x)
-    >>> bn = model.layers[0]
-    >>> np.allclose(bn.moving_mean.numpy(), x.mean(axis=0))
-    True
-    >>> np.allclose(bn.moving_variance.numpy(), x.var(axis=0))
-    True
+    Examples:
+        >>> import keras, numpy as np
+        >>> from keras_trainopt import recompute_batchnorm_statistics
+        >>> model = keras.Sequential([keras.Input((3,)),
+        ...                           keras.layers.BatchNormalization()])
+        >>> x = np.arange(12.0).reshape(4, 3)
+        >>> recompute_batchnorm_statistics(model, x)
+        >>> bn = model.layers[0]
+        >>> np.allclose(bn.moving_mean.numpy(), x.mean(axis=0))
+        True
+        >>> np.allclose(bn.moving_variance.numpy(), x.var(axis=0))
+        True
 
     Args:
         model: a built Keras model (functional, Sequential or subclassed).

@@ -66,21 +66,20 @@ class ActivationMonitor(callback_state.Restorable, keras.callbacks.Callback):
     to probe instead (e.g. the functional backbone the subclassed model
     calls; `x` is then that model's input).
 
-    Example:
-
-    >>> import keras, numpy as np
-    >>> from keras_trainopt import ActivationMonitor
-    >>> model = keras.Sequential([
-    ...     keras.Input((8,)),
-    ...     keras.layers.Dense(32, activation="relu", name="hidden",
-    ...                        bias_initializer=keras.initializers.Constant(-50.0)),
-    ...     keras.layers.Dense(1, name="out")])
-    >>> model.compile("sgd", "mse")
-    >>> x = np.random.default_rng(0).normal(size=(64, 8))
-    >>> monitor = ActivationMonitor(x, verbose=0)
-    >>> _ = model.fit(x, x[:, :1], epochs=1, callbacks=[monitor], verbose=0)
-    >>> monitor.stats["hidden"]["dead_fraction"]
-    1.0
+    Examples:
+        >>> import keras, numpy as np
+        >>> from keras_trainopt import ActivationMonitor
+        >>> model = keras.Sequential([
+        ...     keras.Input((8,)),
+        ...     keras.layers.Dense(32, activation="relu", name="hidden",
+        ...                        bias_initializer=keras.initializers.Constant(-50.0)),
+        ...     keras.layers.Dense(1, name="out")])
+        >>> model.compile("sgd", "mse")
+        >>> x = np.random.default_rng(0).normal(size=(64, 8))
+        >>> monitor = ActivationMonitor(x, verbose=0)
+        >>> _ = model.fit(x, x[:, :1], epochs=1, callbacks=[monitor], verbose=0)
+        >>> monitor.stats["hidden"]["dead_fraction"]
+        1.0
 
     Args:
         x: the probe batch, as the model's input (an array, or a list/dict

@@ -54,29 +54,28 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
     every worker reads the backup at start (so `backup_dir` must be on a
     shared file system).
 
-    Example:
-
-    >>> import keras, numpy as np, tempfile
-    >>> import keras_trainopt as kt
-    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
-    >>> model.compile(keras.optimizers.SGD(0.1), loss="mse")
-    >>> x = np.random.default_rng(0).normal(size=(64, 4))
-    >>> monitor = kt.LossMonitor(every=1, verbose=0)
-    >>> backup = kt.BackupAndRestore(tempfile.mkdtemp())
-    >>> callbacks = [kt.StepDecay(0.1, 0.5, 2), monitor, backup]
-    >>> class Preempted(keras.callbacks.Callback):  # stands in for a kill
-    ...     def on_epoch_begin(self, epoch, logs=None):
-    ...         if epoch == 2:
-    ...             raise RuntimeError("preempted")
-    >>> try:
-    ...     model.fit(x, x.sum(axis=1), epochs=4, shuffle=False, verbose=0,
-    ...               callbacks=callbacks + [Preempted()])
-    ... except RuntimeError:
-    ...     pass
-    >>> _ = model.fit(x, x.sum(axis=1), epochs=4, shuffle=False, verbose=0,
-    ...               callbacks=callbacks)  # runs epochs 3 and 4 only
-    >>> backup.restored_epoch, len(monitor.losses)  # 2 batches per epoch
-    (2, 8)
+    Examples:
+        >>> import keras, numpy as np, tempfile
+        >>> import keras_trainopt as kt
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+        >>> model.compile(keras.optimizers.SGD(0.1), loss="mse")
+        >>> x = np.random.default_rng(0).normal(size=(64, 4))
+        >>> monitor = kt.LossMonitor(every=1, verbose=0)
+        >>> backup = kt.BackupAndRestore(tempfile.mkdtemp())
+        >>> callbacks = [kt.StepDecay(0.1, 0.5, 2), monitor, backup]
+        >>> class Preempted(keras.callbacks.Callback):  # stands in for a kill
+        ...     def on_epoch_begin(self, epoch, logs=None):
+        ...         if epoch == 2:
+        ...             raise RuntimeError("preempted")
+        >>> try:
+        ...     model.fit(x, x.sum(axis=1), epochs=4, shuffle=False, verbose=0,
+        ...               callbacks=callbacks + [Preempted()])
+        ... except RuntimeError:
+        ...     pass
+        >>> _ = model.fit(x, x.sum(axis=1), epochs=4, shuffle=False, verbose=0,
+        ...               callbacks=callbacks)  # runs epochs 3 and 4 only
+        >>> backup.restored_epoch, len(monitor.losses)  # 2 batches per epoch
+        (2, 8)
 
     Args:
         backup_dir: folder for the backups; used by this run alone. Deleted

@@ -16,19 +16,18 @@ class CheckpointEnsemble(SnapshotCallback):
     single model"). A snapshot is taken after epochs `every - 1`,
     `2 * every - 1`, ... (0-based), and only the `keep` most recent are kept.
 
-    Example:
-
-    >>> import keras, numpy as np
-    >>> from keras_trainopt import CheckpointEnsemble
-    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
-    >>> model.compile(keras.optimizers.SGD(0.05), loss="mse")
-    >>> x, y = np.ones((64, 4)), np.ones((64, 1))
-    >>> checkpoints = CheckpointEnsemble(every=2, keep=2)
-    >>> _ = model.fit(x, y, batch_size=16, epochs=6, callbacks=[checkpoints],
-    ...               verbose=0)
-    >>> checkpoints.snapshot_steps  # after epochs 3 and 5 (4 steps each)
-    [16, 24]
-    >>> ensemble = checkpoints.ensemble()  # a keras.Model
+    Examples:
+        >>> import keras, numpy as np
+        >>> from keras_trainopt import CheckpointEnsemble
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+        >>> model.compile(keras.optimizers.SGD(0.05), loss="mse")
+        >>> x, y = np.ones((64, 4)), np.ones((64, 1))
+        >>> checkpoints = CheckpointEnsemble(every=2, keep=2)
+        >>> _ = model.fit(x, y, batch_size=16, epochs=6, callbacks=[checkpoints],
+        ...               verbose=0)
+        >>> checkpoints.snapshot_steps  # after epochs 3 and 5 (4 steps each)
+        [16, 24]
+        >>> ensemble = checkpoints.ensemble()  # a keras.Model
 
     Args:
         every: epochs between snapshots (int >= 1).

@@ -21,17 +21,16 @@ class ExponentialDecay(DecayCallback):
     decay_rate)` is the same curve with `decay = -log(decay_rate) /
     decay_steps`.
 
-    Example:
-
-    >>> import keras, numpy as np
-    >>> from keras_trainopt import ExponentialDecay, nesterov_sgd
-    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
-    >>> model.compile(nesterov_sgd(0.1), loss="mse")
-    >>> decay = ExponentialDecay(decay=0.5)
-    >>> history = model.fit(np.ones((8, 4)), np.ones((8, 1)), epochs=3,
-    ...                     callbacks=[decay], verbose=0)
-    >>> [round(lr, 5) for lr in history.history["learning_rate"]]
-    [0.1, 0.06065, 0.03679]
+    Examples:
+        >>> import keras, numpy as np
+        >>> from keras_trainopt import ExponentialDecay, nesterov_sgd
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+        >>> model.compile(nesterov_sgd(0.1), loss="mse")
+        >>> decay = ExponentialDecay(decay=0.5)
+        >>> history = model.fit(np.ones((8, 4)), np.ones((8, 1)), epochs=3,
+        ...                     callbacks=[decay], verbose=0)
+        >>> [round(lr, 5) for lr in history.history["learning_rate"]]
+        [0.1, 0.06065, 0.03679]
 
     Args:
         initial_learning_rate: `lr0` (> 0); `None` takes the optimizer's rate

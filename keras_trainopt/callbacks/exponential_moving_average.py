@@ -53,20 +53,19 @@ class ExponentialMovingAverage(WeightAverageCallback):
     interrupted run resumed with `keras.callbacks.BackupAndRestore`: it is
     saved with the optimizer.
 
-    Example:
-
-    >>> import keras, numpy as np
-    >>> from keras_trainopt import ExponentialMovingAverage
-    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
-    >>> model.compile(keras.optimizers.SGD(0.05), loss="mse")
-    >>> x, y = np.ones((64, 4)), np.ones((64, 1))
-    >>> ema = ExponentialMovingAverage(decay=0.99, every=1)
-    >>> _ = model.fit(x, y, batch_size=8, epochs=2, callbacks=[ema], verbose=0)
-    >>> ema.num_averaged, ema.num_skipped  # 16 updates, all averaged
-    (16, 0)
-    >>> all(np.array_equal(w, a) for w, a in
-    ...     zip(model.get_weights(), ema.averaged_weights()))
-    True
+    Examples:
+        >>> import keras, numpy as np
+        >>> from keras_trainopt import ExponentialMovingAverage
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+        >>> model.compile(keras.optimizers.SGD(0.05), loss="mse")
+        >>> x, y = np.ones((64, 4)), np.ones((64, 1))
+        >>> ema = ExponentialMovingAverage(decay=0.99, every=1)
+        >>> _ = model.fit(x, y, batch_size=8, epochs=2, callbacks=[ema], verbose=0)
+        >>> ema.num_averaged, ema.num_skipped  # 16 updates, all averaged
+        (16, 0)
+        >>> all(np.array_equal(w, a) for w, a in
+        ...     zip(model.get_weights(), ema.averaged_weights()))
+        True
 
     Args:
         decay: `d`, in (0, 1); the weight of the old average.
@@ -74,9 +73,11 @@ class ExponentialMovingAverage(WeightAverageCallback):
         every: average every `every`-th update (int >= 1); 1 for a
             per-step EMA. `None` (default): chosen from the decay as above;
             the attribute `every` holds the stride in use.
-        validate_with_average, apply_at_end, batchnorm_data,
-            batchnorm_steps, verbose: see
-            `WeightAverageCallback`.
+        validate_with_average: see `WeightAverageCallback`.
+        apply_at_end: see `WeightAverageCallback`.
+        batchnorm_data: see `WeightAverageCallback`.
+        batchnorm_steps: see `WeightAverageCallback`.
+        verbose: see `WeightAverageCallback`.
 
     Reference: B. T. Polyak and A. B. Juditsky, "Acceleration of stochastic
     approximation by averaging", 1992; TensorFlow's

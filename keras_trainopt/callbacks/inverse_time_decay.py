@@ -20,17 +20,16 @@ class InverseTimeDecay(DecayCallback):
     then runs on `t - w`. Keras' `InverseTimeDecay(lr0, decay_steps,
     decay_rate)` is the same curve with `decay = decay_rate / decay_steps`.
 
-    Example:
-
-    >>> import keras, numpy as np
-    >>> from keras_trainopt import InverseTimeDecay, nesterov_sgd
-    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
-    >>> model.compile(nesterov_sgd(0.1), loss="mse")
-    >>> decay = InverseTimeDecay(decay=1.0)
-    >>> history = model.fit(np.ones((8, 4)), np.ones((8, 1)), epochs=3,
-    ...                     callbacks=[decay], verbose=0)
-    >>> [round(lr, 5) for lr in history.history["learning_rate"]]
-    [0.1, 0.05, 0.03333]
+    Examples:
+        >>> import keras, numpy as np
+        >>> from keras_trainopt import InverseTimeDecay, nesterov_sgd
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+        >>> model.compile(nesterov_sgd(0.1), loss="mse")
+        >>> decay = InverseTimeDecay(decay=1.0)
+        >>> history = model.fit(np.ones((8, 4)), np.ones((8, 1)), epochs=3,
+        ...                     callbacks=[decay], verbose=0)
+        >>> [round(lr, 5) for lr in history.history["learning_rate"]]
+        [0.1, 0.05, 0.03333]
 
     Args:
         initial_learning_rate: `lr0` (> 0); `None` takes the optimizer's rate

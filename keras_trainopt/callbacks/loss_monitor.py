@@ -47,20 +47,19 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
     The curve's shape is judged by `diagnose_loss_curve` at the end of each
     epoch and of training.
 
-    Example:
-
-    >>> import keras, numpy as np
-    >>> from keras_trainopt import LossMonitor
-    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
-    >>> model.compile(keras.optimizers.SGD(10.0), loss="mse")  # far too high
-    >>> monitor = LossMonitor(every=1, verbose=0)
-    >>> x = np.random.default_rng(0).normal(size=(256, 4))
-    >>> history = model.fit(x, x.sum(axis=1), epochs=20, batch_size=8,
-    ...                     callbacks=[monitor], verbose=0)
-    >>> monitor.diagnosis
-    'learning_rate_too_high'
-    >>> len(history.epoch) < 20  # stopped early
-    True
+    Examples:
+        >>> import keras, numpy as np
+        >>> from keras_trainopt import LossMonitor
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+        >>> model.compile(keras.optimizers.SGD(10.0), loss="mse")  # far too high
+        >>> monitor = LossMonitor(every=1, verbose=0)
+        >>> x = np.random.default_rng(0).normal(size=(256, 4))
+        >>> history = model.fit(x, x.sum(axis=1), epochs=20, batch_size=8,
+        ...                     callbacks=[monitor], verbose=0)
+        >>> monitor.diagnosis
+        'learning_rate_too_high'
+        >>> len(history.epoch) < 20  # stopped early
+        True
 
     Args:
         log_dir: TensorBoard folder (the run `monitors` inside it gets

@@ -37,22 +37,21 @@ class OverfittingMonitor(callback_state.Restorable, keras.callbacks.Callback):
       worse than `underfitting_value`;
     - `"good_fit"` otherwise.
 
-    Example:
-
-    >>> import keras, numpy as np
-    >>> from keras_trainopt import OverfittingMonitor
-    >>> rng = np.random.default_rng(0)
-    >>> x, y = rng.normal(size=(64, 20)), rng.integers(0, 2, 64)  # noise
-    >>> model = keras.Sequential([keras.Input((20,)),
-    ...                           keras.layers.Dense(256, activation="relu"),
-    ...                           keras.layers.Dense(2, activation="softmax")])
-    >>> model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
-    ...               metrics=["accuracy"])
-    >>> monitor = OverfittingMonitor(verbose=0)
-    >>> history = model.fit(x, y, validation_split=0.5, epochs=60,
-    ...                     callbacks=[monitor], verbose=0)
-    >>> monitor.diagnosis
-    'overfitting'
+    Examples:
+        >>> import keras, numpy as np
+        >>> from keras_trainopt import OverfittingMonitor
+        >>> rng = np.random.default_rng(0)
+        >>> x, y = rng.normal(size=(64, 20)), rng.integers(0, 2, 64)  # noise
+        >>> model = keras.Sequential([keras.Input((20,)),
+        ...                           keras.layers.Dense(256, activation="relu"),
+        ...                           keras.layers.Dense(2, activation="softmax")])
+        >>> model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+        ...               metrics=["accuracy"])
+        >>> monitor = OverfittingMonitor(verbose=0)
+        >>> history = model.fit(x, y, validation_split=0.5, epochs=60,
+        ...                     callbacks=[monitor], verbose=0)
+        >>> monitor.diagnosis
+        'overfitting'
 
     Args:
         metric: the metric to compare; `val_<metric>` must be in the logs.

@@ -36,19 +36,18 @@ class SnapshotEnsemble(apply_hooks.HookOwner, SnapshotCallback):
     counted: a cycle ends after L applied updates, and the last snapshot is
     taken after the last step of `fit`, at the count reached by then.
 
-    Example:
-
-    >>> import keras, numpy as np
-    >>> from keras_trainopt import SnapshotEnsemble
-    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
-    >>> model.compile(keras.optimizers.SGD(0.05), loss="mse")
-    >>> x, y = np.ones((64, 4)), np.ones((64, 1))
-    >>> snapshots = SnapshotEnsemble(cycles=3)
-    >>> _ = model.fit(x, y, batch_size=16, epochs=6, callbacks=[snapshots],
-    ...               verbose=0)
-    >>> snapshots.cycle_steps, snapshots.snapshot_steps
-    (8, [8, 16, 24])
-    >>> ensemble = snapshots.ensemble()  # a keras.Model
+    Examples:
+        >>> import keras, numpy as np
+        >>> from keras_trainopt import SnapshotEnsemble
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+        >>> model.compile(keras.optimizers.SGD(0.05), loss="mse")
+        >>> x, y = np.ones((64, 4)), np.ones((64, 1))
+        >>> snapshots = SnapshotEnsemble(cycles=3)
+        >>> _ = model.fit(x, y, batch_size=16, epochs=6, callbacks=[snapshots],
+        ...               verbose=0)
+        >>> snapshots.cycle_steps, snapshots.snapshot_steps
+        (8, [8, 16, 24])
+        >>> ensemble = snapshots.ensemble()  # a keras.Model
 
     Args:
         cycles: `M`, the number of cycles and snapshots (int >= 1).

@@ -19,17 +19,16 @@ class StepDecay(DecayCallback):
     `lr0 * (t + 1) / (w + 1)` for `t < w`, and the decay then runs on `t - w`.
     PyTorch's `StepLR(step_size=every, gamma=factor)` follows the same curve.
 
-    Example:
-
-    >>> import keras, numpy as np
-    >>> from keras_trainopt import StepDecay, nesterov_sgd
-    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
-    >>> model.compile(nesterov_sgd(0.1), loss="mse")
-    >>> decay = StepDecay(factor=0.5, every=2)
-    >>> history = model.fit(np.ones((8, 4)), np.ones((8, 1)), epochs=5,
-    ...                     callbacks=[decay], verbose=0)
-    >>> [round(lr, 6) for lr in history.history["learning_rate"]]
-    [0.1, 0.1, 0.05, 0.05, 0.025]
+    Examples:
+        >>> import keras, numpy as np
+        >>> from keras_trainopt import StepDecay, nesterov_sgd
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+        >>> model.compile(nesterov_sgd(0.1), loss="mse")
+        >>> decay = StepDecay(factor=0.5, every=2)
+        >>> history = model.fit(np.ones((8, 4)), np.ones((8, 1)), epochs=5,
+        ...                     callbacks=[decay], verbose=0)
+        >>> [round(lr, 6) for lr in history.history["learning_rate"]]
+        [0.1, 0.1, 0.05, 0.05, 0.025]
 
     Args:
         initial_learning_rate: `lr0` (> 0); `None` takes the optimizer's rate

@@ -47,26 +47,27 @@ class StochasticWeightAveraging(WeightAverageCallback):
     list is the average the model holds at train end; `raw_weights()` of
     both is the trained weights (`WeightAverageCallback`).
 
-    Example:
-
-    >>> import keras, numpy as np
-    >>> from keras_trainopt import StochasticWeightAveraging
-    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
-    >>> model.compile(keras.optimizers.SGD(0.05), loss="mse")
-    >>> x, y = np.ones((64, 4)), np.ones((64, 1))
-    >>> swa = StochasticWeightAveraging(start_epoch=2, swa_learning_rate=0.01)
-    >>> _ = model.fit(x, y, batch_size=16, epochs=5, callbacks=[swa], verbose=0)
-    >>> swa.num_averaged  # epochs 2, 3 and 4
-    3
+    Examples:
+        >>> import keras, numpy as np
+        >>> from keras_trainopt import StochasticWeightAveraging
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+        >>> model.compile(keras.optimizers.SGD(0.05), loss="mse")
+        >>> x, y = np.ones((64, 4)), np.ones((64, 1))
+        >>> swa = StochasticWeightAveraging(start_epoch=2, swa_learning_rate=0.01)
+        >>> _ = model.fit(x, y, batch_size=16, epochs=5, callbacks=[swa], verbose=0)
+        >>> swa.num_averaged  # epochs 2, 3 and 4
+        3
 
     Args:
         start_epoch: the first epoch (0-based) whose final weights are
             averaged (int >= 0).
         swa_learning_rate: `None`, a float > 0 (constant) or a pair
             `(high, low)` with `high >= low > 0` (cyclic per epoch).
-        validate_with_average, apply_at_end, batchnorm_data,
-            batchnorm_steps, verbose: see
-            `WeightAverageCallback`.
+        validate_with_average: see `WeightAverageCallback`.
+        apply_at_end: see `WeightAverageCallback`.
+        batchnorm_data: see `WeightAverageCallback`.
+        batchnorm_steps: see `WeightAverageCallback`.
+        verbose: see `WeightAverageCallback`.
 
     Reference: P. Izmailov, D. Podoprikhin, T. Garipov, D. Vetrov and
     A. G. Wilson, "Averaging Weights Leads to Wider Optima and Better

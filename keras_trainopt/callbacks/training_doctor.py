@@ -40,20 +40,19 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
     its activation layers too, named `"<backbone>/<layer>"` (see
     `ActivationMonitor`); a subclassed model needs `probe_model`.
 
-    Example:
-
-    >>> import keras, numpy as np
-    >>> from keras_trainopt import TrainingDoctor
-    >>> rng = np.random.default_rng(0)
-    >>> x = rng.normal(size=(256, 8)).astype("float32")
-    >>> y = x @ rng.normal(size=(8, 1)).astype("float32")
-    >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(1)])
-    >>> model.compile(keras.optimizers.SGD(5.0), loss="mse")  # far too high
-    >>> doctor = TrainingDoctor(metric="loss", every=1, verbose=0)
-    >>> _ = model.fit(x, y, validation_split=0.25, epochs=10, verbose=0,
-    ...               callbacks=[doctor])
-    >>> print(doctor.advice[0])  # doctest: +ELLIPSIS
-    learning rate too high: the loss diverged at step ...; try about 0.5
+    Examples:
+        >>> import keras, numpy as np
+        >>> from keras_trainopt import TrainingDoctor
+        >>> rng = np.random.default_rng(0)
+        >>> x = rng.normal(size=(256, 8)).astype("float32")
+        >>> y = x @ rng.normal(size=(8, 1)).astype("float32")
+        >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(1)])
+        >>> model.compile(keras.optimizers.SGD(5.0), loss="mse")  # far too high
+        >>> doctor = TrainingDoctor(metric="loss", every=1, verbose=0)
+        >>> _ = model.fit(x, y, validation_split=0.25, epochs=10, verbose=0,
+        ...               callbacks=[doctor])
+        >>> print(doctor.advice[0])  # doctest: +ELLIPSIS
+        learning rate too high: the loss diverged at step ...; try about 0.5
 
     Args:
         log_dir: TensorBoard folder (`None`: no files).

@@ -50,20 +50,19 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
     largest weight (a bias starting at zero has no meaningful ratio), and
     with `verbose` a layer outside `[low, high]` gets a warning.
 
-    Example:
-
-    >>> import keras, numpy as np
-    >>> from keras_trainopt import UpdateRatioLogger
-    >>> model = keras.Sequential([keras.Input((8,)),
-    ...                           keras.layers.Dense(4, name="dense")])
-    >>> model.compile(keras.optimizers.SGD(0.01), "mse")
-    >>> logger = UpdateRatioLogger(None, every=1, verbose=0)
-    >>> x = np.random.default_rng(0).normal(size=(32, 8))
-    >>> _ = model.fit(x, x[:, :4], epochs=1, callbacks=[logger], verbose=0)
-    >>> sorted(logger.ratios)
-    ['dense/bias', 'dense/kernel']
-    >>> 1e-5 < logger.ratios["dense/kernel"] < 1e-1
-    True
+    Examples:
+        >>> import keras, numpy as np
+        >>> from keras_trainopt import UpdateRatioLogger
+        >>> model = keras.Sequential([keras.Input((8,)),
+        ...                           keras.layers.Dense(4, name="dense")])
+        >>> model.compile(keras.optimizers.SGD(0.01), "mse")
+        >>> logger = UpdateRatioLogger(None, every=1, verbose=0)
+        >>> x = np.random.default_rng(0).normal(size=(32, 8))
+        >>> _ = model.fit(x, x[:, :4], epochs=1, callbacks=[logger], verbose=0)
+        >>> sorted(logger.ratios)
+        ['dense/bias', 'dense/kernel']
+        >>> 1e-5 < logger.ratios["dense/kernel"] < 1e-1
+        True
 
     Args:
         log_dir: TensorBoard folder (the run `monitors`, x axis the

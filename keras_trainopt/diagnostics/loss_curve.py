@@ -136,18 +136,17 @@ def diagnose_loss_curve(
     Returns:
         A `Diagnosis(verdict, reason)`.
 
-    Example:
+    Examples:
+        >>> import numpy as np
+        >>> from keras_trainopt.diagnostics import diagnose_loss_curve
+        >>> t = np.arange(200)
+        >>> diagnose_loss_curve(2.0 * np.exp(-t / 20) + 0.1).verdict
+        'good'
+        >>> diagnose_loss_curve(2.0 - 0.004 * t).verdict  # slow and linear
+        'learning_rate_too_low'
 
-    >>> import numpy as np
-    >>> from keras_trainopt.diagnostics import diagnose_loss_curve
-    >>> t = np.arange(200)
-    >>> diagnose_loss_curve(2.0 * np.exp(-t / 20) + 0.1).verdict
-    'good'
-    >>> diagnose_loss_curve(2.0 - 0.004 * t).verdict  # slow and linear
-    'learning_rate_too_low'
-
-    Reference: cs231n, "Neural Networks Part 3: Learning and Evaluation",
-    loss function (the shapes of low, high and good learning rates).
+        Reference: cs231n, "Neural Networks Part 3: Learning and Evaluation",
+        loss function (the shapes of low, high and good learning rates).
     """
     losses = validation.check_floats("losses", losses, ndim=1)
     min_steps = validation.check_int("min_steps", min_steps, low=1)

@@ -35,23 +35,22 @@ def patch_keras_for_multi_worker(model):
     unconditionally. If a future Keras no longer has the internals patched,
     it warns and does nothing.
 
-    Example:
+    Examples:
+        >>> import keras
+        >>> from keras_trainopt.distribute import patch_keras_for_multi_worker
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+        >>> model.compile("sgd", "mse")
+        >>> patch_keras_for_multi_worker(model) is model  # no strategy: no-op
+        True
 
-    >>> import keras
-    >>> from keras_trainopt.distribute import patch_keras_for_multi_worker
-    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
-    >>> model.compile("sgd", "mse")
-    >>> patch_keras_for_multi_worker(model) is model  # no strategy: no-op
-    True
+        Under `TF_CONFIG` with two workers:
 
-    Under `TF_CONFIG` with two workers:
-
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
-        with strategy.scope():
-            model = build_model()
-            model.compile(...)
-        patch_keras_for_multi_worker(model)
-        model.fit(dataset, callbacks=[...])
+            strategy = tf.distribute.MultiWorkerMirroredStrategy()
+            with strategy.scope():
+                model = build_model()
+                model.compile(...)
+            patch_keras_for_multi_worker(model)
+            model.fit(dataset, callbacks=[...])
 
     Args:
         model: a `keras.Model`, compiled under the strategy's scope.

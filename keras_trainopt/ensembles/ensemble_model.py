@@ -21,20 +21,19 @@ class EnsembleModel(keras.Model):
     sigmoid outputs), which is the usual choice; for a model that outputs
     logits the mean of logits is a geometric-mean ensemble instead.
 
-    Example:
-
-    >>> import keras, numpy as np
-    >>> from keras_trainopt import EnsembleModel
-    >>> def member(seed):
-    ...     keras.utils.set_random_seed(seed)
-    ...     return keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
-    >>> members = [member(0), member(1)]
-    >>> ensemble = EnsembleModel(members)
-    >>> x = np.ones((4, 3), "float32")
-    >>> mean = (members[0].predict(x, verbose=0)
-    ...         + members[1].predict(x, verbose=0)) / 2
-    >>> np.allclose(ensemble.predict(x, verbose=0), mean)
-    True
+    Examples:
+        >>> import keras, numpy as np
+        >>> from keras_trainopt import EnsembleModel
+        >>> def member(seed):
+        ...     keras.utils.set_random_seed(seed)
+        ...     return keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+        >>> members = [member(0), member(1)]
+        >>> ensemble = EnsembleModel(members)
+        >>> x = np.ones((4, 3), "float32")
+        >>> mean = (members[0].predict(x, verbose=0)
+        ...         + members[1].predict(x, verbose=0)) / 2
+        >>> np.allclose(ensemble.predict(x, verbose=0), mean)
+        True
 
     Args:
         models: the members, a non-empty list of Keras models that take the

@@ -20,19 +20,18 @@ def fit_seed_ensemble(build_model, x=None, y=None, *, seeds=5, **fit_kwargs):
     called, then `build_model()` must return a *compiled* model, which is
     trained with `model.fit(x, y, **fit_kwargs)`.
 
-    Example:
-
-    >>> import keras, numpy as np
-    >>> from keras_trainopt import fit_seed_ensemble
-    >>> def build_model():
-    ...     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
-    ...     model.compile(keras.optimizers.SGD(0.05), loss="mse")
-    ...     return model
-    >>> x, y = np.ones((32, 4)), np.ones((32, 1))
-    >>> ensemble, histories = fit_seed_ensemble(
-    ...     build_model, x, y, seeds=3, epochs=2, verbose=0)
-    >>> len(ensemble.members), len(histories)
-    (3, 3)
+    Examples:
+        >>> import keras, numpy as np
+        >>> from keras_trainopt import fit_seed_ensemble
+        >>> def build_model():
+        ...     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+        ...     model.compile(keras.optimizers.SGD(0.05), loss="mse")
+        ...     return model
+        >>> x, y = np.ones((32, 4)), np.ones((32, 1))
+        >>> ensemble, histories = fit_seed_ensemble(
+        ...     build_model, x, y, seeds=3, epochs=2, verbose=0)
+        >>> len(ensemble.members), len(histories)
+        (3, 3)
 
     Args:
         build_model: a function of no arguments returning a new compiled

@@ -37,14 +37,13 @@ def nesterov_sgd(learning_rate=0.01, momentum=0.9, **kwargs):
         v = mu * v - lr * grad(w)
         w += -mu * v_prev + (1 + mu) * v
 
-    Example:
-
-    >>> from keras_trainopt import StepDecay, nesterov_sgd
-    >>> optimizer = nesterov_sgd(0.05, momentum=0.9, weight_decay=1e-4)
-    >>> optimizer.nesterov, float(optimizer.momentum)
-    (True, 0.9)
-    >>> decay = StepDecay(0.05, factor=0.5, every=10)
-    >>> optimizer = nesterov_sgd(decay.to_schedule(steps_per_epoch=100))
+    Examples:
+        >>> from keras_trainopt import StepDecay, nesterov_sgd
+        >>> optimizer = nesterov_sgd(0.05, momentum=0.9, weight_decay=1e-4)
+        >>> optimizer.nesterov, float(optimizer.momentum)
+        (True, 0.9)
+        >>> decay = StepDecay(0.05, factor=0.5, every=10)
+        >>> optimizer = nesterov_sgd(decay.to_schedule(steps_per_epoch=100))
 
     Args:
         learning_rate: a float > 0, or a

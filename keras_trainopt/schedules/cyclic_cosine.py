@@ -22,12 +22,11 @@ class CyclicCosineSchedule(keras.optimizers.schedules.LearningRateSchedule):
     which is Huang et al.'s formula with their 1-based iteration `t + 1`.
     `keras_trainopt.SnapshotEnsemble` sets `L = ceil(total_steps / cycles)`.
 
-    Example:
-
-    >>> from keras_trainopt.schedules import CyclicCosineSchedule
-    >>> schedule = CyclicCosineSchedule(0.1, cycle_steps=4)
-    >>> [round(schedule.value(t), 4) for t in range(6)]
-    [0.1, 0.0854, 0.05, 0.0146, 0.1, 0.0854]
+    Examples:
+        >>> from keras_trainopt.schedules import CyclicCosineSchedule
+        >>> schedule = CyclicCosineSchedule(0.1, cycle_steps=4)
+        >>> [round(schedule.value(t), 4) for t in range(6)]
+        [0.1, 0.0854, 0.05, 0.0146, 0.1, 0.0854]
 
     Args:
         initial_learning_rate: `lr0`, the rate at the start of each cycle (> 0).

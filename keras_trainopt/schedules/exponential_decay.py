@@ -20,12 +20,11 @@ class ExponentialDecaySchedule(ContinuousDecaySchedule):
     `DecaySchedule`). Keras' `ExponentialDecay(lr0, decay_steps, decay_rate)`
     is the same curve with `decay = -log(decay_rate) / decay_steps`.
 
-    Example:
-
-    >>> from keras_trainopt.schedules import ExponentialDecaySchedule
-    >>> schedule = ExponentialDecaySchedule(0.1, decay=0.5)
-    >>> round(schedule.value(2), 6)  # 0.1 * exp(-1)
-    0.036788
+    Examples:
+        >>> from keras_trainopt.schedules import ExponentialDecaySchedule
+        >>> schedule = ExponentialDecaySchedule(0.1, decay=0.5)
+        >>> round(schedule.value(2), 6)  # 0.1 * exp(-1)
+        0.036788
 
     Args:
         initial_learning_rate: the rate at t = 0 (> 0).

@@ -20,12 +20,11 @@ class InverseTimeDecaySchedule(ContinuousDecaySchedule):
     `DecaySchedule`). Keras' `InverseTimeDecay(lr0, decay_steps, decay_rate)`
     is the same curve with `decay = decay_rate / decay_steps`.
 
-    Example:
-
-    >>> from keras_trainopt.schedules import InverseTimeDecaySchedule
-    >>> schedule = InverseTimeDecaySchedule(0.1, decay=0.5)
-    >>> schedule.value(2)  # 0.1 / (1 + 0.5 * 2)
-    0.05
+    Examples:
+        >>> from keras_trainopt.schedules import InverseTimeDecaySchedule
+        >>> schedule = InverseTimeDecaySchedule(0.1, decay=0.5)
+        >>> schedule.value(2)  # 0.1 / (1 + 0.5 * 2)
+        0.05
 
     Args:
         initial_learning_rate: the rate at t = 0 (> 0).

@@ -22,14 +22,13 @@ class StepDecaySchedule(DecaySchedule):
     or the epoch `floor(step / steps_per_epoch)` when `steps_per_epoch` is set.
     PyTorch's `StepLR(step_size=every, gamma=factor)` follows the same curve.
 
-    Example:
-
-    >>> import keras
-    >>> from keras_trainopt.schedules import StepDecaySchedule
-    >>> schedule = StepDecaySchedule(0.1, factor=0.5, every=10)
-    >>> [schedule.value(t) for t in (0, 9, 10, 25)]
-    [0.1, 0.1, 0.05, 0.025]
-    >>> optimizer = keras.optimizers.SGD(learning_rate=schedule)
+    Examples:
+        >>> import keras
+        >>> from keras_trainopt.schedules import StepDecaySchedule
+        >>> schedule = StepDecaySchedule(0.1, factor=0.5, every=10)
+        >>> [schedule.value(t) for t in (0, 9, 10, 25)]
+        [0.1, 0.1, 0.05, 0.025]
+        >>> optimizer = keras.optimizers.SGD(learning_rate=schedule)
 
     Args:
         initial_learning_rate: the rate at t = 0 (> 0).

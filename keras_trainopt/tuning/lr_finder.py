@@ -136,22 +136,21 @@ def find_learning_rate(
     learning rate, and the global random state (Python's, NumPy's and
     Keras') are restored afterwards, also when the sweep raises.
 
-    Example:
-
-    >>> import keras, numpy as np
-    >>> from keras_trainopt import find_learning_rate
-    >>> rng = np.random.default_rng(0)
-    >>> x = rng.normal(size=(256, 8)).astype("float32")
-    >>> y = x @ rng.normal(size=(8, 1)).astype("float32")
-    >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(1)])
-    >>> model.compile(keras.optimizers.SGD(0.01), loss="mse")
-    >>> before = model.get_weights()
-    >>> result = find_learning_rate(model, x, y, batch_size=256, steps=100,
-    ...                             lr_min=1e-5, lr_max=10.0)
-    >>> 0.01 < result.suggestion < 1.0  # gradient descent diverges above ~0.8
-    True
-    >>> all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
-    True
+    Examples:
+        >>> import keras, numpy as np
+        >>> from keras_trainopt import find_learning_rate
+        >>> rng = np.random.default_rng(0)
+        >>> x = rng.normal(size=(256, 8)).astype("float32")
+        >>> y = x @ rng.normal(size=(8, 1)).astype("float32")
+        >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(1)])
+        >>> model.compile(keras.optimizers.SGD(0.01), loss="mse")
+        >>> before = model.get_weights()
+        >>> result = find_learning_rate(model, x, y, batch_size=256, steps=100,
+        ...                             lr_min=1e-5, lr_max=10.0)
+        >>> 0.01 < result.suggestion < 1.0  # gradient descent diverges above ~0.8
+        True
+        >>> all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+        True
 
     Args:
         model: a compiled Keras model with an optimizer whose learning rate
