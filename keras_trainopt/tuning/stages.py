@@ -114,7 +114,7 @@ class Stages:
                 if markers[distributed.STAGE] > index:
                     continue  # came late: that stage is over
                 if stage == "fine":
-                    best = distributed.coarsebest_row(markers)
+                    best = distributed.coarse_best(markers)
             stage_space = (self.space if stage == "coarse"
                            else self.space.narrow(best, self.zoom))
             if self.role == "chief":
