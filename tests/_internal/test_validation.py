@@ -128,15 +128,7 @@ def test_float32_refuses_values_flushed_to_zero(value):
 
 
 def test_check_built_names_the_caller_and_the_way_out():
-    import keras
-
-    class Net(keras.Model):
-        def __init__(self):
-            super().__init__()
-            self.dense = keras.layers.Dense(2)
-
-        def call(self, x):
-            return self.dense(x)
+    from tests.callbacks.helpers import Net
 
     model = Net()
     with pytest.raises(ValueError) as raised:

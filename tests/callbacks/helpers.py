@@ -96,6 +96,17 @@ class RateAtBatchEnd(keras.callbacks.Callback):
         self.rates.append(float(keras.ops.convert_to_numpy(rate)))
 
 
+class Net(keras.Model):
+    """A subclassed model: one `Dense(1)`, unbuilt until called."""
+
+    def __init__(self):
+        super().__init__()
+        self.dense = keras.layers.Dense(1)
+
+    def call(self, x):
+        return self.dense(x)
+
+
 class Interrupt(keras.callbacks.Callback):
     """Raises at the start of epoch `at_epoch`, as a preemption would."""
 

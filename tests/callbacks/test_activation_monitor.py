@@ -4,6 +4,7 @@ import pytest
 
 from keras_trainopt import ActivationMonitor
 from tests import tb
+from tests.callbacks.helpers import Net
 
 rng = np.random.default_rng(0)
 X = rng.normal(size=(128, 10)).astype("float32")
@@ -86,14 +87,6 @@ def test_every_epochs_and_verbose_warning(capsys):
 
 
 def test_subclassed_model_cannot_be_probed():
-    class Net(keras.Model):
-        def __init__(self):
-            super().__init__()
-            self.dense = keras.layers.Dense(1)
-
-        def call(self, x):
-            return self.dense(x)
-
     with pytest.raises(ValueError, match="cannot probe Net"):
         fit(Net(), ActivationMonitor(X, verbose=0))
 

@@ -110,33 +110,24 @@ def test_default_stride_follows_the_time_constant(decay, every):
     assert ema.get_config()["every"] == every
 
 
-def test_default_is_the_exact_per_step_ema_for_a_short_time_constant():
+@pytest.mark.parametrize("kwargs, decay, every, averaged", [
+    # a short time constant: the default is the exact per-step EMA
+    ({"decay": 0.9}, 0.9, 1, 18),
+    # the default decay (0.999): every eighth update
+    ({}, 0.999, 8, 18 // 8),
+    # an explicit stride is kept whatever the decay
+    ({"decay": 0.99, "every": 8}, 0.99, 8, 18 // 8),
+])
+def test_the_stride_in_use_gives_the_numpy_ema_of_that_stride(
+    kwargs, decay, every, averaged
+):
     model = tiny_model()
     recorder = WeightRecorder()
-    ema = ExponentialMovingAverage(0.9, apply_at_end=False)
+    ema = ExponentialMovingAverage(**kwargs, apply_at_end=False)
     fit(model, [recorder, ema])
-    assert ema.num_averaged == 18
-    expected, _ = numpy_ema(recorder.trajectory, 0.9)
-    assert_close(ema.averaged_weights(), expected)
-
-
-def test_default_averages_every_eighth_update_for_the_default_decay():
-    model = tiny_model()
-    recorder = WeightRecorder()
-    ema = ExponentialMovingAverage(apply_at_end=False)
-    fit(model, [recorder, ema])
-    assert ema.decay == 0.999 and ema.num_averaged == 18 // 8
-    expected, _ = numpy_ema(recorder.trajectory, 0.999, every=8)
-    assert_close(ema.averaged_weights(), expected)
-
-
-def test_an_explicit_every_is_kept_whatever_the_decay():
-    model = tiny_model()
-    recorder = WeightRecorder()
-    ema = ExponentialMovingAverage(0.99, every=8, apply_at_end=False)
-    fit(model, [recorder, ema])
-    assert ema.every == 8 and ema.num_averaged == 18 // 8
-    expected, _ = numpy_ema(recorder.trajectory, 0.99, every=8)
+    assert ema.decay == decay and ema.every == every
+    assert ema.num_averaged == averaged
+    expected, _ = numpy_ema(recorder.trajectory, decay, every=every)
     assert_close(ema.averaged_weights(), expected)
 
 

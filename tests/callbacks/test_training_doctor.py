@@ -4,6 +4,7 @@ import pytest
 
 from keras_trainopt import TrainingDoctor
 from tests import tb
+from tests.callbacks.helpers import Net
 
 
 def regression(learning_rate, seed=0):
@@ -202,14 +203,6 @@ def test_x_probe_on_a_nested_backbone():
 
 
 def test_a_subclassed_model_with_x_probe_fails_at_train_begin():
-    class Net(keras.Model):
-        def __init__(self):
-            super().__init__()
-            self.dense = keras.layers.Dense(1)
-
-        def call(self, x):
-            return self.dense(x)
-
     model, x, y = regression(0.01)
     net = Net()
     net(x[:1])  # built (an unbuilt one has no weights for UpdateRatioLogger)
