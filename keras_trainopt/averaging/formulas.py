@@ -63,6 +63,11 @@ def default_every(decay):
     keeps this under 0.4%: k = 1 (exact) for tau < 250 (decay < 0.996), 2
     from 250, 4 from 500 and 8 from 1000 updates (decay >= 0.999), where the
     update costs an eighth of a per-step one.
+
+    Examples:
+        >>> from keras_trainopt.averaging.formulas import default_every
+        >>> [default_every(d) for d in (0.9, 0.996, 0.998, 0.999, 0.9999)]
+        [1, 2, 4, 8, 8]
     """
     tau = 1.0 / (1.0 - decay)
     # 1 / (1 - 0.999) is 999.9999999999999 in floating point
