@@ -1,9 +1,21 @@
-"""Root conftest: doctests in the package see the same quiet TensorFlow."""
+"""Root conftest: doctests and the docs' code blocks, run as users run them."""
 
 import importlib.util
 import os
 
+import pytest
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# TensorFlow's libraries log through absl before they read
+# TF_CPP_MIN_LOG_LEVEL ("Could not find cuda drivers"); imported here, under
+# the CLI's filter, those lines do not end the test run's output (pytest
+# hands back what it captured while collecting once the session ends).
+if importlib.util.find_spec("tensorflow") is not None:
+    from keras_trainopt.cli import _without_native_logs
+
+    with _without_native_logs():
+        import tensorflow  # noqa: F401
 
 # The backend-only modules import their backend, which an install for
 # another backend need not have; their doctests are collected where it is.
@@ -12,3 +24,18 @@ collect_ignore = [
     for module, package in (("torch", "torch"), ("tf", "tensorflow"))
     if importlib.util.find_spec(package) is None
 ]
+
+
+@pytest.fixture(autouse=True)
+def _code_blocks_run_in_a_fresh_folder(request):
+    """Each ```python block of README.md and docs/ runs in an empty folder.
+
+    The blocks write what a user's run writes (`runs/...`, a search folder);
+    here that lands in the test's own temporary folder, not the checkout.
+    """
+    if request.node.get_closest_marker("markdown-docs") is None:
+        yield
+        return
+    monkeypatch = request.getfixturevalue("monkeypatch")
+    monkeypatch.chdir(request.getfixturevalue("tmp_path"))
+    yield
