@@ -79,7 +79,7 @@ class DecayCallback(
         self.unit = validation.check_choice("unit", unit, self.UNITS)
         self.verbose = validation.check_int("verbose", verbose, low=0)
         self._shape_config = dict(shape_config)
-        self._common_config = {
+        self._common_config: dict[str, Any] = {
             "min_learning_rate": min_learning_rate,
             "warmup": warmup,
         }
@@ -97,26 +97,32 @@ class DecayCallback(
                 "min_learning_rate", min_learning_rate, low=0.0
             )
             self._make_schedule(max(1.0, min_rate))
-            self._schedule = None
+            self._schedule: DecaySchedule | None = None
         else:
             self._schedule = self._make_schedule(initial_learning_rate)
         self.initial_learning_rate = initial_learning_rate
-        self._rate_at_set_model = None
+        self._rate_at_set_model: float | None = None
         # the optimizer the rate was read from (a weakref), `None` to adopt
         # the next one (before the first fit, after `set_state`)
-        self._resolved_for = None
+        self._resolved_for: weakref.ref[Any] | None = None
         # One hook object for the callback's life: `fit` calls with the same
         # callback then reuse the train function traced with it.
         self._hook = apply_hooks.Hook(after=self._after_update)
-        self._step_rate = None  # made at train begin (`optimizers.StepRate`)
-        self._iterations_at_begin = None
+        # made at train begin
+        self._step_rate: optimizers.StepRate | None = None
+        self._iterations_at_begin: int | None = None
 
     # -- the curve ---------------------------------------------------------
 
     def _make_schedule(
         self, initial_learning_rate: float, steps_per_epoch: int | None = None
     ) -> DecaySchedule:
-        return self.schedule_class(
+        schedule_class = self.schedule_class
+        if schedule_class is None:
+            raise NotImplementedError(
+                f"{type(self).__name__} sets no `schedule_class`."
+            )
+        return schedule_class(
             initial_learning_rate,
             **self._shape_config,
             **self._common_config,

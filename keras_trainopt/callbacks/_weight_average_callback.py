@@ -107,9 +107,11 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
         self.batchnorm_steps = batchnorm_steps
         self.verbose = validation.check_int("verbose", verbose, low=0)
         self._state = None  # an `in_step.InStepAverage`, made in set_model
-        self._extra = []  # a subclass's own step variables
-        self._pending_state = None  # from set_state before the model is known
-        self._hook = None  # made at the first fit (subclasses are set up)
+        self._extra: list[keras.Variable] = []  # a subclass's step variables
+        # from set_state before the model is known
+        self._pending_state: Mapping[str, Any] | None = None
+        # made at the first fit (subclasses are set up)
+        self._hook: apply_hooks.Hook | None = None
         self._in_fit = False
         self._raw_at_end = None  # model.weights before the average went in
         self._applied = None  # the trainable weights put in at train end

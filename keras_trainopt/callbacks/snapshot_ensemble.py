@@ -83,10 +83,12 @@ class SnapshotEnsemble(apply_hooks.HookOwner, SnapshotCallback):
         )
         self.cycle_steps: int | None = None  # L, known when training starts
         self.total_steps: int | None = None  # T
-        self._schedule = None
-        self._hooks = {}  # (lr0, L) -> Hook: one traced step per schedule
-        self._rate_at_set_model = None
-        self._rate_read_from = None  # weakref to the optimizer it was read from
+        self._schedule: CyclicCosineSchedule | None = None
+        # (lr0, L) -> Hook: one traced step per schedule
+        self._hooks: dict[tuple[float, int], apply_hooks.Hook] = {}
+        self._rate_at_set_model: float | None = None
+        # weakref to the optimizer it was read from
+        self._rate_read_from: weakref.ref[Any] | None = None
         self._previous_step = 0
         self._final_epoch = False
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 import keras
@@ -135,7 +136,7 @@ _positive_or_none = functools.partial(
 # What Keras' SGD lacks or words badly: it takes `clipnorm=-1`, and "x"
 # fails in the train step (tests/optimizers/test_nesterov_sgd.py lists each
 # case). Its one clear check (one kind of clipping) is left to it.
-_CHECKS = {
+_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "weight_decay": functools.partial(_real, low=0.0, allow_none=True),
     "clipnorm": _positive_or_none,
     "clipvalue": _positive_or_none,

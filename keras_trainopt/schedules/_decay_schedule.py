@@ -214,7 +214,10 @@ class ContinuousDecaySchedule(DecaySchedule):
     def _shape(self, t: formulas.Value, xp: types.ModuleType) -> formulas.Value:
         if self.staircase:
             t = formulas.staircase_time(t, float(self.every), xp=xp)
-        return type(self).curve(t, self.decay, xp=xp)
+        curve = type(self).curve
+        if curve is None:
+            raise NotImplementedError(f"{type(self).__name__} sets no `curve`.")
+        return curve(t, self.decay, xp=xp)
 
     def _shape_config(self) -> dict[str, Any]:
         return {
