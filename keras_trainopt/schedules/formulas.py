@@ -84,7 +84,7 @@ def warmup_then_decay(
         initial_learning_rate: `lr0`, the rate at the start of the decay.
         shape: a function of the decay time returning the multiplier, e.g.
             `lambda s: step_decay(s, 0.5, 10, xp=xp)`.
-        warmup: number of warm-up units (a Python int).
+        warmup: number of warm-up units (a Python number, not a tensor).
         min_learning_rate: the floor.
         xp: `numpy` or `keras.ops`.
     """
