@@ -168,6 +168,7 @@ def test_literal_types_match_the_accepted_values():
     assert set(typing.get_args(lr_finder.Rule)) == set(suggestions.RULES)
 
 
+@pytest.mark.slow  # a new Python importing TensorFlow: ~10-20 s
 def test_type_checking_imports_stay_lazy():
     """The annotated tuning modules import no keras-tuner for annotations."""
     import json
