@@ -10,6 +10,7 @@ is supported.
 """
 
 import warnings
+from typing import Any
 
 import keras
 import numpy as np
@@ -20,8 +21,13 @@ from keras_trainopt._internal import validation
 
 
 def recompute_batchnorm_statistics(
-    model, data, batch_size=128, steps=None, *, skip_frozen=False
-):
+    model: keras.Model,
+    data: Any,  # arrays, or an iterable of batches: see `data` below
+    batch_size: int = 128,
+    steps: int | None = None,
+    *,
+    skip_frozen: bool = False,
+) -> None:
     """Sets every BatchNorm layer's moving mean and variance from `data`.
 
     BatchNorm layers normalize at inference with moving averages of the

@@ -5,7 +5,13 @@ decides *when* to evaluate it (each epoch or each optimizer step) and writes the
 value into the optimizer.
 """
 
+from __future__ import annotations
+
 import weakref
+from collections.abc import Mapping
+from typing import Any
+from typing import ClassVar
+from typing import Literal
 
 import keras
 
@@ -15,6 +21,11 @@ from keras_trainopt._internal import console
 from keras_trainopt._internal import optimizers
 from keras_trainopt._internal import training
 from keras_trainopt._internal import validation
+from keras_trainopt.schedules._decay_schedule import DecaySchedule
+
+# What `t` counts: epochs (the rate is set at each epoch begin) or optimizer
+# steps (the rate is set inside the train step, after each update).
+Unit = Literal["epoch", "step"]
 
 
 class DecayCallback(
@@ -52,23 +63,23 @@ class DecayCallback(
     """
 
     UNITS = ("epoch", "step")
-    schedule_class = None
+    schedule_class: ClassVar[type[DecaySchedule] | None] = None
 
     def __init__(
         self,
-        initial_learning_rate,
-        shape_config,
+        initial_learning_rate: float | None,
+        shape_config: Mapping[str, Any],
         *,
-        unit,
-        min_learning_rate,
-        warmup,
-        verbose,
-    ):
+        unit: Unit,
+        min_learning_rate: float,
+        warmup: int,
+        verbose: int,
+    ) -> None:
         super().__init__()
         self.unit = validation.check_choice("unit", unit, self.UNITS)
         self.verbose = validation.check_int("verbose", verbose, low=0)
         self._shape_config = dict(shape_config)
-        self._common_config = {
+        self._common_config: dict[str, Any] = {
             "min_learning_rate": min_learning_rate,
             "warmup": warmup,
         }
@@ -86,31 +97,39 @@ class DecayCallback(
                 "min_learning_rate", min_learning_rate, low=0.0
             )
             self._make_schedule(max(1.0, min_rate))
-            self._schedule = None
+            self._schedule: DecaySchedule | None = None
         else:
             self._schedule = self._make_schedule(initial_learning_rate)
         self.initial_learning_rate = initial_learning_rate
-        self._rate_at_set_model = None
+        self._rate_at_set_model: float | None = None
         # the optimizer the rate was read from (a weakref), `None` to adopt
         # the next one (before the first fit, after `set_state`)
-        self._resolved_for = None
+        self._resolved_for: weakref.ref[Any] | None = None
         # One hook object for the callback's life: `fit` calls with the same
         # callback then reuse the train function traced with it.
         self._hook = apply_hooks.Hook(after=self._after_update)
-        self._step_rate = None  # made at train begin (`optimizers.StepRate`)
-        self._iterations_at_begin = None
+        # made at train begin
+        self._step_rate: optimizers.StepRate | None = None
+        self._iterations_at_begin: int | None = None
 
     # -- the curve ---------------------------------------------------------
 
-    def _make_schedule(self, initial_learning_rate, steps_per_epoch=None):
-        return self.schedule_class(
+    def _make_schedule(
+        self, initial_learning_rate: float, steps_per_epoch: int | None = None
+    ) -> DecaySchedule:
+        schedule_class = self.schedule_class
+        if schedule_class is None:
+            raise NotImplementedError(
+                f"{type(self).__name__} sets no `schedule_class`."
+            )
+        return schedule_class(
             initial_learning_rate,
             **self._shape_config,
             **self._common_config,
             steps_per_epoch=steps_per_epoch,
         )
 
-    def _bound_schedule(self):
+    def _bound_schedule(self) -> DecaySchedule:
         if self._schedule is None:
             raise ValueError(
                 f"{type(self).__name__} was created with "
@@ -121,7 +140,7 @@ class DecayCallback(
             )
         return self._schedule
 
-    def learning_rate(self, t):
+    def learning_rate(self, t: float) -> float:
         """The learning rate at time `t` (epochs or steps, per `unit`).
 
         A pure function of `t`: the value the callback sets for epoch `t` (or
@@ -130,7 +149,7 @@ class DecayCallback(
         validation.check_real("t", t, low=0.0)
         return self._bound_schedule().value(t)
 
-    def to_schedule(self, steps_per_epoch=None):
+    def to_schedule(self, steps_per_epoch: int | None = None) -> DecaySchedule:
         """The same curve as a `keras.optimizers.schedules.LearningRateSchedule`.
 
         Pass the result to an optimizer (`nesterov_sgd(decay.to_schedule())`)
@@ -163,7 +182,7 @@ class DecayCallback(
 
     # -- state ---------------------------------------------------------------
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         """The constructor arguments, so that `cls(**config)` rebuilds it."""
         return {
             "initial_learning_rate": self.initial_learning_rate,
@@ -173,7 +192,7 @@ class DecayCallback(
             "verbose": self.verbose,
         }
 
-    def get_state(self):
+    def get_state(self) -> dict[str, Any]:
         """What must survive a restart: the initial rate once it is resolved."""
         schedule = self._schedule
         return {
@@ -182,7 +201,7 @@ class DecayCallback(
             )
         }
 
-    def set_state(self, state):
+    def set_state(self, state: Mapping[str, Any]) -> None:
         """Restores what `get_state` returned."""
         rate = state.get("initial_learning_rate")
         if rate is not None:
@@ -191,7 +210,7 @@ class DecayCallback(
 
     # -- Keras hooks ---------------------------------------------------------
 
-    def set_model(self, model):
+    def set_model(self, model: keras.Model) -> None:
         super().set_model(model)
         # Keras calls set_model before any on_train_begin, hence before
         # BackupAndRestore reloads a decayed rate into the optimizer: the rate
@@ -202,7 +221,7 @@ class DecayCallback(
         ):
             self._rate_at_set_model = optimizers.get_learning_rate(optimizer)
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         optimizers.check_settable_learning_rate(
             self.model.optimizer, type(self).__name__
         )
@@ -234,13 +253,15 @@ class DecayCallback(
             sets_learning_rate=True,
         )
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         self.remove_hook()
 
-    def _after_update(self):
+    def _after_update(self) -> None:
         self._step_rate.after_update()
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(
+        self, epoch: int, logs: dict[str, Any] | None = None
+    ) -> None:
         if self.unit == "step":
             self._step_rate.start()
         if self.unit == "epoch":
@@ -252,7 +273,9 @@ class DecayCallback(
                     f"learning rate to {rate:.6g}."
                 )
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(
+        self, epoch: int, logs: dict[str, Any] | None = None
+    ) -> None:
         if self._iterations_at_begin is not None:
             # once per fit: did model.optimizer make any update at all?
             optimizers.warn_if_no_update(

@@ -1,8 +1,12 @@
 """The base of the callbacks that collect weight snapshots for an ensemble."""
 
+from __future__ import annotations
+
 import os
 import re
 import weakref
+from collections.abc import Mapping
+from typing import Any
 
 import keras
 import numpy as np
@@ -60,14 +64,16 @@ class SnapshotCallback(callback_state.Restorable, keras.callbacks.Callback):
         verbose: 1 to print a line per snapshot.
     """
 
-    def __init__(self, *, directory=None, verbose=0):
+    def __init__(
+        self, *, directory: str | os.PathLike[str] | None = None, verbose: int = 0
+    ) -> None:
         super().__init__()
         self.directory = validation.check_path(
             "directory", directory, allow_none=True
         )
         self.verbose = validation.check_int("verbose", verbose, low=0)
-        self.snapshots = []
-        self.snapshot_steps = []
+        self.snapshots: list[list[np.ndarray]] = []
+        self.snapshot_steps: list[int] = []
         self._epoch_begin_step = 0
         self.step_offset = 0
         self._optimizer = None  # weakref to the optimizer of the current run
@@ -77,7 +83,7 @@ class SnapshotCallback(callback_state.Restorable, keras.callbacks.Callback):
 
     # -- snapshots -----------------------------------------------------------
 
-    def _take_snapshot(self, step):
+    def _take_snapshot(self, step: int) -> None:
         """Records the model's current weights as the snapshot of `step`."""
         step = self.step_offset + int(step)
         if self.snapshot_steps and self.snapshot_steps[-1] >= step:
@@ -132,7 +138,7 @@ class SnapshotCallback(callback_state.Restorable, keras.callbacks.Callback):
             self.snapshots.append(training.copy_weights(clone))
             self.snapshot_steps.append(step)
 
-    def ensemble(self, last=None):
+    def ensemble(self, last: int | None = None) -> EnsembleModel:
         """An `EnsembleModel` averaging the predictions of the snapshots.
 
         Each member is a clone of the model (`keras.models.clone_model`)
@@ -158,7 +164,7 @@ class SnapshotCallback(callback_state.Restorable, keras.callbacks.Callback):
 
     # -- state ---------------------------------------------------------------
 
-    def get_state(self):
+    def get_state(self) -> dict[str, Any]:
         """The snapshots and their steps (NumPy arrays and ints)."""
         return {
             "snapshots": [[np.array(w) for w in s] for s in self.snapshots],
@@ -166,7 +172,7 @@ class SnapshotCallback(callback_state.Restorable, keras.callbacks.Callback):
             "step_offset": int(self.step_offset),
         }
 
-    def set_state(self, state):
+    def set_state(self, state: Mapping[str, Any]) -> None:
         """Restores what `get_state` returned."""
         if len(state["snapshots"]) != len(state["snapshot_steps"]):
             raise ValueError(
@@ -183,7 +189,7 @@ class SnapshotCallback(callback_state.Restorable, keras.callbacks.Callback):
 
     # -- Keras hooks ---------------------------------------------------------
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self._follow_optimizer()
         self._resumed = bool(self.snapshots)
         if self._writes_files() and self._folder_claim is None:
@@ -208,12 +214,14 @@ class SnapshotCallback(callback_state.Restorable, keras.callbacks.Callback):
         self._optimizer = weakref.ref(optimizer)
         self._optimizer_end_step = 0
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         self._optimizer_end_step = optimizers.get_iterations(self.model.optimizer)
         dir_lock.release(self._folder_claim)
         self._folder_claim = None
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(
+        self, epoch: int, logs: dict[str, Any] | None = None
+    ) -> None:
         # Read here, after every on_train_begin (BackupAndRestore may have
         # restored the optimizer's step count there).
         step = optimizers.get_iterations(self.model.optimizer)

@@ -10,7 +10,11 @@ Several averagers on one model compose by the rule of
 later in the list replaces the earlier one wherever an average goes in.
 """
 
+from __future__ import annotations
+
 import warnings
+from collections.abc import Mapping
+from typing import Any
 
 import keras
 import numpy as np
@@ -24,6 +28,12 @@ from keras_trainopt.averaging import batchnorm
 from keras_trainopt.averaging import composition
 from keras_trainopt.averaging import in_step
 
+# `batchnorm_data`: an array, a list or dict of arrays, or an iterable of
+# batches (`tf.data.Dataset`, `keras.utils.PyDataset`, a generator), as
+# `recompute_batchnorm_statistics` takes; no static type covers them all.
+BatchNormData = Any
+# A backend tensor (TensorFlow, JAX or PyTorch): Keras names no type for it.
+Tensor = Any
 
 class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
     """Keeps a running average of the trainable weights during `fit`.
@@ -79,12 +89,12 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
     def __init__(
         self,
         *,
-        validate_with_average=False,
-        apply_at_end=True,
-        batchnorm_data=None,
-        batchnorm_steps=None,
-        verbose=0,
-    ):
+        validate_with_average: bool = False,
+        apply_at_end: bool = True,
+        batchnorm_data: BatchNormData = None,
+        batchnorm_steps: int | None = None,
+        verbose: int = 0,
+    ) -> None:
         super().__init__()
         self.validate_with_average = validation.check_bool(
             "validate_with_average", validate_with_average
@@ -97,40 +107,42 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
         self.batchnorm_steps = batchnorm_steps
         self.verbose = validation.check_int("verbose", verbose, low=0)
         self._state = None  # an `in_step.InStepAverage`, made in set_model
-        self._extra = []  # a subclass's own step variables
-        self._pending_state = None  # from set_state before the model is known
-        self._hook = None  # made at the first fit (subclasses are set up)
+        self._extra: list[keras.Variable] = []  # a subclass's step variables
+        # from set_state before the model is known
+        self._pending_state: Mapping[str, Any] | None = None
+        # made at the first fit (subclasses are set up)
+        self._hook: apply_hooks.Hook | None = None
         self._in_fit = False
         self._raw_at_end = None  # model.weights before the average went in
         self._applied = None  # the trainable weights put in at train end
 
     # -- what subclasses define ---------------------------------------------
 
-    def _due(self, iterations):
+    def _due(self, iterations: Tensor) -> Tensor | None:
         """Inside the step: whether the update that made `iterations` counts.
 
         Returns a boolean tensor, or `None` for "every update".
         """
         return None
 
-    def _coefficient(self, num_averaged):
+    def _coefficient(self, num_averaged: Tensor) -> Tensor:
         """Inside the step: `c` for the next term, given the terms so far."""
         raise NotImplementedError
 
-    def _extra_state(self, model):
+    def _extra_state(self, model: keras.Model) -> list[keras.Variable]:
         """Creates more variables for the step to read; returns them."""
         return []
 
-    def _sets_learning_rate(self):
+    def _sets_learning_rate(self) -> bool:
         """Whether `_before_update_in_step` sets the rate before each update."""
         return False
 
-    def _before_update_in_step(self):
+    def _before_update_in_step(self) -> None:
         """Inside the step, before the update: sets the learning rate."""
 
     # -- the average ---------------------------------------------------------
 
-    def averaged_weights(self):
+    def averaged_weights(self) -> list[np.ndarray]:
         """The average as NumPy arrays aligned with `model.weights`.
 
         Trainable positions hold the average; non-trainable ones (BatchNorm
@@ -142,7 +154,7 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
         return [averages[id(v)] if id(v) in averages else _to_numpy(v)
                 for v in state.model.weights]
 
-    def raw_weights(self):
+    def raw_weights(self) -> list[np.ndarray]:
         """The weights training produced, aligned with `model.weights`.
 
         After a `fit` that applied an average at its end (this one's, or
@@ -163,12 +175,12 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
                 for v in state.model.weights]
 
     @property
-    def num_averaged(self):
+    def num_averaged(self) -> int:
         """How many weight snapshots the average holds."""
         return 0 if self._state is None else self._state.counts()[0]
 
     @property
-    def num_skipped(self):
+    def num_skipped(self) -> int:
         """Updates left out of the average because a weight was not finite."""
         return 0 if self._state is None else self._state.counts()[1]
 
@@ -208,7 +220,7 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
 
     # -- state ---------------------------------------------------------------
 
-    def get_state(self):
+    def get_state(self) -> dict[str, Any]:
         """What must survive a restart, as NumPy arrays and ints.
 
         `BackupAndRestore` does not need this (it saves the average with the
@@ -223,7 +235,7 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
             "num_skipped": num_skipped,
         }
 
-    def set_state(self, state):
+    def set_state(self, state: Mapping[str, Any]) -> None:
         """Restores what `get_state` returned (before or after `fit` starts)."""
         if self._state is None:
             self._pending_state = state
@@ -232,7 +244,7 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
             state["average"], state["num_averaged"], state["num_skipped"]
         )
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         """The constructor arguments (without `batchnorm_data`)."""
         return {
             "validate_with_average": self.validate_with_average,
@@ -247,7 +259,7 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
         """Everything this callback keeps in the optimizer."""
         return [*self._state.variables, *self._extra]
 
-    def set_model(self, model):
+    def set_model(self, model: keras.Model) -> None:
         super().set_model(model)
         if getattr(model, "optimizer", None) is None:
             return  # predict() on a model that was never compiled
@@ -274,10 +286,10 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
                 self._pending_state = None
         composition.attach(model, self._variables())
 
-    def _check_before_fit(self):
+    def _check_before_fit(self) -> None:
         """Subclasses refuse here what cannot work, before anything runs."""
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         try:
             self._check_before_fit()
             if self.batchnorm_data is not None:
@@ -320,7 +332,7 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
         self._applied = self._raw_at_end = None
         composition.HOLDER.release(self.model, self)
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         self.remove_hook()
         self._in_fit = False
         self._swap_out()
@@ -365,7 +377,7 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
                 + ("; BatchNorm statistics recomputed." if recomputed else ".")
             )
 
-    def holds(self, model):
+    def holds(self, model: keras.Model) -> bool:
         """Whether `model` still holds the average this put in at train end."""
         if self._applied is None or self._state is None:
             return False
@@ -378,19 +390,19 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
                 self.model.optimizer, self._variables()
             )
 
-    def on_test_begin(self, logs=None):
+    def on_test_begin(self, logs: dict[str, Any] | None = None) -> None:
         if self.validate_with_average or not self._in_fit:
             self._swap_in()
 
-    def on_test_end(self, logs=None):
+    def on_test_end(self, logs: dict[str, Any] | None = None) -> None:
         self._swap_out()
         if not self._in_fit:
             self._detach()
 
-    def on_predict_begin(self, logs=None):
+    def on_predict_begin(self, logs: dict[str, Any] | None = None) -> None:
         self._swap_in()
 
-    def on_predict_end(self, logs=None):
+    def on_predict_end(self, logs: dict[str, Any] | None = None) -> None:
         self._swap_out()
         self._detach()
 

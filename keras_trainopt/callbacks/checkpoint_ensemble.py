@@ -1,5 +1,10 @@
 """`CheckpointEnsemble`: an ensemble of the checkpoints of one ordinary run."""
 
+from __future__ import annotations
+
+import os
+from typing import Any
+
 from keras_trainopt._internal import optimizers
 from keras_trainopt._internal import validation
 from keras_trainopt.callbacks._snapshot_callback import SnapshotCallback
@@ -40,19 +45,28 @@ class CheckpointEnsemble(SnapshotCallback):
     model ensembles ("different checkpoints of a single model").
     """
 
-    def __init__(self, every=1, keep=5, *, directory=None, verbose=0):
+    def __init__(
+        self,
+        every: int = 1,
+        keep: int = 5,
+        *,
+        directory: str | os.PathLike[str] | None = None,
+        verbose: int = 0,
+    ) -> None:
         super().__init__(directory=directory, verbose=verbose)
         self.every = validation.check_int("every", every, low=1)
         self.keep = validation.check_int("keep", keep, low=1)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(
+        self, epoch: int, logs: dict[str, Any] | None = None
+    ) -> None:
         if (epoch + 1) % self.every:
             return
         self._take_snapshot(optimizers.get_iterations(self.model.optimizer))
         while len(self.snapshots) > self.keep:
             self._drop_oldest()
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {
             "every": self.every,
             "keep": self.keep,

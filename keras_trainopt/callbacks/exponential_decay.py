@@ -1,6 +1,9 @@
 """`ExponentialDecay`: the learning rate `lr0 * exp(-decay * t)`."""
 
+from __future__ import annotations
+
 from keras_trainopt.callbacks._decay_callback import DecayCallback
+from keras_trainopt.callbacks._decay_callback import Unit
 from keras_trainopt.schedules.exponential_decay import ExponentialDecaySchedule
 
 
@@ -52,16 +55,16 @@ class ExponentialDecay(DecayCallback):
 
     def __init__(
         self,
-        initial_learning_rate=None,
-        decay=0.1,
+        initial_learning_rate: float | None = None,
+        decay: float = 0.1,
         *,
-        unit="epoch",
-        staircase=False,
-        every=1,
-        min_learning_rate=0.0,
-        warmup=0,
-        verbose=0,
-    ):
+        unit: Unit = "epoch",
+        staircase: bool = False,
+        every: int = 1,
+        min_learning_rate: float = 0.0,
+        warmup: int = 0,
+        verbose: int = 0,
+    ) -> None:
         super().__init__(
             initial_learning_rate,
             {"decay": decay, "staircase": staircase, "every": every},

@@ -1,9 +1,15 @@
 """`ExponentialMovingAverage`: a Polyak average of the weights, in the step."""
 
+from __future__ import annotations
+
+from typing import Any
+
 from keras import ops
 
 from keras_trainopt._internal import validation
 from keras_trainopt.averaging import formulas
+from keras_trainopt.callbacks._weight_average_callback import BatchNormData
+from keras_trainopt.callbacks._weight_average_callback import Tensor
 from keras_trainopt.callbacks._weight_average_callback import WeightAverageCallback
 
 
@@ -88,16 +94,16 @@ class ExponentialMovingAverage(WeightAverageCallback):
 
     def __init__(
         self,
-        decay=0.999,
-        warmup=True,
-        every=None,
+        decay: float = 0.999,
+        warmup: bool = True,
+        every: int | None = None,
         *,
-        validate_with_average=False,
-        apply_at_end=True,
-        batchnorm_data=None,
-        batchnorm_steps=None,
-        verbose=0,
-    ):
+        validate_with_average: bool = False,
+        apply_at_end: bool = True,
+        batchnorm_data: BatchNormData = None,
+        batchnorm_steps: int | None = None,
+        verbose: int = 0,
+    ) -> None:
         self.decay = validation.check_real(
             "decay", decay, low=0.0, high=1.0, low_open=True, high_open=True
         )
@@ -112,25 +118,25 @@ class ExponentialMovingAverage(WeightAverageCallback):
             verbose=verbose,
         )
 
-    def decay_at(self, num_updates):
+    def decay_at(self, num_updates: int) -> float:
         """The decay of the EMA update that follows `num_updates` updates."""
         validation.check_int("num_updates", num_updates, low=0)
         return float(
             formulas.ema_decay(num_updates, self.decay, self.warmup, self.every)
         )
 
-    def _due(self, iterations):
+    def _due(self, iterations: Tensor) -> Tensor | None:
         if self.every == 1:
             return None
         return ops.equal(ops.mod(iterations, self.every), 0)
 
-    def _coefficient(self, num_averaged):
+    def _coefficient(self, num_averaged: Tensor) -> Tensor:
         n = ops.cast(num_averaged, "float32")
         return 1.0 - formulas.ema_decay(
             n, self.decay, self.warmup, self.every, xp=ops
         )
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {
             "decay": self.decay,
             "warmup": self.warmup,

@@ -1,8 +1,14 @@
 """`SnapshotEnsemble`: M models for the price of one run (Huang et al. 2017)."""
 
+from __future__ import annotations
+
 import math
+import os
 import warnings
 import weakref
+from typing import Any
+
+import keras
 
 from keras_trainopt._internal import apply_hooks
 from keras_trainopt._internal import optimizers
@@ -62,24 +68,31 @@ class SnapshotEnsemble(apply_hooks.HookOwner, SnapshotCallback):
     """
 
     def __init__(
-        self, cycles=5, initial_learning_rate=None, *, directory=None, verbose=0
-    ):
+        self,
+        cycles: int = 5,
+        initial_learning_rate: float | None = None,
+        *,
+        directory: str | os.PathLike[str] | None = None,
+        verbose: int = 0,
+    ) -> None:
         super().__init__(directory=directory, verbose=verbose)
         self.cycles = validation.check_int("cycles", cycles, low=1)
         self.initial_learning_rate = validation.check_real(
             "initial_learning_rate", initial_learning_rate, low=0.0,
             low_open=True, allow_none=True,
         )
-        self.cycle_steps = None  # L, known when training starts
-        self.total_steps = None  # T
-        self._schedule = None
-        self._hooks = {}  # (lr0, L) -> Hook: one traced step per schedule
-        self._rate_at_set_model = None
-        self._rate_read_from = None  # weakref to the optimizer it was read from
+        self.cycle_steps: int | None = None  # L, known when training starts
+        self.total_steps: int | None = None  # T
+        self._schedule: CyclicCosineSchedule | None = None
+        # (lr0, L) -> Hook: one traced step per schedule
+        self._hooks: dict[tuple[float, int], apply_hooks.Hook] = {}
+        self._rate_at_set_model: float | None = None
+        # weakref to the optimizer it was read from
+        self._rate_read_from: weakref.ref[Any] | None = None
         self._previous_step = 0
         self._final_epoch = False
 
-    def learning_rate(self, t):
+    def learning_rate(self, t: float) -> float:
         """The rate of update `t` (0-based) in the current or last `fit`."""
         if self._schedule is None:
             raise ValueError(
@@ -89,7 +102,7 @@ class SnapshotEnsemble(apply_hooks.HookOwner, SnapshotCallback):
             )
         return self._schedule.value(t)
 
-    def set_model(self, model):
+    def set_model(self, model: keras.Model) -> None:
         super().set_model(model)
         # before BackupAndRestore reloads a rate changed by the schedule; read
         # again from a new optimizer (a recompile starts a new run)
@@ -101,7 +114,7 @@ class SnapshotEnsemble(apply_hooks.HookOwner, SnapshotCallback):
             self._rate_at_set_model = optimizers.get_learning_rate(optimizer)
             self._rate_read_from = weakref.ref(inner)
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         optimizers.check_settable_learning_rate(
             self.model.optimizer, type(self).__name__
         )
@@ -160,18 +173,22 @@ class SnapshotEnsemble(apply_hooks.HookOwner, SnapshotCallback):
                 stacklevel=2,
             )
 
-    def _assign_rate(self, schedule):
+    def _assign_rate(self, schedule: CyclicCosineSchedule) -> None:
         optimizer = training.unsynced_model(self).optimizer
         optimizers.assign_learning_rate_in_step(
             optimizer, schedule(optimizers.unwrap(optimizer).iterations)
         )
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(
+        self, epoch: int, logs: dict[str, Any] | None = None
+    ) -> None:
         super().on_epoch_begin(epoch, logs)
         self._previous_step = self._epoch_begin_step
         self._final_epoch = epoch + 1 == self.params.get("epochs")
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(
+        self, batch: int, logs: dict[str, Any] | None = None
+    ) -> None:
         # Snapshots go by the optimizer's count of applied updates, not by
         # batch-hook calls: with steps_per_execution > 1 the hooks fire once
         # per execution, and under mixed precision the updates
@@ -189,11 +206,11 @@ class SnapshotEnsemble(apply_hooks.HookOwner, SnapshotCallback):
             self._take_snapshot(step)
         self._previous_step = step
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         super().on_train_end(logs)
         self.remove_hook()
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {
             "cycles": self.cycles,
             "initial_learning_rate": self.initial_learning_rate,

@@ -1,6 +1,9 @@
 """`StepDecay`: multiply the learning rate by `factor` every `every` units."""
 
+from __future__ import annotations
+
 from keras_trainopt.callbacks._decay_callback import DecayCallback
+from keras_trainopt.callbacks._decay_callback import Unit
 from keras_trainopt.schedules.step_decay import StepDecaySchedule
 
 
@@ -49,15 +52,15 @@ class StepDecay(DecayCallback):
 
     def __init__(
         self,
-        initial_learning_rate=None,
-        factor=0.5,
-        every=10,
+        initial_learning_rate: float | None = None,
+        factor: float = 0.5,
+        every: int = 10,
         *,
-        unit="epoch",
-        min_learning_rate=0.0,
-        warmup=0,
-        verbose=0,
-    ):
+        unit: Unit = "epoch",
+        min_learning_rate: float = 0.0,
+        warmup: int = 0,
+        verbose: int = 0,
+    ) -> None:
         super().__init__(
             initial_learning_rate,
             {"factor": factor, "every": every},

@@ -1,13 +1,19 @@
 """`StochasticWeightAveraging`: the equal average of end-of-epoch weights."""
 
-import numbers
+from __future__ import annotations
 
+import numbers
+from typing import Any
+
+import keras
 from keras import ops
 
 from keras_trainopt._internal import optimizers
 from keras_trainopt._internal import training
 from keras_trainopt._internal import validation
 from keras_trainopt.averaging import formulas
+from keras_trainopt.callbacks._weight_average_callback import BatchNormData
+from keras_trainopt.callbacks._weight_average_callback import Tensor
 from keras_trainopt.callbacks._weight_average_callback import WeightAverageCallback
 from keras_trainopt.schedules import formulas as schedule_formulas
 
@@ -78,15 +84,15 @@ class StochasticWeightAveraging(WeightAverageCallback):
 
     def __init__(
         self,
-        start_epoch,
-        swa_learning_rate=None,
+        start_epoch: int,
+        swa_learning_rate: float | tuple[float, float] | list[float] | None = None,
         *,
-        validate_with_average=False,
-        apply_at_end=True,
-        batchnorm_data=None,
-        batchnorm_steps=None,
-        verbose=0,
-    ):
+        validate_with_average: bool = False,
+        apply_at_end: bool = True,
+        batchnorm_data: BatchNormData = None,
+        batchnorm_steps: int | None = None,
+        verbose: int = 0,
+    ) -> None:
         self.start_epoch = validation.check_int("start_epoch", start_epoch, low=0)
         self.swa_learning_rate = _check_swa_learning_rate(swa_learning_rate)
         super().__init__(
@@ -100,7 +106,9 @@ class StochasticWeightAveraging(WeightAverageCallback):
         self._epoch_steps = None  # or -1 before start_epoch
         self._epoch_end = None  # on the host: the update that ends the epoch
 
-    def learning_rate(self, t, epoch_start, steps_per_epoch):
+    def learning_rate(
+        self, t: int, epoch_start: int, steps_per_epoch: int
+    ) -> float | None:
         """The SWA rate of update `t` (0-based) in an epoch that began at
         step `epoch_start`; `None` when `swa_learning_rate` is `None`."""
         rate = self.swa_learning_rate
@@ -115,7 +123,7 @@ class StochasticWeightAveraging(WeightAverageCallback):
 
     # -- inside the step -----------------------------------------------------
 
-    def _extra_state(self, model):
+    def _extra_state(self, model: keras.Model) -> list[keras.Variable]:
         self._epoch_start = optimizers.add_state_variable(
             model, name=f"{self.state_name}_epoch_start"
         )
@@ -125,19 +133,19 @@ class StochasticWeightAveraging(WeightAverageCallback):
         self._epoch_steps.assign(-1)
         return [self._epoch_start, self._epoch_steps]
 
-    def _due(self, iterations):
+    def _due(self, iterations: Tensor) -> Tensor:
         # the update that completes an epoch from start_epoch on
         return ops.logical_and(
             ops.greater(self._epoch_steps, 0),
             ops.equal(iterations, self._epoch_start + self._epoch_steps),
         )
 
-    def _coefficient(self, num_averaged):
+    def _coefficient(self, num_averaged: Tensor) -> Tensor:
         return formulas.equal_average_coefficient(
             ops.cast(num_averaged, "float32")
         )
 
-    def _before_update_in_step(self):
+    def _before_update_in_step(self) -> None:
         """Sets the SWA rate for the coming update (epochs >= start_epoch)."""
         optimizer = self.model.optimizer
         inner = optimizers.unwrap(optimizer)
@@ -155,12 +163,12 @@ class StochasticWeightAveraging(WeightAverageCallback):
             optimizer, ops.where(active, rate, current)
         )
 
-    def _sets_learning_rate(self):
+    def _sets_learning_rate(self) -> bool:
         return self.swa_learning_rate is not None
 
     # -- Keras hooks ---------------------------------------------------------
 
-    def _check_before_fit(self):
+    def _check_before_fit(self) -> None:
         if self.swa_learning_rate is not None:
             optimizers.check_settable_learning_rate(
                 self.model.optimizer, type(self).__name__
@@ -180,7 +188,9 @@ class StochasticWeightAveraging(WeightAverageCallback):
                 f"assert_cardinality(n))`. Received: steps={steps!r}"
             )
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(
+        self, epoch: int, logs: dict[str, Any] | None = None
+    ) -> None:
         if epoch < self.start_epoch:
             self._epoch_steps.assign(-1)
             self._epoch_end = None
@@ -191,7 +201,9 @@ class StochasticWeightAveraging(WeightAverageCallback):
         self._epoch_steps.assign(steps)
         self._epoch_end = start + steps
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(
+        self, batch: int, logs: dict[str, Any] | None = None
+    ) -> None:
         # The step averages the update that ends the epoch, found by its
         # count. Under mixed precision the updates LossScaleOptimizer skips
         # (non-finite gradients) change no weight and are not counted, so
@@ -205,7 +217,7 @@ class StochasticWeightAveraging(WeightAverageCallback):
         if training.applied_updates(self.model) < self._epoch_end:
             self._state.update(None)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         rate = self.swa_learning_rate
         return {
             "start_epoch": self.start_epoch,
@@ -214,7 +226,9 @@ class StochasticWeightAveraging(WeightAverageCallback):
         }
 
 
-def _check_swa_learning_rate(value):
+def _check_swa_learning_rate(
+    value: object,
+) -> float | tuple[float, float] | None:
     name = "swa_learning_rate"
     if value is None:
         return None

@@ -1,8 +1,16 @@
 """`EnsembleModel`: one Keras model that averages its members' predictions."""
 
+from __future__ import annotations
+
+from typing import Any
+
 import keras
 from keras import ops
 from keras import tree
+
+# Inputs and outputs: backend tensors or NumPy arrays, or a list, tuple or
+# dict of them (whatever structure the members take and give).
+Tensors = Any
 
 
 @keras.saving.register_keras_serializable(package="keras_trainopt")
@@ -45,7 +53,11 @@ class EnsembleModel(keras.Model):
     Learning", 2000.
     """
 
-    def __init__(self, models, **kwargs):
+    def __init__(
+        self,
+        models: list[keras.Model] | tuple[keras.Model, ...],
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if isinstance(models, keras.Model) or not isinstance(
             models, (list, tuple)
@@ -74,23 +86,26 @@ class EnsembleModel(keras.Model):
                     f"outputs) of shapes {shapes[0]}, models[{i}] with "
                     f"{member_shapes}"
                 )
-        self.members = list(models)
+        self.members: list[keras.Model] = list(models)
         if all(m.built for m in self.members):
             self.built = True
 
-    def call(self, inputs, training=None):
+    def call(self, inputs: Tensors, training: bool | None = None) -> Tensors:
+        """The mean of the members' outputs, structure by structure."""
         outputs = [m(inputs, training=training) for m in self.members]
         return tree.map_structure(
             lambda *values: ops.mean(ops.stack(values), axis=0), *outputs
         )
 
-    def build(self, input_shape):
+    def build(self, input_shape: Any) -> None:
+        """Builds the members that are not built yet."""
         for member in self.members:
             if not member.built:
                 member.build(input_shape)
         self.built = True
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
+        """The name, `trainable` and the serialized members."""
         config = {"name": self.name, "trainable": self.trainable}
         config["models"] = [
             keras.saving.serialize_keras_object(m) for m in self.members
@@ -98,7 +113,12 @@ class EnsembleModel(keras.Model):
         return config
 
     @classmethod
-    def from_config(cls, config, custom_objects=None):
+    def from_config(
+        cls,
+        config: dict[str, Any],
+        custom_objects: dict[str, Any] | None = None,
+    ) -> EnsembleModel:
+        """The ensemble that `get_config` describes, its members rebuilt."""
         config = dict(config)
         models = [
             keras.saving.deserialize_keras_object(
@@ -109,7 +129,7 @@ class EnsembleModel(keras.Model):
         return cls(models, **config)
 
 
-def _shapes(model):
+def _shapes(model: keras.Model) -> tuple[list[tuple[Any, ...]], ...] | None:
     """The (input shapes, output shapes) of a model with known tensors, or
     `None` (a subclassed or not yet built model)."""
     try:

@@ -1,7 +1,11 @@
 """Training the same model from several seeds: a seed ensemble."""
 
+from __future__ import annotations
+
 import inspect
 import numbers
+from collections.abc import Callable
+from typing import Any
 
 import keras
 
@@ -9,7 +13,14 @@ from keras_trainopt._internal import validation
 from keras_trainopt.ensembles.ensemble_model import EnsembleModel
 
 
-def fit_seed_ensemble(build_model, x=None, y=None, *, seeds=5, **fit_kwargs):
+def fit_seed_ensemble(
+    build_model: Callable[[], keras.Model],
+    x: Any = None,  # as for `fit`: arrays, a tf.data.Dataset, a PyDataset, ...
+    y: Any = None,
+    *,
+    seeds: int | list[int] | tuple[int, ...] = 5,
+    **fit_kwargs: Any,
+) -> tuple[EnsembleModel, list[keras.callbacks.History]]:
     """Trains one model per seed and returns their `EnsembleModel`.
 
     The classic ensemble: the same architecture and hyperparameters, trained
@@ -99,7 +110,7 @@ _FIT_COUNTS = {"epochs": 1, "batch_size": 1, "steps_per_epoch": 1,
                "initial_epoch": 0}
 
 
-def _check_seeds(seeds):
+def _check_seeds(seeds: object) -> list[int]:
     if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool):
         return list(range(validation.check_int("seeds", seeds, low=1)))
     if isinstance(seeds, (list, tuple)) and seeds:

@@ -1,7 +1,11 @@
 """`nesterov_sgd`: SGD with Nesterov momentum, configured in one call."""
 
+from __future__ import annotations
+
 import functools
 import inspect
+from collections.abc import Callable
+from typing import Any
 
 import keras
 
@@ -18,7 +22,11 @@ _PASS_THROUGH = tuple(
 )
 
 
-def nesterov_sgd(learning_rate=0.01, momentum=0.9, **kwargs):
+def nesterov_sgd(
+    learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = 0.01,
+    momentum: float = 0.9,
+    **kwargs: Any,
+) -> keras.optimizers.SGD:
     """Returns `keras.optimizers.SGD(nesterov=True)` with checked arguments.
 
     Nesterov momentum evaluates the gradient at the "looked-ahead" point the
@@ -74,7 +82,7 @@ def nesterov_sgd(learning_rate=0.01, momentum=0.9, **kwargs):
     )
 
 
-def _check_names(kwargs):
+def _check_names(kwargs: dict[str, Any]) -> None:
     """Refuses `nesterov` and unknown names, saying why (Keras does not)."""
     if "nesterov" in kwargs:
         raise TypeError(
@@ -92,7 +100,9 @@ def _check_names(kwargs):
         )
 
 
-def _check_learning_rate(learning_rate):
+def _check_learning_rate(
+    learning_rate: object,
+) -> float | keras.optimizers.schedules.LearningRateSchedule:
     """A schedule as it is, or a float > 0 (Keras takes 0, NaN, -1)."""
     if isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule):
         return learning_rate
@@ -110,7 +120,7 @@ def _check_learning_rate(learning_rate):
     )
 
 
-def _name(name, value):
+def _name(name: str, value: object) -> str | None:
     if value is not None and not isinstance(value, str):
         raise TypeError(
             f"`{name}` must be a string or None. Received: {name}={value!r}"
@@ -126,7 +136,7 @@ _positive_or_none = functools.partial(
 # What Keras' SGD lacks or words badly: it takes `clipnorm=-1`, and "x"
 # fails in the train step (tests/optimizers/test_nesterov_sgd.py lists each
 # case). Its one clear check (one kind of clipping) is left to it.
-_CHECKS = {
+_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "weight_decay": functools.partial(_real, low=0.0, allow_none=True),
     "clipnorm": _positive_or_none,
     "clipvalue": _positive_or_none,

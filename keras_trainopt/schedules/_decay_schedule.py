@@ -1,11 +1,24 @@
 """The base of the decay schedules: warm-up, floor and epoch/step units."""
 
+from __future__ import annotations
+
+import types
+from collections.abc import Callable
+from typing import Any
+from typing import ClassVar
+from typing import TypeVar
+
 import keras
 import numpy as np
 from keras import ops
 
 from keras_trainopt._internal import validation
 from keras_trainopt.schedules import formulas
+
+# A backend tensor (TensorFlow, JAX or PyTorch): Keras names no type for it.
+Tensor = Any
+
+_Schedule = TypeVar("_Schedule", bound="DecaySchedule")
 
 
 class DecaySchedule(keras.optimizers.schedules.LearningRateSchedule):
@@ -48,13 +61,13 @@ class DecaySchedule(keras.optimizers.schedules.LearningRateSchedule):
 
     def __init__(
         self,
-        initial_learning_rate,
+        initial_learning_rate: float,
         *,
-        min_learning_rate=0.0,
-        warmup=0,
-        steps_per_epoch=None,
-        name=None,
-    ):
+        min_learning_rate: float = 0.0,
+        warmup: int = 0,
+        steps_per_epoch: int | None = None,
+        name: str | None = None,
+    ) -> None:
         self.initial_learning_rate = validation.check_float32(
             "initial_learning_rate",
             validation.check_real(
@@ -84,15 +97,17 @@ class DecaySchedule(keras.optimizers.schedules.LearningRateSchedule):
             )
         self.name = name
 
-    def _shape(self, t, xp):
+    def _shape(self, t: formulas.Value, xp: types.ModuleType) -> formulas.Value:
         """The decay multiplier at decay time `t` >= 0 (1 at t = 0)."""
         raise NotImplementedError
 
-    def _shape_config(self):
+    def _shape_config(self) -> dict[str, Any]:
         """The constructor arguments that define the shape."""
         raise NotImplementedError
 
-    def _learning_rate(self, t, xp):
+    def _learning_rate(
+        self, t: formulas.Value, xp: types.ModuleType
+    ) -> formulas.Value:
         return formulas.warmup_then_decay(
             t,
             self.initial_learning_rate,
@@ -103,7 +118,7 @@ class DecaySchedule(keras.optimizers.schedules.LearningRateSchedule):
             xp=xp,
         )
 
-    def value(self, t):
+    def value(self, t: float) -> float:
         """The learning rate at time `t` in units, as a Python float.
 
         `t` counts epochs when `steps_per_epoch` is set and steps otherwise.
@@ -111,13 +126,15 @@ class DecaySchedule(keras.optimizers.schedules.LearningRateSchedule):
         """
         return float(self._learning_rate(np.float64(t), np))
 
-    def __call__(self, step):
+    def __call__(self, step: int | Tensor) -> Tensor:
+        """The rate of optimizer step `step`, a float32 scalar tensor."""
         t = ops.cast(step, "float32")
         if self.steps_per_epoch is not None:
             t = ops.floor(t / float(self.steps_per_epoch))
         return self._learning_rate(t, ops)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments, so that `from_config` rebuilds it."""
         return {
             "initial_learning_rate": self.initial_learning_rate,
             **self._shape_config(),
@@ -127,7 +144,12 @@ class DecaySchedule(keras.optimizers.schedules.LearningRateSchedule):
             "name": self.name,
         }
 
-    def __repr__(self):
+    @classmethod
+    def from_config(cls: type[_Schedule], config: dict[str, Any]) -> _Schedule:
+        """The schedule that `get_config` describes: `cls(**config)`."""
+        return cls(**config)
+
+    def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
 
@@ -157,20 +179,20 @@ class ContinuousDecaySchedule(DecaySchedule):
     """
 
     # The multiplier as a function of (t, decay, xp), set by subclasses.
-    curve = None
+    curve: ClassVar[Callable[..., formulas.Value] | None] = None
 
     def __init__(
         self,
-        initial_learning_rate,
-        decay=0.1,
+        initial_learning_rate: float,
+        decay: float = 0.1,
         *,
-        staircase=False,
-        every=1,
-        min_learning_rate=0.0,
-        warmup=0,
-        steps_per_epoch=None,
-        name=None,
-    ):
+        staircase: bool = False,
+        every: int = 1,
+        min_learning_rate: float = 0.0,
+        warmup: int = 0,
+        steps_per_epoch: int | None = None,
+        name: str | None = None,
+    ) -> None:
         self.decay = validation.check_float32(
             "decay", validation.check_real("decay", decay, low=0.0)
         )
@@ -189,12 +211,15 @@ class ContinuousDecaySchedule(DecaySchedule):
             name=name,
         )
 
-    def _shape(self, t, xp):
+    def _shape(self, t: formulas.Value, xp: types.ModuleType) -> formulas.Value:
         if self.staircase:
             t = formulas.staircase_time(t, float(self.every), xp=xp)
-        return type(self).curve(t, self.decay, xp=xp)
+        curve = type(self).curve
+        if curve is None:
+            raise NotImplementedError(f"{type(self).__name__} sets no `curve`.")
+        return curve(t, self.decay, xp=xp)
 
-    def _shape_config(self):
+    def _shape_config(self) -> dict[str, Any]:
         return {
             "decay": self.decay,
             "staircase": self.staircase,

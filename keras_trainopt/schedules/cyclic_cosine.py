@@ -1,11 +1,16 @@
 """Cyclic cosine annealing with warm restarts (snapshot ensembles)."""
 
+from __future__ import annotations
+
+from typing import Any
+
 import keras
 import numpy as np
 from keras import ops
 
 from keras_trainopt._internal import validation
 from keras_trainopt.schedules import formulas
+from keras_trainopt.schedules._decay_schedule import Tensor
 
 
 @keras.saving.register_keras_serializable(package="keras_trainopt")
@@ -37,7 +42,12 @@ class CyclicCosineSchedule(keras.optimizers.schedules.LearningRateSchedule):
     free", ICLR 2017, eq. 2; I. Loshchilov and F. Hutter, "SGDR", ICLR 2017.
     """
 
-    def __init__(self, initial_learning_rate, cycle_steps, name=None):
+    def __init__(
+        self,
+        initial_learning_rate: float,
+        cycle_steps: int,
+        name: str | None = None,
+    ) -> None:
         self.initial_learning_rate = validation.check_float32(
             "initial_learning_rate",
             validation.check_real("initial_learning_rate",
@@ -51,7 +61,7 @@ class CyclicCosineSchedule(keras.optimizers.schedules.LearningRateSchedule):
             )
         self.name = name
 
-    def value(self, t):
+    def value(self, t: float) -> float:
         """The rate at step `t` as a Python float (exact, float64)."""
         validation.check_real("t", t, low=0.0)
         return float(
@@ -59,15 +69,22 @@ class CyclicCosineSchedule(keras.optimizers.schedules.LearningRateSchedule):
             * formulas.cyclic_cosine(np.float64(t), self.cycle_steps)
         )
 
-    def __call__(self, step):
+    def __call__(self, step: int | Tensor) -> Tensor:
+        """The rate of optimizer step `step`, a float32 scalar tensor."""
         t = ops.cast(step, "float32")
         return self.initial_learning_rate * formulas.cyclic_cosine(
             t, float(self.cycle_steps), xp=ops
         )
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments, so that `from_config` rebuilds it."""
         return {
             "initial_learning_rate": self.initial_learning_rate,
             "cycle_steps": self.cycle_steps,
             "name": self.name,
         }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> CyclicCosineSchedule:
+        """The schedule that `get_config` describes: `cls(**config)`."""
+        return cls(**config)

@@ -16,15 +16,27 @@ Part 3", annealing the learning rate):
 warm-up and a floor.
 """
 
+from __future__ import annotations
+
+import types
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
+# `t` and the results: a Python float, a NumPy array, or with `xp=keras.ops`
+# a backend tensor. No static type covers all three, hence `Any`.
+Value = Any
 
-def staircase_time(t, every, xp=np):
+
+def staircase_time(t: Value, every: float, xp: types.ModuleType = np) -> Value:
     """`t` rounded down to a multiple of `every`: `every * floor(t / every)`."""
     return every * xp.floor(t / every)
 
 
-def step_decay(t, factor, every, xp=np):
+def step_decay(
+    t: Value, factor: float, every: float, xp: types.ModuleType = np
+) -> Value:
     """Step decay multiplier `factor ** floor(t / every)`.
 
     PyTorch's `StepLR(step_size=every, gamma=factor)` follows the same curve.
@@ -32,7 +44,7 @@ def step_decay(t, factor, every, xp=np):
     return xp.power(factor, xp.floor(t / every))
 
 
-def exponential_decay(t, decay, xp=np):
+def exponential_decay(t: Value, decay: float, xp: types.ModuleType = np) -> Value:
     """Exponential decay multiplier `exp(-decay * t)`.
 
     Keras' `ExponentialDecay(lr0, decay_steps, decay_rate)` is the same curve
@@ -41,7 +53,9 @@ def exponential_decay(t, decay, xp=np):
     return xp.exp(-decay * t)
 
 
-def inverse_time_decay(t, decay, xp=np):
+def inverse_time_decay(
+    t: Value, decay: float, xp: types.ModuleType = np
+) -> Value:
     """1/t decay multiplier `1 / (1 + decay * t)`.
 
     Keras' `InverseTimeDecay(lr0, decay_steps, decay_rate)` is the same curve
@@ -51,8 +65,13 @@ def inverse_time_decay(t, decay, xp=np):
 
 
 def warmup_then_decay(
-    t, initial_learning_rate, shape, warmup=0, min_learning_rate=0.0, xp=np
-):
+    t: Value,
+    initial_learning_rate: float,
+    shape: Callable[[Value], Value],
+    warmup: float = 0,
+    min_learning_rate: float = 0.0,
+    xp: types.ModuleType = np,
+) -> Value:
     """The learning rate at time `t` (epochs or steps, counted from 0).
 
     During the first `warmup` units the rate rises linearly,
@@ -65,7 +84,7 @@ def warmup_then_decay(
         initial_learning_rate: `lr0`, the rate at the start of the decay.
         shape: a function of the decay time returning the multiplier, e.g.
             `lambda s: step_decay(s, 0.5, 10, xp=xp)`.
-        warmup: number of warm-up units (a Python int).
+        warmup: number of warm-up units (a Python number, not a tensor).
         min_learning_rate: the floor.
         xp: `numpy` or `keras.ops`.
     """
@@ -78,7 +97,7 @@ def warmup_then_decay(
     return xp.maximum(value, min_learning_rate)
 
 
-def cyclic_cosine(t, period, xp=np):
+def cyclic_cosine(t: Value, period: float, xp: types.ModuleType = np) -> Value:
     """Cyclic cosine annealing multiplier (Huang et al. 2017, snapshot ensembles).
 
         (cos(pi * (t mod period) / period) + 1) / 2
@@ -90,7 +109,9 @@ def cyclic_cosine(t, period, xp=np):
     return 0.5 * (xp.cos(np.pi * xp.mod(t, period) / period) + 1.0)
 
 
-def linear_cycle(t, start, period, high, low):
+def linear_cycle(
+    t: Value, start: Value, period: Value, high: float, low: float
+) -> Value:
     """SWA's cyclic rate (Izmailov et al. 2018, eq. 2), one cycle per period.
 
         s = ((t - start) mod period + 1) / period,  lr = (1 - s) * high + s * low

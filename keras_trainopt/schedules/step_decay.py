@@ -1,5 +1,10 @@
 """Step decay: multiply the learning rate by `factor` every `every` units."""
 
+from __future__ import annotations
+
+import types
+from typing import Any
+
 import keras
 
 from keras_trainopt._internal import validation
@@ -43,15 +48,15 @@ class StepDecaySchedule(DecaySchedule):
 
     def __init__(
         self,
-        initial_learning_rate,
-        factor=0.5,
-        every=10,
+        initial_learning_rate: float,
+        factor: float = 0.5,
+        every: int = 10,
         *,
-        min_learning_rate=0.0,
-        warmup=0,
-        steps_per_epoch=None,
-        name=None,
-    ):
+        min_learning_rate: float = 0.0,
+        warmup: int = 0,
+        steps_per_epoch: int | None = None,
+        name: str | None = None,
+    ) -> None:
         self.factor = validation.check_real(
             "factor", factor, low=0.0, high=1.0, low_open=True, high_open=True
         )
@@ -64,8 +69,8 @@ class StepDecaySchedule(DecaySchedule):
             name=name,
         )
 
-    def _shape(self, t, xp):
+    def _shape(self, t: formulas.Value, xp: types.ModuleType) -> formulas.Value:
         return formulas.step_decay(t, self.factor, float(self.every), xp=xp)
 
-    def _shape_config(self):
+    def _shape_config(self) -> dict[str, Any]:
         return {"factor": self.factor, "every": self.every}

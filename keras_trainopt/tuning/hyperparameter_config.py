@@ -1,12 +1,21 @@
 """One sampled configuration of the three knobs, ready to train with."""
 
+from __future__ import annotations
+
 import collections.abc
+from collections.abc import Iterator
+from collections.abc import Mapping
+from typing import Any
+
+# keras is loaded already: `schedule_registry` imports the callbacks
+import keras
 
 from keras_trainopt._internal import validation
+from keras_trainopt.callbacks._decay_callback import DecayCallback
 from keras_trainopt.tuning import schedule_registry
 
 
-class HyperparameterConfig(collections.abc.Mapping):
+class HyperparameterConfig(collections.abc.Mapping[str, Any]):
     """The learning rate, decay schedule and regularization of one trial.
 
     `search_hyperparameters` hands one to `build_model` for every trial and
@@ -36,23 +45,23 @@ class HyperparameterConfig(collections.abc.Mapping):
     (annealing the learning rate; hyperparameter optimization).
     """
 
-    def __init__(self, values):
+    def __init__(self, values: Mapping[str, Any]) -> None:
         self._values = dict(validation.check_mapping("values", values))
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: str) -> Any:
         return self._values[key]
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         return iter(self._values)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._values)
 
-    def get(self, key, default=None):
+    def get(self, key: str, default: Any = None) -> Any:
         """The value of knob `key`, or `default` when it is not there."""
         return self._values.get(key, default)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         shown = ", ".join(
             f"{key}={value!r}" for key, value in self._values.items()
             if value is not None
@@ -60,36 +69,38 @@ class HyperparameterConfig(collections.abc.Mapping):
         return f"HyperparameterConfig({shown})"
 
     @property
-    def learning_rate(self):
+    def learning_rate(self) -> float | None:
         """The initial learning rate."""
         return self._values.get("learning_rate")
 
     @property
-    def schedule(self):
+    def schedule(self) -> str:
         """"step", "exponential", "inverse_time" or "constant"."""
         return self._values.get("schedule") or "constant"
 
     @property
-    def l2(self):
+    def l2(self) -> float | None:
         """The L2 factor (`None` when not searched)."""
         return self._values.get("l2")
 
     @property
-    def dropout(self):
+    def dropout(self) -> float:
         """Dropout rate, 0.0 when off: `Dropout(config.dropout)` works."""
         return self._values.get("dropout") or 0.0
 
-    def describe_schedule(self):
+    def describe_schedule(self) -> str:
         """The decay as text, e.g. "step(factor=0.5, every=4)"."""
         return schedule_registry.lookup(self.schedule).describe(self)
 
-    def optimizer(self, momentum=0.9, **kwargs):
+    def optimizer(
+        self, momentum: float = 0.9, **kwargs: Any
+    ) -> keras.optimizers.SGD:
         """`nesterov_sgd(learning_rate, momentum)`: SGD with Nesterov momentum."""
         from keras_trainopt.optimizers import nesterov_sgd
 
         return nesterov_sgd(self.learning_rate, momentum=momentum, **kwargs)
 
-    def decay_callback(self, **kwargs):
+    def decay_callback(self, **kwargs: Any) -> DecayCallback | None:
         """The decay schedule as a keras_trainopt callback (`None` if constant).
 
         It starts from `learning_rate` whatever the optimizer was compiled
@@ -99,18 +110,16 @@ class HyperparameterConfig(collections.abc.Mapping):
             self.learning_rate, self, **kwargs
         )
 
-    def callbacks(self, **kwargs):
+    def callbacks(self, **kwargs: Any) -> list[keras.callbacks.Callback]:
         """`[decay_callback()]`, or `[]` for a constant rate, for `fit`."""
         callback = self.decay_callback(**kwargs)
         return [] if callback is None else [callback]
 
-    def regularizer(self):
+    def regularizer(self) -> keras.regularizers.L2 | None:
         """`keras.regularizers.L2(l2)` for `kernel_regularizer=`, or `None`."""
-        import keras
-
         return keras.regularizers.L2(self.l2) if self.l2 else None
 
-    def stretched(self, factor):
+    def stretched(self, factor: float) -> HyperparameterConfig:
         """The same configuration with its decay spread over `factor`x the epochs.
 
         The search scales decay to the trials' length; to train the winner
@@ -134,6 +143,6 @@ class HyperparameterConfig(collections.abc.Mapping):
                 values[name] = knob.stretch(values[name], factor)
         return HyperparameterConfig(values)
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         """A plain dict copy (for JSON)."""
         return dict(self._values)

@@ -8,10 +8,14 @@ the bookkeeping and the per-trial checkpoints; this module chooses the space,
 runs the two stages, applies each trial's decay schedule, and reports.
 """
 
+from __future__ import annotations
+
 import functools
 import os
 import tempfile
 import warnings
+from collections.abc import Callable
+from typing import Any
 
 import keras
 
@@ -29,35 +33,44 @@ from keras_trainopt.tuning import distributed
 from keras_trainopt.tuning import model_check
 from keras_trainopt.tuning import search_log
 from keras_trainopt.tuning import stages
+from keras_trainopt.tuning.hyperparameter_config import HyperparameterConfig
 from keras_trainopt.tuning.search_log import SearchLog
 from keras_trainopt.tuning.search_result import SearchResult
 from keras_trainopt.tuning.search_result import row_config
 from keras_trainopt.tuning.search_result import unsettled_warnings
+from keras_trainopt.tuning.search_space import KnobSpec
 from keras_trainopt.tuning.search_space import SearchSpace
+
+# Training and validation data, as `model.fit` takes it: NumPy arrays (or a
+# list or dict of them), a `tf.data.Dataset`, a `keras.utils.PyDataset`, ...
+# No static type covers them all, hence `Any`.
+Data = Any
 
 
 def search_hyperparameters(
-    build_model,
-    x,
-    y=None,
-    validation_data=None,
-    max_trials=20,
-    epochs=10,
+    build_model: Callable[[HyperparameterConfig], keras.Model],
+    x: Data,
+    y: Data = None,
+    validation_data: Data = None,
+    max_trials: int = 20,
+    epochs: int = 10,
     *,
-    batch_size=32,
-    search_space=None,
-    objective="val_accuracy",
-    coarse_fraction=0.5,
-    coarse_epochs=None,
-    zoom=0.25,
-    edge_fraction=0.1,
-    callbacks=None,
-    log_dir=None,
-    directory=None,
-    overwrite=False,
-    seed=None,
-    verbose=1,
-):
+    batch_size: int | None = 32,
+    search_space: SearchSpace | dict[str, KnobSpec] | None = None,
+    objective: str | keras_tuner.Objective = "val_accuracy",
+    coarse_fraction: float = 0.5,
+    coarse_epochs: int | None = None,
+    zoom: float = 0.25,
+    edge_fraction: float = 0.1,
+    callbacks: (
+        list[keras.callbacks.Callback] | tuple[keras.callbacks.Callback, ...] | None
+    ) = None,
+    log_dir: str | os.PathLike[str] | None = None,
+    directory: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+    seed: int | None = None,
+    verbose: int = 1,
+) -> SearchResult:
     """Random search over learning rate, decay schedule and regularization.
 
     The search runs in two stages on keras-tuner's `RandomSearch`. The
@@ -284,7 +297,7 @@ def search_hyperparameters(
     return result
 
 
-def _make_space(search_space, epochs):
+def _make_space(search_space: object, epochs: int) -> SearchSpace:
     """The `SearchSpace` of the `search_space` argument."""
     if search_space is None:
         return SearchSpace(epochs)

@@ -1,11 +1,17 @@
 """The learning-rate range test: sweep the rate, watch the loss, pick one."""
 
+from __future__ import annotations
+
 import dataclasses
 import math
 import warnings
+from typing import TYPE_CHECKING
+from typing import Literal
+from typing import Union
 
 import keras
 import numpy as np
+import numpy.typing as npt
 
 from keras_trainopt._internal import arrays
 
@@ -17,6 +23,15 @@ from keras_trainopt._internal import validation
 from keras_trainopt.diagnostics import loss_curve
 from keras_trainopt.tuning import suggestion_checks
 from keras_trainopt.tuning import suggestions
+
+if TYPE_CHECKING:  # matplotlib is imported only when `plot` is called
+    import matplotlib.axes
+
+# In-memory data: an array (or array-like), or a list or dict of arrays for
+# a model with several inputs or outputs.
+Arrays = Union[npt.ArrayLike, list[npt.ArrayLike], dict[str, npt.ArrayLike]]
+# The names of `suggestions.RULES`.
+Rule = Literal["minimum", "steepest", "valley"]
 
 
 @dataclasses.dataclass
@@ -53,16 +68,16 @@ class LearningRateFinderResult:
     Networks", 2015.
     """
 
-    learning_rates: list
-    losses: list
-    smoothed_losses: list
+    learning_rates: list[float]
+    losses: list[float]
+    smoothed_losses: list[float]
     suggestion: float
-    suggestions: dict
+    suggestions: dict[str, float]
     rule: str
     stopped_early: bool
-    warnings: list = dataclasses.field(default_factory=list)
+    warnings: list[str] = dataclasses.field(default_factory=list)
 
-    def plot(self, ax=None):
+    def plot(self, ax: matplotlib.axes.Axes | None = None) -> matplotlib.axes.Axes:
         """Draws the smoothed loss against the rate (log scale) with matplotlib.
 
         Returns the axes; marks every rule's suggestion, the chosen one bold.
@@ -91,20 +106,20 @@ class LearningRateFinderResult:
 
 
 def find_learning_rate(
-    model,
-    x,
-    y=None,
-    batch_size=32,
-    lr_min=1e-7,
-    lr_max=10.0,
-    steps=100,
+    model: keras.Model,
+    x: Arrays,
+    y: Arrays | None = None,
+    batch_size: int = 32,
+    lr_min: float = 1e-7,
+    lr_max: float = 10.0,
+    steps: int = 100,
     *,
-    rule="minimum",
-    smoothing=0.98,
-    divergence_threshold=4.0,
-    seed=None,
-    verbose=0,
-):
+    rule: Rule = "minimum",
+    smoothing: float = 0.98,
+    divergence_threshold: float = 4.0,
+    seed: int | None = None,
+    verbose: int = 0,
+) -> LearningRateFinderResult:
     """Runs a learning-rate range test and suggests an initial rate.
 
     The learning rate is the hyperparameter that matters most, and the range
@@ -258,7 +273,7 @@ def find_learning_rate(
 _MIN_FALL = 0.1
 
 
-def _doubts(smoothed):
+def _doubts(smoothed: list[float]) -> list[str]:
     finite = [v for v in smoothed if math.isfinite(v)]
     if not finite or finite[0] <= 0:
         return []
@@ -274,7 +289,17 @@ def _doubts(smoothed):
     ]
 
 
-def _sweep(model, x, y, n, batch_size, rates, smoothing, threshold, seed):
+def _sweep(
+    model: keras.Model,
+    x: Arrays,
+    y: Arrays | None,
+    n: int,
+    batch_size: int,
+    rates: list[float],
+    smoothing: float,
+    threshold: float,
+    seed: int | None,
+) -> tuple[list[float], list[float], list[float], bool]:
     order = np.random.default_rng(0 if seed is None else seed).permutation(n)
     batches_per_pass = n // batch_size
     smoother = loss_curve.RunningSmooth(beta=smoothing)
@@ -307,7 +332,9 @@ def _sweep(model, x, y, n, batch_size, rates, smoothing, threshold, seed):
 _MAX_SKIPPED = 32
 
 
-def _train_step(model, x, y):
+def _train_step(
+    model: keras.Model, x: Arrays, y: Arrays | None
+) -> tuple[float, bool]:
     """One update on the batch: `(loss, whether the update was applied)`.
 
     Under mixed precision `LossScaleOptimizer` skips an update whose
@@ -325,7 +352,7 @@ def _train_step(model, x, y):
     return loss, False
 
 
-def _check_model(model):
+def _check_model(model: object) -> None:
     if not isinstance(model, keras.Model):
         raise TypeError(
             "`model` must be a compiled keras.Model. Received: "

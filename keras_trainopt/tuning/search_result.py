@@ -1,12 +1,23 @@
 """`SearchResult`: what a search found, its trials ranked and as a table."""
 
+from __future__ import annotations
+
 import dataclasses
 import math
 import warnings
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+from typing import Any
+
+# keras is loaded already: `HyperparameterConfig` imports the callbacks
+import keras
 
 from keras_trainopt.tuning.hyperparameter_config import HyperparameterConfig
 from keras_trainopt.tuning.search_space import SearchSpace
 from keras_trainopt.tuning.search_space import knob_table
+
+if TYPE_CHECKING:  # keras-tuner is imported only where a search runs
+    import keras_tuner
 
 
 @dataclasses.dataclass
@@ -60,32 +71,34 @@ class SearchResult:
     at the border).
     """
 
-    best: HyperparameterConfig
-    best_score: float
+    best: HyperparameterConfig | None
+    best_score: float | None
     objective: str
     direction: str
-    trials: list
-    warnings: list = dataclasses.field(default_factory=list)
-    space: SearchSpace = None
-    fine_space: SearchSpace = None
-    directory: str = None
-    tuners: dict = dataclasses.field(default_factory=dict, repr=False)
-    log_dir: str = None
-    role: str = None
-    best_trial: dict = None
+    trials: list[dict[str, Any]]
+    warnings: list[str] = dataclasses.field(default_factory=list)
+    space: SearchSpace | None = None
+    fine_space: SearchSpace | None = None
+    directory: str | None = None
+    tuners: dict[str, keras_tuner.RandomSearch] = dataclasses.field(
+        default_factory=dict, repr=False
+    )
+    log_dir: str | None = None
+    role: str | None = None
+    best_trial: dict[str, Any] | None = None
 
-    def ranked(self):
+    def ranked(self) -> list[dict[str, Any]]:
         """The trials, best first; diverged and failed trials last."""
         sign = -1.0 if self.direction == "max" else 1.0
 
-        def key(trial):
+        def key(trial: Mapping[str, Any]) -> tuple[bool, float]:
             score = trial.get("score")
             usable = score is not None and math.isfinite(score)
             return (not usable, sign * score if usable else 0.0)
 
         return sorted(self.trials, key=key)
 
-    def table(self, max_rows=None):
+    def table(self, max_rows: int | None = None) -> str:
         """All trials as a Markdown table, best first."""
         knobs = ["learning_rate", "schedule", "l2", "dropout"]
         header = ["rank", "stage", "trial", self.objective, *knobs, "status"]
@@ -107,7 +120,7 @@ class SearchResult:
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines)
 
-    def best_model(self):
+    def best_model(self) -> keras.Model:
         """The best trial's model, with the weights of its best epoch."""
         trial = self.ranked()[0]
         tuner = self.tuners[trial["stage"]]
@@ -119,7 +132,7 @@ class SearchResult:
             return tuner.load_model(tuner.oracle.get_trial(trial["trial"]))
 
 
-def row_config(row):
+def row_config(row: Mapping[str, Any]) -> HyperparameterConfig:
     """The `HyperparameterConfig` of a row of the trials table.
 
     Args:
@@ -129,7 +142,7 @@ def row_config(row):
                                  ("schedule", *knob_table())})
 
 
-def format_value(value):
+def format_value(value: object) -> str:
     """A table cell: "-" for `None`, 4 significant digits for a float."""
     if value is None:
         return "-"
@@ -138,7 +151,12 @@ def format_value(value):
     return str(value)
 
 
-def unsettled_warnings(best, objective_name, direction, tolerance=0.02):
+def unsettled_warnings(
+    best: Mapping[str, Any] | None,
+    objective_name: str,
+    direction: str,
+    tolerance: float = 0.02,
+) -> list[str]:
     """A sentence when the best trial's last epoch fell far below its best.
 
     Why: trials are scored by their best epoch, and training the winner

@@ -18,12 +18,28 @@ The schedules and their own knobs come from `schedule_registry`; this module
 adds the knobs every trial has (learning rate, L2, dropout).
 """
 
+from __future__ import annotations
+
 import math
 import numbers
+from collections.abc import Mapping
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+from typing import Any
+from typing import Union
 
 from keras_trainopt._internal import validation
 from keras_trainopt.tuning import schedule_registry
 from keras_trainopt.tuning.schedule_registry import Knob
+
+if TYPE_CHECKING:  # keras-tuner is imported only where a search runs
+    import keras_tuner
+
+# What a knob of `SearchSpace` takes: a `(low, high)` range, a single value,
+# `None` to leave it out, or for `schedule` a name or a list of names.
+KnobSpec = Union[
+    float, tuple[float, float], list[float], str, Sequence[str], None
+]
 
 # The knobs every trial has, whatever its schedule.
 _LEARNING_RATE = Knob("learning_rate", "log", lambda epochs: (1e-4, 1.0),
@@ -35,25 +51,27 @@ _REGULARIZATION = (
 )
 
 
-def knob_table():
+def knob_table() -> dict[str, tuple[Knob, str | None]]:
     """`{name: (Knob, schedule it belongs to or None)}`, in declaring order.
 
     The learning rate, then each registered schedule's knobs, then the
     regularization: the order in which trials sample them, so the same
     seed samples the same trials.
     """
-    table = {_LEARNING_RATE.name: (_LEARNING_RATE, None)}
+    table: dict[str, tuple[Knob, str | None]] = {
+        _LEARNING_RATE.name: (_LEARNING_RATE, None)
+    }
     table.update(schedule_registry.knob_owners())
     table.update((knob.name, (knob, None)) for knob in _REGULARIZATION)
     return table
 
 
-def knob_scale(name):
+def knob_scale(name: str) -> str:
     """The sampling scale of knob `name`: "log", "linear" or "int"."""
     return knob_table()[name][0].scale
 
 
-def default_knobs(epochs):
+def default_knobs(epochs: int) -> dict[str, Any]:
     """The default ranges, the decay ones scaled to a run of `epochs` epochs.
 
     Over the run, exponential decay ends between 0.9x and 0.007x of the
@@ -97,7 +115,7 @@ class SearchSpace:
     Optimization", JMLR 2012 (random beats grid search, search log scales).
     """
 
-    def __init__(self, epochs=10, **knobs):
+    def __init__(self, epochs: int = 10, **knobs: KnobSpec) -> None:
         specs = default_knobs(epochs)
         for name in knobs:
             if name not in specs:
@@ -107,8 +125,8 @@ class SearchSpace:
                 )
         specs.update(knobs)
         self.epochs = epochs
-        self.ranges = {}
-        self.fixed = {}
+        self.ranges: dict[str, tuple[float, float]] = {}
+        self.fixed: dict[str, Any] = {}
         off = []
         self.schedules = _check_schedules(specs.pop("schedule"))
         if len(self.schedules) == 1:
@@ -128,11 +146,11 @@ class SearchSpace:
         self.off = tuple(off)
 
     @property
-    def is_empty(self):
+    def is_empty(self) -> bool:
         """True when nothing varies: every knob fixed or off, one schedule."""
         return not self._searched_ranges() and len(self.schedules) == 1
 
-    def _searched_ranges(self):
+    def _searched_ranges(self) -> dict[str, tuple[float, float]]:
         """The ranges that can matter, given the schedules tried."""
         return {
             name: bounds
@@ -140,7 +158,7 @@ class SearchSpace:
             if _active(name, self.schedules)
         }
 
-    def declare(self, hp):
+    def declare(self, hp: keras_tuner.HyperParameters) -> dict[str, Any]:
         """Registers the knobs with keras-tuner's `hp`; returns the configuration.
 
         The returned dict has every knob: the sampled or fixed value, or
@@ -165,7 +183,7 @@ class SearchSpace:
         sampled["schedule"] = schedule
         return self.values(sampled)
 
-    def values(self, sampled):
+    def values(self, sampled: Mapping[str, Any]) -> dict[str, Any]:
         """The full configuration from keras-tuner's sampled `values`.
 
         Fixed knobs are filled in, knobs that are off or belong to a schedule
@@ -182,7 +200,7 @@ class SearchSpace:
                 result[name] = sampled.get(name)
         return result
 
-    def narrow(self, values, zoom=0.25):
+    def narrow(self, values: Mapping[str, Any], zoom: float = 0.25) -> SearchSpace:
         """The fine-stage space around the best coarse configuration `values`.
 
         Each range shrinks to `zoom` of its width (of its log width for
@@ -205,7 +223,9 @@ class SearchSpace:
             )
         return SearchSpace(self.epochs, **knobs)
 
-    def edge_warnings(self, values, fraction=0.1):
+    def edge_warnings(
+        self, values: Mapping[str, Any], fraction: float = 0.1
+    ) -> list[str]:
         """Sentences naming the best values that sit at the edge of a range.
 
         A value is at the edge when it lies in the outer `fraction` of its
@@ -239,7 +259,7 @@ class SearchSpace:
             )
         return warnings
 
-    def hparams_domains(self):
+    def hparams_domains(self) -> dict[str, Any]:
         """`{knob: tensorboard Domain}` for TensorBoard's HParams dashboard."""
         from keras_trainopt.reporting import hparams
 
@@ -252,7 +272,7 @@ class SearchSpace:
             integers={name for name in ranges if knob_scale(name) == "int"},
         )
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         parts = [f"schedule={self.schedules!r}"]
         parts += [f"{name}=({low:.4g}, {high:.4g})" for name, (low, high)
                   in self._searched_ranges().items()]
@@ -262,14 +282,16 @@ class SearchSpace:
         return f"SearchSpace({', '.join(parts)})"
 
 
-def relative_position(low, high, value, scale):
+def relative_position(low: float, high: float, value: float, scale: str) -> float:
     """Where `value` sits in `[low, high]`, 0 to 1 (log space for "log")."""
     if scale == "log":
         low, high, value = math.log(low), math.log(high), math.log(value)
     return (value - low) / (high - low)
 
 
-def zoom_range(low, high, value, zoom, scale):
+def zoom_range(
+    low: float, high: float, value: float, zoom: float, scale: str
+) -> tuple[float, float]:
     """A sub-range of `[low, high]`, `zoom` of its width, centred on `value`.
 
     The window is shifted, not cut, where it would leave `[low, high]`, so it
@@ -282,7 +304,7 @@ def zoom_range(low, high, value, zoom, scale):
     (0.4, 0.5)
     """
     if scale == "int":
-        width = max(1, round(zoom * (high - low)))
+        width: float = max(1, round(zoom * (high - low)))
         start = min(max(round(value - width / 2), low), high - width)
         return (int(start), int(start + width))
     if scale == "log":
@@ -297,7 +319,7 @@ def zoom_range(low, high, value, zoom, scale):
     return (_tidy(start), _tidy(end))
 
 
-def _tidy(value):
+def _tidy(value: float) -> float:
     """Rounds away float noise (12 significant digits)."""
     return float(f"{value:.12g}")
 
