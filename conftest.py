@@ -26,6 +26,24 @@ collect_ignore = [
 ]
 
 
+def pytest_collect_file(file_path, parent):
+    """Collects the ```python blocks of the Markdown files as tests.
+
+    pytest-markdown-docs does the parsing and the running; it is enabled
+    here for Markdown files only. Its `--markdown-docs` switch would also
+    import every `.py` file, scripts such as `keras_trainopt/__main__.py`
+    included, to look for code blocks in docstrings, which the doctests
+    already run.
+    """
+    if file_path.suffix != ".md":
+        return None
+    try:
+        from pytest_markdown_docs.plugin import MarkdownTextFile
+    except ImportError:  # an environment without the [test] extra
+        return None
+    return MarkdownTextFile.from_parent(parent, path=file_path)
+
+
 @pytest.fixture(autouse=True)
 def _code_blocks_run_in_a_fresh_folder(request):
     """Each ```python block of README.md and docs/ runs in an empty folder.

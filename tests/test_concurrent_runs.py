@@ -72,6 +72,7 @@ def test_a_second_run_on_a_busy_folder_fails_before_its_first_step(busy, kind):
         np.testing.assert_array_equal(w, b)  # not one step taken
 
 
+@pytest.mark.slow  # a second training process: about 20 s
 def test_the_folders_are_free_once_the_other_run_is_killed(tmp_path):
     process = subprocess.Popen(
         [sys.executable, BUSY_RUN, str(tmp_path)],

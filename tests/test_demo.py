@@ -26,6 +26,7 @@ def scalar_series(run_dir, subdir, tag):
     ]
 
 
+@pytest.mark.slow  # the demo in a new process, about a minute; .ci/run also runs it
 def test_quick_demo_writes_logs_and_report(tmp_path):
     # as a user runs it: TF_CPP_MIN_LOG_LEVEL unset (the conftest sets it)
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}

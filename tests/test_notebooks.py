@@ -72,6 +72,7 @@ def outputs_of(notebook):
     return "\n".join(texts), images
 
 
+@pytest.mark.slow  # a Jupyter kernel per notebook: 25-75 s each
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
 def test_notebook_runs_in_a_jupyter_kernel(path, tmp_path, monkeypatch):
     pytest.importorskip("tensorflow")  # the tutorials run on TensorFlow

@@ -91,6 +91,7 @@ def test_import_loads_no_backend_and_no_optional_dependency():
     assert not loaded & ({"keras", "tensorflow", "jax", "torch"} | OPTIONAL)
 
 
+@pytest.mark.slow  # a new Python with a backend per case: 10-30 s
 @pytest.mark.parametrize("backend", ["jax", "torch", "tensorflow"])
 def test_public_names_load_no_optional_dependency(backend):
     # Keras itself imports matplotlib and scikit-learn when they are
@@ -110,6 +111,7 @@ def test_public_names_load_no_optional_dependency(backend):
         assert "tensorflow" not in loaded
 
 
+@pytest.mark.slow  # a new Python with a backend per case: 10-30 s
 def test_the_range_test_and_the_space_need_no_keras_tuner():
     code = (
         "import sys\nsys.modules['keras_tuner'] = None  # not installed\n"

@@ -23,8 +23,6 @@ NOT_YET = {
     "OverfittingMonitor",
     "TrainingDoctor",
     "UpdateRatioLogger",
-    "log_results",
-    "write_report",
 }
 
 # Public names outside `keras_trainopt.__all__` held to the same rule:

@@ -23,7 +23,10 @@ from keras_trainopt.reporting import page
 from keras_trainopt.reporting import sections
 
 
-def write_report(log_dir, output=None):
+def write_report(
+    log_dir: str | os.PathLike,
+    output: str | os.PathLike | None = None,
+) -> str | None:
     """Writes an HTML report of every TensorBoard run under `log_dir`.
 
     The report holds, where the logs have them: the `TrainingDoctor`'s advice

@@ -9,6 +9,7 @@ curves that produced them.
 """
 
 import numbers
+import os
 
 from keras_trainopt._internal import validation
 from keras_trainopt.reporting import tags
@@ -18,7 +19,11 @@ RUN = "results"
 PREFIX = tags.RESULTS_PREFIX
 
 
-def log_results(log_dir, results, step=0):
+def log_results(
+    log_dir: str | os.PathLike,
+    results: dict[str, float],
+    step: int = 0,
+) -> None:
     """Writes `{name: number}` as TensorBoard scalars `results/<name>`.
 
     Name results `<metric>/<variant>` ("test_accuracy/final",

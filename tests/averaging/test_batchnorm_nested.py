@@ -181,6 +181,7 @@ def mobilenet():
     return model, backbone
 
 
+@pytest.mark.slow  # MobileNetV3Small's graph: 20-30 s
 def test_keras_applications_backbone(mobilenet):
     model, backbone = mobilenet
     x = np.random.default_rng(9).normal(size=(12, 32, 32, 3)).astype("float32")

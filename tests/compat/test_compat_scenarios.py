@@ -3,7 +3,7 @@
 - The backbones: `Sequential([Input, MobileNetV3Small(weights=None), Dense])`
   (`keras.applications`, 32x32x3; `slow`: its graph takes tens of seconds
   to trace) and a KerasHub `ResNetBackbone` built from its config (no
-  preset download) inside a functional model, each with the callbacks that
+  preset download; `slow` too) inside a functional model, each with the callbacks that
   look inside the model (activations, update ratios, averages with their
   BatchNorm statistics) and with the combined set.
 - Transfer learning across two fits: the base frozen for the first fit, then
@@ -54,10 +54,10 @@ DECAY_REUSE = (
 
 
 def _backbone_param(name, marks=()):
-    marks = list(marks)
-    if name == "backbone":
-        marks.append(pytest.mark.slow)
-    else:
+    # both backbones are `slow`: MobileNetV3Small's graph takes tens of
+    # seconds, a KerasHub backbone 5-25 s a cell
+    marks = [*marks, pytest.mark.slow]
+    if name != "backbone":
         marks.append(needs_keras_hub)
     return marks
 
@@ -193,8 +193,6 @@ def _two_fit_cells():
     out = []
     for key, reason in TWO_FITS.items():
         marks = [] if key[0] == "functional" else _backbone_param(key[0])
-        if key[0] == "keras_hub":
-            marks.append(pytest.mark.slow)
         if reason:
             marks.append(pytest.mark.xfail(strict=True, reason=reason))
         out.append(pytest.param(*key, marks=marks, id="-".join(key)))

@@ -41,14 +41,17 @@ import pytest
 
 pytest.importorskip("tensorflow")  # the scenarios run tf.distribute strategies
 
+pytestmark = pytest.mark.slow
+
 from tests import tb  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ATOL = 1e-6
 TIMEOUT = 300  # seconds for all processes of one scenario set
 
-# The default run: two local cases and one multi-worker case, about 60-90 s
-# on 2 busy cores; the other cases are `slow`.
+# The whole file is `slow` (separate processes, 1-2 minutes for the first
+# cases alone); `.ci/run` runs every case. The first cases' processes start
+# together (`runs`), the other cases' (`slow_runs`) only when asked for.
 LOCAL_CASES = ("averages", "ensemble")
 WORKER_CASES = ("ensemble",)
 SLOW_LOCAL_CASES = ("epoch_decay", "swa_rate")

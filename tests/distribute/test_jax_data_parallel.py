@@ -31,6 +31,9 @@ import pytest
 
 pytest.importorskip("jax")
 
+# a JAX process on 2 host devices: about 40 s; `.ci/run` runs it where JAX is
+pytestmark = pytest.mark.slow
+
 from tests.distribute.jax_scenarios import CASES  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -156,6 +156,7 @@ print(kt.write_report(log_dir))
 """
 
 
+@pytest.mark.slow  # a new Python per backend; .venv-jax checks it without TF
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_every_writer_works_where_tensorflow_is_not_installed(tmp_path, backend):
     pytest.importorskip(backend)

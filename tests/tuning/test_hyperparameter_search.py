@@ -178,6 +178,7 @@ def test_hparams_records_read_back_with_tensorboards_reader(search):
     assert {"score", "val_accuracy", "loss"} <= metrics
 
 
+@pytest.mark.slow  # searches of their own: 10-60 s each
 def test_warns_when_the_best_value_sits_on_the_edge(tmp_path):
     x, y, validation_data = digits()
     space = {"learning_rate": 0.1, "schedule": "step", "step_factor": 0.5,
@@ -190,6 +191,7 @@ def test_warns_when_the_best_value_sits_on_the_edge(tmp_path):
 
 
 # keras-tuner looks for the best epoch of an all-NaN loss curve
+@pytest.mark.slow  # searches of their own: 10-60 s each
 @pytest.mark.filterwarnings("ignore:All-NaN axis encountered:RuntimeWarning")
 def test_diverged_trials_are_marked_and_never_picked(tmp_path):
     x, y, validation_data = digits()
@@ -257,6 +259,7 @@ def test_bad_arguments_fail_before_any_trial(tmp_path, change, error, words):
     assert not (tmp_path / "kt").exists()  # failed before keras-tuner began
 
 
+@pytest.mark.slow  # searches of their own: 10-60 s each
 def test_the_same_seed_samples_the_same_trials_even_seed_zero(tmp_path):
     x, y, validation_data = digits()
     space = {"learning_rate": (1e-3, 1.0), "l2": None, "dropout": None}
@@ -297,6 +300,7 @@ def test_searches_with_nearby_seeds_share_no_trial(tmp_path):
     assert len(set(one)) == 30 and not set(one) & set(two)
 
 
+@pytest.mark.slow  # searches of their own: 10-60 s each
 def test_search_space_instance_is_used_as_given(tmp_path):
     x, y, validation_data = digits()
     space = SearchSpace(epochs=1, learning_rate=(0.05, 0.5),
@@ -319,6 +323,7 @@ def test_a_bad_search_space_dict_is_refused_naming_search_space():
                                search_space={"bogus": 1})
 
 
+@pytest.mark.slow  # searches of their own: 10-60 s each
 def test_a_second_search_into_the_same_log_dir_gets_its_own_folder(tmp_path):
     x, y, validation_data = digits()
     log_dir = str(tmp_path / "logs")

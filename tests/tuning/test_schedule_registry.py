@@ -135,6 +135,7 @@ def build_model(config):
     return model
 
 
+@pytest.mark.slow  # a search: about 30 s
 @pytest.mark.filterwarnings("ignore:best .* edge of its range:UserWarning")
 def test_a_registry_entry_added_alone_becomes_searchable(monkeypatch,
                                                          tmp_path):
