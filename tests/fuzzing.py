@@ -17,6 +17,7 @@ import itertools
 import math
 import os
 import pathlib
+import random
 import re
 import shutil
 import tempfile
@@ -136,9 +137,24 @@ def values(*plausible, share=4):
 def built(*factories, share=4):
     """The result of one of the given zero-argument factories, or hostile."""
     return mix(
-        st.sampled_from(range(len(factories))).map(lambda i: factories[i]()),
+        st.sampled_from(range(len(factories))).map(
+            lambda i: _keeping_random_state(factories[i])),
         share,
     )
+
+
+def _keeping_random_state(factory):
+    """`factory()`, with Python's `random` state as it was before.
+
+    Keras draws from `random` for the seeds of unseeded initializers; inside
+    a strategy that makes hypothesis' draws depend on it (a
+    HypothesisDeprecationWarning), so the state is put back.
+    """
+    state = random.getstate()
+    try:
+        return factory()
+    finally:
+        random.setstate(state)
 
 
 # Drawn for an argument: leave it out of the call.
