@@ -393,7 +393,12 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
     [
         ({"backup_dir": ""}, "`backup_dir` must be a non-empty path"),
         ({"backup_dir": None}, "`backup_dir` must be a path"),
-        ({"backup_dir": "b", "save_freq": 10}, "`save_freq` must be 'epoch'"),
+        ({"backup_dir": "b", "save_freq": 0}, "`save_freq` must be 'epoch' or a "
+         "positive integer .*Received: save_freq=0"),
+        ({"backup_dir": "b", "save_freq": "batch"}, "save_freq='batch'"),
+        ({"backup_dir": "b", "save_freq": 1.5}, "save_freq=1.5"),
+        ({"backup_dir": "b", "save_freq": True}, "save_freq=True"),
+        ({"backup_dir": "b", "handle_sigterm": "no"}, "`handle_sigterm`"),
         ({"backup_dir": "b", "double_checkpoint": 1}, "`double_checkpoint`"),
         ({"backup_dir": "b", "delete_checkpoint": "yes"}, "`delete_checkpoint`"),
     ],
