@@ -23,7 +23,8 @@ holding JSON `{"format": 2, "epoch": ..., "step": ..., "updates": ...,
 "state": ...}`, where `state` is `callback_state.encode`'s text of
 `{"callbacks": {name: state}, "variables": [values], "metrics": [values],
 "epoch_callbacks": {name: epoch_state}, "random": random_state}`, and one
-member per array of that state (`a0`, `a1`, ...). `metrics` (the metrics' accumulators) is empty between epochs
+member per array of that state (`a0`, `a1`, ...). `metrics` (the metrics'
+accumulators) is empty between epochs
 (`fit` resets them at each epoch's start). Format 1 (no step, metrics or
 random state) is still read. The zip members carry CRC-32 checksums, so a
 damaged file is detected when it is read (`DamagedBackupError`).
