@@ -21,12 +21,14 @@ from keras_trainopt._internal import validation
 
 
 class BackupAndRestore(keras.callbacks.BackupAndRestore):
-    """Backs up the whole training state each epoch; a restart resumes it.
+    """Backs up the whole training state; a restarted `fit` resumes exactly.
 
     Keras' `BackupAndRestore` saves the weights and the epoch, but not the
-    state of the other callbacks, and it overwrites its one weights file in
-    place, so a run killed while that file is written cannot start again.
-    This drop-in replacement saves, at the end of every epoch:
+    state of the other callbacks; its integer `save_freq` restarts a
+    half-done epoch from its first batch; and it overwrites its one weights
+    file in place, so a run killed while that file is written cannot start
+    again. This drop-in replacement saves, at the end of every epoch (or
+    every `save_freq` optimizer updates, in the middle of an epoch):
 
     - the model's and the optimizer's variables, which include the step
       count, the learning rate and the running averages of
@@ -35,23 +37,46 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
       callbacks, monitors' histories, `TrainingDoctor`'s findings, snapshot
       lists), found by itself: no need to list them;
     - the state of the model's random seed generators (which
-      `save_weights` leaves out), so that dropout after a restart draws the
-      masks it would have drawn.
+      `save_weights` leaves out) and the global random states (Python,
+      NumPy, Keras, torch) that decide dropout masks and the order of a
+      shuffled epoch;
+    - in the middle of an epoch, also the metrics' running totals and the
+      callbacks' readings of the epoch so far.
 
-    All of it goes into one NumPy `.npz` file per epoch (a zip archive whose
-    members carry CRC-32 checksums: a damaged file is detected on reading).
-    Keras' `.weights.h5` is not used: h5py crashes the process (SIGSEGV)
-    when a write fails on a full disk. Each file is written to a temporary
-    name, fsynced and renamed, and the previous epoch's backup is kept
+    The epoch's backup is written after validation and after every other
+    callback's `on_epoch_end` (its hooks run last, wherever it sits in the
+    list), so a run stopped at any point after epoch N completes resumes at
+    epoch N + 1. With `save_freq=N` a backup is also taken every N applied
+    updates (as counted by the optimizer: with `steps_per_execution` or
+    loss scaling, skipped updates do not count), before the next step; the
+    restarted `fit` then resumes *in the middle of the epoch*, at the next
+    batch: the batches already done are drawn from the data but not trained
+    on. A SIGKILL costs at most N redone updates.
+
+    A SIGTERM (the preemption notice of Kubernetes, SLURM and spot or
+    preemptible machines) is handled by default: at the next step boundary
+    the callback writes a backup, prints where the run will resume, and
+    ends the process with exit code 143 (`SIGTERM_EXIT_CODE`) by raising
+    `SystemExit`; the resumed run redoes no update. The previous SIGTERM
+    handler is put back when `fit` ends.
+
+    A resumed run ends with the same weights, averages, learning rate and
+    callback state as an uninterrupted one (to float rounding), provided
+    the batches come in the same order: `shuffle=False`; or arrays with
+    `shuffle=True` (the order is restored on JAX and PyTorch; on
+    TensorFlow call `keras.utils.set_random_seed` first); or a
+    `PyDataset` or `tf.data` pipeline whose order per epoch is fixed.
+
+    Each backup is one NumPy `.npz` file (a zip archive whose members carry
+    CRC-32 checksums: a damaged file is detected on reading), written to a
+    temporary name, fsynced and renamed; the previous backup is kept
     (`double_checkpoint=True`), so a kill at any instant leaves a complete
-    backup. When `fit` starts again with the
-    same model and callbacks, the newest backup that passes its checks is
-    loaded, and the run continues from the epoch after it: weights, averages,
-    learning rate and histories then match an uninterrupted run (to float
-    rounding), provided each epoch sees its batches in the same order
-    (`shuffle=False`, or a pipeline seeded per epoch). A corrupt or truncated
-    backup is skipped with a warning naming it; if none is usable, an
-    `OSError` lists every file and why.
+    backup. Keras' `.weights.h5` is not used: h5py crashes the process
+    (SIGSEGV) when a write fails on a full disk. The newest backup that
+    passes its checks is loaded; a damaged one is skipped with a warning
+    naming it; if none is usable, an `OSError` lists every file and what is
+    wrong with it. A backup is also written when a fresh `fit` starts, so
+    even the first epoch has one to fall back to.
 
     Only one run may use `backup_dir` at a time: a second one fails at
     `fit` start. Under a multi-worker strategy only the chief writes, and
@@ -65,11 +90,11 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
         >>> model.compile(keras.optimizers.SGD(0.1), loss="mse")
         >>> x = np.random.default_rng(0).normal(size=(64, 4))
         >>> monitor = kt.LossMonitor(every=1, verbose=0)
-        >>> backup = kt.BackupAndRestore(tempfile.mkdtemp())
+        >>> backup = kt.BackupAndRestore(tempfile.mkdtemp(), save_freq=3)
         >>> callbacks = [kt.StepDecay(0.1, 0.5, 2), monitor, backup]
         >>> class Preempted(keras.callbacks.Callback):  # stands in for a kill
-        ...     def on_epoch_begin(self, epoch, logs=None):
-        ...         if epoch == 2:
+        ...     def on_train_batch_end(self, batch, logs=None):
+        ...         if self.model.optimizer.iterations == 5:
         ...             raise RuntimeError("preempted")
         >>> try:
         ...     model.fit(x, x.sum(axis=1), epochs=4, shuffle=False, verbose=0,
@@ -77,23 +102,28 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
         ... except RuntimeError:
         ...     pass
         >>> _ = model.fit(x, x.sum(axis=1), epochs=4, shuffle=False, verbose=0,
-        ...               callbacks=callbacks)  # runs epochs 3 and 4 only
-        >>> backup.restored_epoch, len(monitor.losses)  # 2 batches per epoch
-        (2, 8)
+        ...               callbacks=callbacks)  # resumes after update 3
+        >>> backup.restored_epoch, backup.restored_step  # epoch 2, 1 step in
+        (1, 1)
+        >>> len(monitor.losses)  # 2 batches per epoch, each recorded once
+        8
 
     Args:
         backup_dir: folder for the backups; used by this run alone. Deleted
             at the end of `fit` when `delete_checkpoint` is True.
-        save_freq: `"epoch"` (the only value: Keras' integer `save_freq`
-            resumes a half-done epoch from its first batch, so the result
-            would differ from an uninterrupted run).
-        double_checkpoint: keep the previous epoch's backup as well, to fall
-            back to if the newest one is damaged (default True; Keras'
-            default is False).
+        save_freq: `"epoch"`, or a positive integer N: a backup every N
+            applied optimizer updates as well (resumed mid-epoch).
+        double_checkpoint: keep the previous backup as well, to fall back to
+            if the newest one is damaged (default True; Keras' default is
+            False).
         delete_checkpoint: delete `backup_dir` when `fit` ends normally.
+        handle_sigterm: on SIGTERM, back up at the next step boundary and
+            end the process (exit code 143). Installed from the main thread
+            only.
 
-    Reference: `keras.callbacks.BackupAndRestore`; atomic replacement as in
-    POSIX `rename(2)`.
+    Reference: `keras.callbacks.BackupAndRestore`;
+    `tf.distribute.experimental.PreemptionCheckpointHandler` (SIGTERM at
+    step boundaries); atomic replacement as in POSIX `rename(2)`.
     """
 
     SIGTERM_EXIT_CODE = 143  # 128 + SIGTERM, what a shell reports for it

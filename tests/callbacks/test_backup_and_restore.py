@@ -34,8 +34,10 @@ STEPS_PER_EPOCH = 4
 EPOCHS = 8
 
 
-def start(scenario, workdir, *extra):
+def start(scenario, workdir, *extra, backend=None):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if backend is not None:
+        env["KERAS_BACKEND"] = backend
     return subprocess.Popen(
         [sys.executable, WORKER, scenario, str(workdir), *extra],
         stdout=subprocess.PIPE,
@@ -44,10 +46,11 @@ def start(scenario, workdir, *extra):
     )
 
 
-def run_to_end(scenario, workdir, *extra):
-    process = start(scenario, workdir, *extra)
+def run_to_end(scenario, workdir, *extra, backend=None):
+    process = start(scenario, workdir, *extra, backend=backend)
     out, _ = process.communicate(timeout=300)
     assert process.returncode == 0, out.decode()[-2000:]
+    return out
 
 
 def kill_after(scenario, workdir, updates):
@@ -190,6 +193,92 @@ def test_a_kill_in_the_middle_of_a_write_leaves_the_previous_backup(
     assert any(".partial-" in name for name in os.listdir(backup))  # torn
     run_to_end("monitors", tmp_path)
     check_resumed(tmp_path, references("monitors"))
+
+
+# -- mid-epoch: save_freq, SIGKILL and SIGTERM (issue 20) ------------------------
+
+MID_EPOCH_FLAGS = ("--save-freq", "3", "--shuffle")
+# kills per test; `.ci/run` sets 2 (each start imports the backend, ~10 s)
+MID_EPOCH_KILLS = int(os.environ.get("KERAS_TRAINOPT_MID_EPOCH_KILLS", "6"))
+# `.ci/run` sets "tensorflow,jax" (PyTorch's workers take twice as long)
+SOAK_BACKENDS = os.environ.get(
+    "KERAS_TRAINOPT_SOAK_BACKENDS", "tensorflow,jax,torch"
+).split(",")
+
+
+def interrupt_after(scenario, workdir, updates, sig, backend):
+    """Starts a run, sends `sig` once `updates` updates are applied.
+
+    Returns `(ended, start, last)`: whether the run finished first, the
+    updates it resumed from and the last update it reported.
+    """
+    process = start(scenario, workdir, *MID_EPOCH_FLAGS, backend=backend)
+    begun, last, sent = None, None, False
+    for line in process.stdout:
+        word, _, count = line.decode().partition(" ")
+        if word == "start":
+            begun = int(count)
+        elif word == "batch":
+            last = int(count)
+            if not sent and last >= begun + updates:
+                process.send_signal(sig)
+                sent = True
+    process.wait(timeout=300)
+    if process.returncode == 0:
+        return True, begun, last
+    expected = -signal.SIGKILL if sig == signal.SIGKILL else 143
+    assert process.returncode == expected, process.returncode
+    return False, begun, last
+
+
+@pytest.fixture(scope="module")
+def mid_epoch_references(tmp_path_factory):
+    cache = {}
+
+    def get(scenario, backend):
+        if (scenario, backend) not in cache:
+            workdir = tmp_path_factory.mktemp(f"reference-{scenario}-{backend}")
+            run_to_end(scenario, workdir, *MID_EPOCH_FLAGS, backend=backend)
+            cache[scenario, backend] = load_result(workdir)
+        return cache[scenario, backend]
+
+    return get
+
+
+@pytest.mark.slow  # `.ci/run`: KERAS_TRAINOPT_MID_EPOCH_KILLS=2
+@pytest.mark.parametrize("backend", SOAK_BACKENDS)
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM],
+                         ids=["SIGKILL", "SIGTERM"])
+def test_mid_epoch_kills_with_save_freq_end_like_an_uninterrupted_run(
+    tmp_path, mid_epoch_references, backend, sig
+):
+    """Every stateful callback, shuffled epochs, a backup every 3 updates."""
+    reference = mid_epoch_references("monitors", backend)
+    rng = np.random.default_rng(11)
+    redone, landed, last = [], 0, None
+    while landed < MID_EPOCH_KILLS:
+        # 1 to 9 updates after each start: most land mid-epoch (4 per epoch)
+        ended, begun, reported = interrupt_after(
+            "monitors", tmp_path, int(rng.integers(1, 10)), sig, backend
+        )
+        if last is not None:
+            redone.append(last - begun)
+        if ended:
+            break
+        landed, last = landed + 1, reported
+    else:
+        out = run_to_end("monitors", tmp_path, *MID_EPOCH_FLAGS, backend=backend)
+        begun = int(out.split(b"\n", 1)[0].split()[1])
+        redone.append(last - begun)
+    check_resumed(tmp_path, reference)
+    if sig == signal.SIGTERM:
+        assert redone == [0] * len(redone)  # backed up at the signal
+    else:
+        # a backup every 3 updates: at most 3 redone (the update in flight
+        # when the kill landed may be unreported: one more at most)
+        assert max(redone) <= 3 + 1
+    print(f"{backend} {signal.Signals(sig).name}: redone updates per kill "
+          f"{redone}")
 
 
 # -- in one process ------------------------------------------------------------
