@@ -53,6 +53,20 @@ def compiled(model):
     return model
 
 
+class TimeBackups(keras.callbacks.Callback):
+    """Writes `repeats` backups at train begin, timing each."""
+
+    def __init__(self, backup, repeats):
+        super().__init__()
+        self.backup, self.repeats, self.times = backup, repeats, []
+
+    def on_train_begin(self, logs=None):
+        for _ in range(self.repeats):
+            start = time.perf_counter()
+            self.backup._save_model(0, 0)
+            self.times.append(time.perf_counter() - start)
+
+
 def backup_cost(repeats=5):
     rows = []
     for name, make, classes in [("benchmark MLP", harness.mlp, 10),
@@ -63,16 +77,9 @@ def backup_cost(repeats=5):
         folder = tempfile.mkdtemp()
         backup = kt.BackupAndRestore(folder, delete_checkpoint=False,
                                      double_checkpoint=False)
-        times = []
-
-        class Time(keras.callbacks.Callback):
-            def on_train_begin(self, logs=None):
-                for _ in range(repeats):
-                    start = time.perf_counter()
-                    backup._save_model(0, 0)
-                    times.append(time.perf_counter() - start)
-
-        model.fit(x, y, epochs=1, verbose=0, callbacks=[backup, Time()])
+        timer = TimeBackups(backup, repeats)
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[backup, timer])
+        times = timer.times
         (_, path), = backup._backups()
         rows.append((name, model.count_params(), statistics.median(times),
                      os.path.getsize(path)))
