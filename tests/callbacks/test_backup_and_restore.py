@@ -619,8 +619,8 @@ class Batches(keras.utils.PyDataset):
 
 def data_for(kind):
     x, y = tiny_data(40)
-    if kind == "pydataset":
-        return {"x": Batches(x, y, 8), "shuffle": False}, Batches
+    if kind.startswith("pydataset"):
+        return {"x": Batches(x, y, 8), "shuffle": kind.endswith("shuffled")}, None
     if kind == "tf.data":
         import tensorflow as tf
 
@@ -669,7 +669,9 @@ def run_mid_epoch(tmp_path, kind, interrupt_at, save_freq=3, epochs=4):
     return train(False), train(True)
 
 
-@pytest.mark.parametrize("kind", ["arrays", "shuffled", "pydataset", "tf.data"])
+@pytest.mark.parametrize(
+    "kind", ["arrays", "shuffled", "pydataset", "pydataset-shuffled", "tf.data"]
+)
 def test_a_mid_epoch_backup_resumes_at_the_next_batch_exactly(tmp_path, kind):
     if kind == "tf.data" and keras.backend.backend() != "tensorflow":
         pytest.skip("tf.data input is a TensorFlow-backend test")
