@@ -14,8 +14,10 @@ begin.
 handing them to the train function (no forward or backward pass), and
 numbers the remaining steps `k, k + 1, ...` as the uninterrupted epoch
 would. Drawing a batch still costs what producing it costs: slicing for
-arrays, `__getitem__` for a `keras.utils.PyDataset`, the pipeline's work
-for a `tf.data.Dataset`.
+arrays, the pipeline's work for a `tf.data.Dataset`. A finite
+`keras.utils.PyDataset` read without workers (`workers=1`, Keras' default)
+loads only the first of the skipped batches: the others are stand-ins (that
+batch again), since the batches are drawn to be thrown away.
 """
 
 import dataclasses
@@ -98,6 +100,7 @@ def start_epoch_at(epoch_iterator, steps, describe):
             "resume with the steps_per_execution of the backed-up run."
         )
     original = epoch_iterator._enumerate_iterator  # the bound method
+    _skip_py_dataset_loads(getattr(epoch_iterator, "data_adapter", None), steps)
 
     def skipping():
         # once: the epochs after this one run as Keras runs them
@@ -137,3 +140,42 @@ def build_metrics(model, running):
     if spec is None:
         return
     model._symbolic_build(data_batch=spec)
+
+
+class _SkipLoads:
+    """A `PyDataset` whose next `count` reads return one loaded batch.
+
+    Stands in for the adapter's `py_dataset` while a resumed epoch draws
+    the batches it skips; then puts the real one back.
+    """
+
+    def __init__(self, adapter, count):
+        self._adapter, self._real = adapter, adapter.py_dataset
+        self._count, self._batch = count, None
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+    def __len__(self):
+        return len(self._real)
+
+    def __getitem__(self, index):
+        if self._batch is None:
+            self._batch = self._real[index]
+        self._count -= 1
+        if self._count <= 0:
+            self._adapter.py_dataset = self._real
+        return self._batch
+
+
+def _skip_py_dataset_loads(adapter, steps):
+    """Lets a skipping epoch load one batch of a PyDataset instead of all."""
+    if (
+        steps < 2
+        or type(adapter).__name__ != "PyDatasetAdapter"
+        or getattr(adapter, "enqueuer", True) is not None
+        or getattr(getattr(adapter, "py_dataset", None), "num_batches", None)
+        is None
+    ):
+        return  # workers or multiprocessing, or an endless PyDataset: load
+    adapter.py_dataset = _SkipLoads(adapter, steps)

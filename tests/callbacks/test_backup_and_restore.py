@@ -694,6 +694,32 @@ def test_a_mid_epoch_backup_resumes_at_the_next_batch_exactly(tmp_path, kind):
     assert resumed["passes"] == plain["passes"] == 20
 
 
+class CountAtTrainBegin(keras.callbacks.Callback):
+    def __init__(self, dataset):
+        super().__init__()
+        self.dataset, self.loaded = dataset, None
+
+    def on_train_begin(self, logs=None):
+        self.loaded = len(self.dataset.loaded)
+
+
+def test_a_resumed_pydataset_loads_one_of_the_skipped_batches(tmp_path):
+    x, y = tiny_data(40)
+    fit_kwargs = {"epochs": 1, "verbose": 0, "shuffle": False}
+    with pytest.raises(KeyboardInterrupt):
+        dropout_model().fit(Batches(x, y, 8), **fit_kwargs, callbacks=[
+            kt.BackupAndRestore(tmp_path, save_freq=4), InterruptAtStep(5)])
+    data = Batches(x, y, 8)
+    counter = CountAtTrainBegin(data)
+    model = dropout_model()
+    backup = kt.BackupAndRestore(tmp_path)
+    model.fit(data, **fit_kwargs, callbacks=[counter, backup])
+    assert backup.restored_step == 4
+    # batches 0-3 skipped: only 0 is loaded (1-3 are stand-ins), then 4
+    assert data.loaded[counter.loaded:] == [0, 4]
+    assert float(keras.ops.convert_to_numpy(model.layers[0].count)) == 5
+
+
 def test_save_freq_counts_applied_updates_across_epochs(tmp_path):
     model = dropout_model()
     x, y = tiny_data(40)
