@@ -15,6 +15,7 @@ import resource
 import signal
 import subprocess
 import sys
+import time
 import warnings
 
 import keras
@@ -210,20 +211,23 @@ def interrupt_after(scenario, workdir, updates, sig, backend):
     """Starts a run, sends `sig` once `updates` updates are applied.
 
     Returns `(ended, start, last)`: whether the run finished first, the
-    updates it resumed from and the last update it reported.
+    updates it resumed from and the last update it reported. Prints the
+    time from the signal to the process's exit (a figure, not a check).
     """
     process = start(scenario, workdir, *MID_EPOCH_FLAGS, backend=backend)
-    begun, last, sent = None, None, False
+    begun, last, sent = None, None, None
     for line in process.stdout:
         word, _, count = line.decode().partition(" ")
         if word == "start":
             begun = int(count)
         elif word == "batch":
             last = int(count)
-            if not sent and last >= begun + updates:
+            if sent is None and last >= begun + updates:
                 process.send_signal(sig)
-                sent = True
+                sent = time.perf_counter()
     process.wait(timeout=300)
+    if sent is not None:
+        print(f"signal to exit: {time.perf_counter() - sent:.2f} s")
     if process.returncode == 0:
         return True, begun, last
     expected = -signal.SIGKILL if sig == signal.SIGKILL else 143
