@@ -13,8 +13,9 @@ writes, fsync included.
 epoch (batch 32, the benchmark MLP); a new `fit` resumes it. Reported: the
 time from the resumed epoch's begin to its first trained step (the skipping
 of the k batches already done), per skipped batch, next to the time of one
-trained step, for NumPy arrays, a `keras.utils.PyDataset` and (TensorFlow)
-a `tf.data.Dataset`.
+trained step, for NumPy arrays, a `keras.utils.PyDataset` (its batches
+sliced from arrays, or taking 5 ms each to load, as a decode would) and
+(TensorFlow) a `tf.data.Dataset`.
 """
 
 import argparse
@@ -92,14 +93,18 @@ def backup_cost(repeats=5):
 
 
 class Batches(keras.utils.PyDataset):
-    def __init__(self, x, y):
+    """Batches of arrays; `load_seconds` stands for reading and decoding."""
+
+    def __init__(self, x, y, load_seconds=0.0):
         super().__init__()
-        self.x, self.y = x, y
+        self.x, self.y, self.load_seconds = x, y, load_seconds
 
     def __len__(self):
         return len(self.x) // BATCH
 
     def __getitem__(self, i):
+        if self.load_seconds:
+            time.sleep(self.load_seconds)
         part = slice(i * BATCH, (i + 1) * BATCH)
         return self.x[part], self.y[part]
 
@@ -109,6 +114,8 @@ def data(kind, x, y):
         return {"x": x, "y": y, "batch_size": BATCH}
     if kind == "PyDataset":
         return {"x": Batches(x, y)}
+    if kind == "PyDataset (5 ms load)":
+        return {"x": Batches(x, y, load_seconds=0.005)}
     import tensorflow as tf
 
     return {"x": tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH)}
@@ -139,13 +146,15 @@ class FirstStep(keras.callbacks.Callback):
         self.stamps.append(now)
 
 
-def resume_cost(steps, ks):
+KINDS = ["arrays", "PyDataset", "PyDataset (5 ms load)", "tf.data"]
+
+
+def resume_cost(steps, ks, kinds):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(steps * BATCH, 784)).astype("float32")
     y = rng.integers(0, 10, size=steps * BATCH)
-    kinds = ["arrays", "PyDataset"]
-    if keras.backend.backend() == "tensorflow":
-        kinds.append("tf.data")
+    if keras.backend.backend() != "tensorflow":
+        kinds = [kind for kind in kinds if kind != "tf.data"]
     print(f"| data | k (of {steps}) | begin to first step | per skipped batch "
           "| one trained step |")
     print("|---|---|---|---|---|")
@@ -179,6 +188,7 @@ def main(argv=None):
     parser.add_argument("--part", choices=["backup", "resume", "all"],
                         default="all")
     parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--kinds", nargs="+", choices=KINDS, default=KINDS)
     args = parser.parse_args(argv)
     print(f"backend: {keras.backend.backend()}\n")
     if args.part in ("backup", "all"):
@@ -186,7 +196,7 @@ def main(argv=None):
         print()
     if args.part in ("resume", "all"):
         resume_cost(args.steps, [0, args.steps // 4, args.steps // 2,
-                                 args.steps * 9 // 10])
+                                 args.steps * 9 // 10], args.kinds)
 
 
 if __name__ == "__main__":
