@@ -556,6 +556,9 @@ def _unseeded_tf_shuffle(running):
     adapter = getattr(running.epoch_iterator, "data_adapter", None)
     if type(adapter).__name__ != "ArrayDataAdapter":
         return False
-    import tensorflow as tf
+    # `context.global_seed()` reads the seed that `tf.random.set_seed` set;
+    # `tf.compat.v1.get_seed` would also advance the op-seed counter, and
+    # so change the seeds of later random ops
+    from tensorflow.python.eager import context
 
-    return tf.compat.v1.get_seed(None)[0] is None
+    return context.global_seed() is None

@@ -811,3 +811,19 @@ def test_a_damaged_only_backup_says_damaged_and_what_to_do(tmp_path):
     assert "damaged: truncated or overwritten" in message
     assert "Delete the folder to start training from scratch" in message
     assert "pickle" not in message
+
+
+def test_an_unseeded_tensorflow_shuffle_warns_when_resumed_mid_epoch(tmp_path):
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("TensorFlow's shuffle of arrays")
+    import tensorflow as tf
+
+    x, y = tiny_data(40)
+    kwargs = {"batch_size": 8, "epochs": 2, "shuffle": True, "verbose": 0}
+    with pytest.raises(KeyboardInterrupt):
+        dropout_model().fit(x, y, **kwargs, callbacks=[
+            kt.BackupAndRestore(tmp_path, save_freq=2), InterruptAtStep(3)])
+    model = dropout_model()
+    tf.random.set_seed(None)  # no global seed: the order cannot be redrawn
+    with pytest.warns(UserWarning, match="without a global seed"):
+        model.fit(x, y, **kwargs, callbacks=[kt.BackupAndRestore(tmp_path)])
