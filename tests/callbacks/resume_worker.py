@@ -102,7 +102,9 @@ def callbacks(scenario, workdir, x_probe, save_freq="epoch"):
 
 
 def updates(model):
-    model.jax_state_sync() if hasattr(model, "jax_state_sync") else None
+    """The optimizer's update count (JAX: from the live state, synced)."""
+    if hasattr(model, "jax_state_sync"):
+        model.jax_state_sync()
     return int(keras.ops.convert_to_numpy(model.optimizer.iterations))
 
 
