@@ -827,3 +827,36 @@ def test_an_unseeded_tensorflow_shuffle_warns_when_resumed_mid_epoch(tmp_path):
     tf.random.set_seed(None)  # no global seed: the order cannot be redrawn
     with pytest.warns(UserWarning, match="without a global seed"):
         model.fit(x, y, **kwargs, callbacks=[kt.BackupAndRestore(tmp_path)])
+
+
+def test_averages_and_ensembles_resume_mid_epoch_exactly(tmp_path):
+    # SWA averages from epoch 1, where the resumed epoch begins in its middle
+    # (SWA's end-of-epoch check once took the backup's step count for the
+    # epoch's start and averaged twice); snapshot and checkpoint ensembles
+    x, y = tiny_data(40)
+
+    def train(stop=(), resuming=False):
+        keras.utils.set_random_seed(1)
+        model = keras.Sequential([keras.Input((4,)),
+                                  keras.layers.Dense(8, activation="tanh"),
+                                  keras.layers.Dense(1)])
+        model.compile(keras.optimizers.SGD(0.05, momentum=0.9), "mse")
+        if resuming:  # other weights: the backup's must be loaded
+            model.set_weights([w + 1.0 for w in model.get_weights()])
+        swa = kt.StochasticWeightAveraging(start_epoch=1)
+        ensembles = [kt.CheckpointEnsemble(every=4, keep=3),
+                     kt.SnapshotEnsemble(cycles=3)]
+        backup = kt.BackupAndRestore(tmp_path / "b", save_freq=3)
+        model.fit(x, y, batch_size=8, epochs=4, shuffle=False, verbose=0,
+                  callbacks=[swa, backup, *ensembles, *stop])
+        return model, swa, ensembles, backup
+
+    plain = train()
+    with pytest.raises(KeyboardInterrupt):
+        train((InterruptAtStep(8),))
+    resumed = train(resuming=True)
+    assert (resumed[3].restored_epoch, resumed[3].restored_step) == (1, 1)
+    assert_close(weights_of(resumed[0]), weights_of(plain[0]))
+    assert_close(resumed[1].get_state(), plain[1].get_state())
+    for ours, theirs in zip(resumed[2], plain[2]):
+        assert_close(ours.get_state(), theirs.get_state())
