@@ -4,6 +4,7 @@
     python benchmarks/overhead.py --suite monitors --model mlp --rounds 15
     python benchmarks/overhead.py --suite averaging --model mlp --rounds 20 --steps 100
     python benchmarks/overhead.py --suite monitors --only UpdateRatio --model mlp
+    python benchmarks/overhead.py --suite backup --model mlp --rounds 15 --steps 100
 
 Prints one Markdown table per model: the median over rounds of the ratio of
 step time with the callback to plain `fit` in the same round (see harness.py).
@@ -165,8 +166,34 @@ def _keras_ema_variants():
     ]
 
 
-SUITES = {"averaging": averaging_suite, "decay": decay_suite,
-          "monitors": monitors_suite}
+def backup_suite(steps):
+    """Issue 20: backups each epoch and every 100 updates, next to Keras'.
+
+    Each variant's `fit` writes a backup at its start (not timed: before
+    the first epoch begins) and one at the epoch's end; with `--steps 100`
+    `save_freq=100` writes that one only. The folders are temporary.
+    """
+    folder = tempfile.mkdtemp()
+
+    def ours(**kwargs):
+        name = "-".join(f"{k}{v}" for k, v in kwargs.items()) or "epoch"
+        return lambda: [kt.BackupAndRestore(os.path.join(folder, name), **kwargs)]
+
+    return [
+        harness.Variant("BackupAndRestore()", sgd, ours()),
+        harness.Variant("BackupAndRestore(save_freq=100)", sgd,
+                        ours(save_freq=100)),
+        harness.Variant("BackupAndRestore(handle_sigterm=False)", sgd,
+                        ours(handle_sigterm=False)),
+        harness.Variant(
+            "keras BackupAndRestore(save_freq=100) (reference)", sgd,
+            lambda: [keras.callbacks.BackupAndRestore(
+                os.path.join(folder, "keras"), save_freq=100)]),
+    ]
+
+
+SUITES = {"averaging": averaging_suite, "backup": backup_suite,
+          "decay": decay_suite, "monitors": monitors_suite}
 
 
 def main(argv=None):

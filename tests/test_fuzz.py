@@ -532,9 +532,10 @@ REGISTRY = {
     "BackupAndRestore": Spec(
         params=lambda: dict(
             backup_dir=paths(allow_none=False),
-            save_freq=values("epoch", "batch", 10, None),
+            save_freq=values("epoch", "batch", 10, 0, -3, 2.5, None),
             double_checkpoint=bools(),
             delete_checkpoint=bools(),
+            handle_sigterm=bools(),
         )
     ),
     # ensembles and averaging

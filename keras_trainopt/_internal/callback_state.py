@@ -13,6 +13,8 @@ dict (`CallbackList.set_params`), so the callbacks that hold
 `BackupAndRestore`'s `params` object are its siblings, in the order of the
 `callbacks` list. A callback driven by another one (the monitors inside
 `TrainingDoctor`) has an owner and is saved as part of the owner's state.
+A backup taken in the middle of an epoch also holds each callback's
+`get_epoch_state()`: what it keeps from one step of the epoch to the next.
 
 States are nested dicts, lists, strings, numbers, `None` and NumPy arrays;
 `encode` turns one into JSON text plus a dict of arrays (for one `.npz`
@@ -45,6 +47,20 @@ class Restorable:
 
     def set_state(self, state):
         raise NotImplementedError
+
+    def get_epoch_state(self):
+        """The state of the epoch in progress, for a mid-epoch backup.
+
+        What `on_epoch_begin` and the batch hooks keep between steps of
+        one epoch (a reading's starting point, the step where the epoch
+        began), beyond `get_state`. `BackupAndRestore` saves it in the
+        middle of an epoch and hands it to `set_epoch_state` once the
+        resumed epoch has begun (after this callback's `on_epoch_begin`).
+        """
+        return {}
+
+    def set_epoch_state(self, state):
+        """Puts back what `get_epoch_state` returned (see there)."""
 
 
 def siblings(callback):

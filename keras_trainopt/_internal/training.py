@@ -60,6 +60,15 @@ class BatchLossReader:
         self._total = 0.0
         self._count = 0.0
 
+    @property
+    def position(self):
+        """`[total, count]` at the previous read (to resume mid-epoch)."""
+        return [self._total, self._count]
+
+    @position.setter
+    def position(self, value):
+        self._total, self._count = (float(v) for v in value)
+
     def read(self):
         """The mean loss since the previous read (`None` if no new update)."""
         # `read_live` reads the tracker's sync-on-read variables of a

@@ -14,19 +14,27 @@ this module, so "the whole training state" means one thing:
   state of a measurement, such as `UpdateRatioLogger`'s on JAX, when it is
   written to disk).
 
-A backup file (format 1) is a NumPy `.npz` archive named
-`epoch-<6 digits>.backup.npz`: a `__meta__` member holding JSON
-`{"format": 1, "epoch": ..., "variables": [[path, shape], ...],
+A backup file (format 2) is a NumPy `.npz` archive named
+`epoch-<6 digits>.backup.npz` when it was taken between epochs (`step` 0)
+and `epoch-<6 digits>-step-<9 digits>.backup.npz` when it was taken in the
+middle of an epoch, after `step` train steps of it: a `__meta__` member
+holding JSON `{"format": 2, "epoch": ..., "step": ..., "updates": ...,
+"variables": [[path, shape], ...], "metrics": [[path, shape], ...],
 "state": ...}`, where `state` is `callback_state.encode`'s text of
-`{"callbacks": {name: state}, "variables": [values]}`, and one member per
-array of that state (`a0`, `a1`, ...). The zip members carry CRC-32
-checksums, so a damaged file is detected when it is read.
+`{"callbacks": {name: state}, "variables": [values], "metrics": [values],
+"epoch_callbacks": {name: epoch_state}, "random": random_state}`, and one
+member per array of that state (`a0`, `a1`, ...). `metrics` (the metrics'
+accumulators) is empty between epochs
+(`fit` resets them at each epoch's start). Format 1 (no step, metrics or
+random state) is still read. The zip members carry CRC-32 checksums, so a
+damaged file is detected when it is read (`DamagedBackupError`).
 """
 
 import json
 import os
 import random
 import re
+import zipfile
 
 import keras
 import numpy as np
@@ -35,8 +43,13 @@ from keras_trainopt._internal import atomic
 from keras_trainopt._internal import callback_state
 from keras_trainopt._internal import optimizers
 
-FORMAT = 1
-_BACKUP_FILE = re.compile(r"^epoch-(\d+)\.backup\.npz$")
+FORMAT = 2
+_READABLE_FORMATS = (1, 2)
+_BACKUP_FILE = re.compile(r"^epoch-(\d+)(?:-step-(\d+))?\.backup\.npz$")
+
+
+class DamagedBackupError(ValueError):
+    """A backup file that cannot be read back: truncated or corrupted."""
 
 
 # -- the variables -------------------------------------------------------------
@@ -123,24 +136,66 @@ def restore(model, captured):
 
 
 def global_random_state():
-    """Python's, NumPy's and Keras' global random states."""
+    """Python's, NumPy's, Keras' and (PyTorch backend) torch's global states.
+
+    These decide the order of a shuffled epoch: Keras' array data draws
+    its permutation from NumPy's global generator on JAX, from torch's on
+    PyTorch (`DataLoader`'s `RandomSampler`), and `PyDataset` shuffles with
+    Python's `random`.
+    """
     generator = _global_seed_generator()
+    torch_state = None
+    if keras.backend.backend() == "torch":
+        import torch
+
+        torch_state = torch.get_rng_state().numpy().copy()
     return {
         "python": random.getstate(),
         "numpy": np.random.get_state(),
         "keras_seed": None if generator is None else np.array(
             keras.ops.convert_to_numpy(generator.state.value)
         ),
+        "torch": torch_state,
     }
 
 
 def set_global_random_state(state):
-    """Restores what `global_random_state` returned."""
+    """Restores what `global_random_state` (or `decode_random_state`) gave."""
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     generator = _global_seed_generator()
     if generator is not None and state["keras_seed"] is not None:
         generator.state.assign(state["keras_seed"])
+    if state.get("torch") is not None and keras.backend.backend() == "torch":
+        import torch
+
+        torch.set_rng_state(torch.from_numpy(np.asarray(state["torch"])))
+
+
+def encode_random_state(state):
+    """`global_random_state()` as plain values and arrays (for a file)."""
+    version, internal, gauss = state["python"]
+    name, keys, position, has_gauss, cached = state["numpy"]
+    return {
+        "python": [version, np.asarray(internal, dtype=np.int64), gauss],
+        "numpy": [name, np.asarray(keys), int(position), int(has_gauss),
+                  float(cached)],
+        "keras_seed": state["keras_seed"],
+        "torch": state.get("torch"),
+    }
+
+
+def decode_random_state(encoded):
+    """The inverse of `encode_random_state`."""
+    version, internal, gauss = encoded["python"]
+    name, keys, position, has_gauss, cached = encoded["numpy"]
+    return {
+        "python": (version, tuple(int(i) for i in internal), gauss),
+        "numpy": (name, np.asarray(keys, dtype=np.uint32), position,
+                  has_gauss, cached),
+        "keras_seed": encoded["keras_seed"],
+        "torch": encoded.get("torch"),
+    }
 
 
 def _global_seed_generator():
@@ -153,39 +208,60 @@ def _global_seed_generator():
 # -- on disk: backup files -------------------------------------------------------
 
 
-def backup_path(folder, epoch):
-    """The backup file of `epoch` completed epochs in `folder`."""
+def backup_path(folder, epoch, step=0):
+    """The backup file of `epoch` completed epochs and `step` steps more."""
+    if step:
+        return os.path.join(folder, f"epoch-{epoch:06d}-step-{step:09d}.backup.npz")
     return os.path.join(folder, f"epoch-{epoch:06d}.backup.npz")
 
 
 def backup_files(folder):
-    """`[(epoch, path)]` of the backups in `folder`, newest first."""
+    """`[((epoch, step), path)]` of the backups in `folder`, newest first."""
     if not os.path.isdir(folder):
         return []
     found = []
     for name in os.listdir(folder):
         match = _BACKUP_FILE.match(name)
         if match:
-            found.append((int(match.group(1)), os.path.join(folder, name)))
+            position = (int(match.group(1)), int(match.group(2) or 0))
+            found.append((position, os.path.join(folder, name)))
     return sorted(found, reverse=True)
 
 
-def write_backup(path, epoch, variables, callbacks):
+def write_backup(path, position, variables, callbacks, *, metrics=(),
+                 epoch_states=None, random_state=None):
     """Writes one backup file atomically (see `atomic.write_atomically`).
 
     Args:
-        path: the file, normally `backup_path(folder, epoch)`.
-        epoch: the number of completed epochs.
+        path: the file, normally `backup_path(folder, epoch, step)`.
+        position: `{"epoch": completed epochs, "step": train steps done in
+            the next epoch, "updates": optimizer updates applied}`.
         variables: the variables to save, normally `variables(model)`.
         callbacks: `{name: state}` of the callbacks (see `callback_state`).
+        metrics: the metrics' variables (their accumulators), saved in the
+            middle of an epoch.
+        epoch_states: `{name: get_epoch_state()}` of the callbacks, saved
+            in the middle of an epoch.
+        random_state: `global_random_state()` to put back on resuming.
     """
     text, arrays = callback_state.encode(
-        {"callbacks": callbacks, "variables": values_of(variables)}
+        {
+            "callbacks": callbacks,
+            "variables": values_of(variables),
+            "metrics": values_of(metrics),
+            "epoch_callbacks": epoch_states or {},
+            "random": None if random_state is None else encode_random_state(
+                random_state
+            ),
+        }
     )
     meta = {
         "format": FORMAT,
-        "epoch": epoch,
+        "epoch": int(position["epoch"]),
+        "step": int(position.get("step", 0)),
+        "updates": position.get("updates"),
         "variables": [[v.path, list(v.shape)] for v in variables],
+        "metrics": [[v.path, list(v.shape)] for v in metrics],
         "state": text,
     }
 
@@ -197,16 +273,48 @@ def write_backup(path, epoch, variables, callbacks):
 
 
 def read_backup(path):
-    """`{"callbacks": {...}, "variables": [...]}` of one backup file.
+    """One backup file's content.
+
+    Returns:
+        `{"epoch", "step", "updates", "callbacks", "variables", "metrics",
+        "epoch_callbacks", "random"}`; `random` is `None` or a `global_random_state()`.
 
     Raises:
-        Exception: any error of reading a damaged file (`zipfile`'s CRC
-            check, a truncated archive, JSON) or `ValueError` for an
-            unknown format.
+        DamagedBackupError: the file is truncated, fails its checksums or
+            is not a backup archive (the message says which).
+        ValueError: a backup of an unknown (newer) format.
     """
-    with np.load(path, allow_pickle=False) as archive:
-        meta = json.loads(str(archive["__meta__"]))
-        arrays = {k: archive[k] for k in archive.files if k != "__meta__"}
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"unknown backup format {meta.get('format')!r}")
-    return callback_state.decode(meta["state"], arrays)
+    if not zipfile.is_zipfile(path):
+        raise DamagedBackupError(
+            "damaged: truncated or overwritten (not a complete backup "
+            "archive: its zip directory is missing)"
+        )
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            meta = json.loads(str(archive["__meta__"]))
+            arrays = {k: archive[k] for k in archive.files if k != "__meta__"}
+    except zipfile.BadZipFile as error:  # a member fails its CRC-32
+        raise DamagedBackupError(f"damaged: bad checksum ({error})") from error
+    except (KeyError, ValueError, EOFError, OSError) as error:
+        raise DamagedBackupError(
+            f"damaged: unreadable content ({type(error).__name__}: {error})"
+        ) from error
+    if meta.get("format") not in _READABLE_FORMATS:
+        raise ValueError(
+            f"unknown backup format {meta.get('format')!r} (written by a "
+            "newer keras_trainopt?)"
+        )
+    state = callback_state.decode(meta["state"], arrays)
+    random_state = state.get("random")
+    return {
+        "epoch": meta["epoch"],
+        "step": meta.get("step", 0),
+        "updates": meta.get("updates"),
+        "callbacks": state["callbacks"],
+        "variables": state["variables"],
+        "metrics": state.get("metrics", []),
+        "epoch_callbacks": state.get("epoch_callbacks", {}),
+        "random": None if random_state is None else decode_random_state(
+            random_state
+        ),
+    }

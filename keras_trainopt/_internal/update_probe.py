@@ -218,6 +218,21 @@ class UpdateProbe(apply_hooks.HookOwner):
         """
         return measured_since_read and updates_since_read >= READ_SPAN
 
+    def get_state(self):
+        """The buffers and the newest step read (a mid-epoch backup).
+
+        The buffers are scratch state, not in the backups between epochs:
+        they hold measurements not yet read only in the middle of one.
+        """
+        steps, ratios = training.read_live(self.model, [self._steps, self._ratios])
+        return {"steps": steps, "ratios": ratios, "delivered": self._delivered}
+
+    def set_state(self, state):
+        """Puts back what `get_state` returned (between steps)."""
+        self._steps.assign(state["steps"])
+        self._ratios.assign(state["ratios"])
+        self._delivered = int(state["delivered"])
+
     def read(self):
         """`[(step, ratios), ...]` measured since the previous read, in order.
 

@@ -185,6 +185,25 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
         self._good_weights = state.get("good_weights")
         self._written = len(self.steps)
 
+    def get_epoch_state(self):
+        """The epoch's reading position, for a mid-epoch backup."""
+        if self._reader is None:
+            return {}
+        return {
+            "reader": self._reader.position,
+            "last_read": self._last_read,
+            "last_step": self._last_step,
+            "epoch_read": self._epoch_read,
+        }
+
+    def set_epoch_state(self, state):
+        if not state or self._reader is None:
+            return
+        self._reader.position = state["reader"]
+        self._last_read = state["last_read"]
+        self._last_step = state["last_step"]
+        self._epoch_read = state["epoch_read"]
+
     # -- Keras hooks -----------------------------------------------------------
 
     def on_train_begin(self, logs=None):

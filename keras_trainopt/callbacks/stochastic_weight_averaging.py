@@ -214,7 +214,15 @@ class StochasticWeightAveraging(WeightAverageCallback):
             batch, self.params
         ):
             return
-        if training.applied_updates(self.model) < self._epoch_end:
+        # The epoch's end from the variables, not from `_epoch_end`: in an
+        # epoch resumed in its middle by `BackupAndRestore`, on_epoch_begin
+        # saw the step count of the backup, and the variables were put back
+        # after it (issue 20).
+        model = training.unsynced_model(self)
+        start, steps = training.read_live(
+            model, [self._epoch_start, self._epoch_steps]
+        )
+        if training.applied_updates(model) < int(start) + int(steps):
             self._state.update(None)
 
     def get_config(self) -> dict[str, Any]:

@@ -140,6 +140,18 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
             if name in self.monitors:
                 self.monitors[name].set_state(monitor_state)
 
+    def get_epoch_state(self):
+        """Each monitor's state of the epoch in progress (mid-epoch backups)."""
+        return {
+            name: monitor.get_epoch_state()
+            for name, monitor in self.monitors.items()
+        }
+
+    def set_epoch_state(self, state):
+        for name, monitor_state in (state or {}).items():
+            if name in self.monitors:
+                self.monitors[name].set_epoch_state(monitor_state)
+
     # -- forwarding ----------------------------------------------------------
     #
     # Straight to each monitor, not through a `keras.callbacks.CallbackList`:

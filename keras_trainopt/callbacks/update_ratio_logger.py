@@ -130,6 +130,27 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
         for key, rows in state.get("history", {}).items():
             self.history[key] = [(int(step), value) for step, value in rows]
 
+    def get_epoch_state(self):
+        """Where the epoch's readings stand (mid-epoch backups)."""
+        if self._probe is None or not hasattr(self, "_steps_at_read"):
+            return {}
+        return {
+            "applied_at_read": self._applied_at_read,
+            "steps_at_read": self._steps_at_read,
+            "pending": [[step, values] for step, values in self._pending],
+            "probe": self._probe.get_state(),
+        }
+
+    def set_epoch_state(self, state):
+        if not state or self._probe is None:
+            return
+        self._applied_at_read = int(state["applied_at_read"])
+        self._steps_at_read = int(state["steps_at_read"])
+        self._pending = [
+            (int(step), np.asarray(values)) for step, values in state["pending"]
+        ]
+        self._probe.set_state(state["probe"])
+
     def on_train_begin(self, logs=None):
         optimizers.warn_other_optimizers(
             self.model, "UpdateRatioLogger",

@@ -88,16 +88,24 @@ def test_read_backup_of_an_old_file_matches_a_plain_read():
 # -- writing keeps the documented layout -----------------------------------------
 
 
-def test_a_written_backup_has_the_format_1_layout(tmp_path):
+def test_a_written_backup_has_the_format_2_layout(tmp_path):
     model = model_with_dropout()
     train(model)
     variables = training_state.variables(model)
     path = training_state.backup_path(tmp_path, 12)
     assert os.path.basename(path) == "epoch-000012.backup.npz"
-    training_state.write_backup(path, 12, variables, {"A": {"x": np.arange(3)}})
+    assert os.path.basename(training_state.backup_path(tmp_path, 12, 7)) == (
+        "epoch-000012-step-000000007.backup.npz"
+    )
+    training_state.write_backup(
+        path, {"epoch": 12, "step": 0, "updates": 48}, variables,
+        {"A": {"x": np.arange(3)}},
+    )
     meta, saved, callbacks = plain_read(path)
-    assert sorted(meta) == ["epoch", "format", "state", "variables"]
-    assert meta["format"] == 1 and meta["epoch"] == 12
+    assert sorted(meta) == ["epoch", "format", "metrics", "state", "step",
+                            "updates", "variables"]
+    assert meta["format"] == 2 and meta["epoch"] == 12
+    assert meta["step"] == 0 and meta["updates"] == 48 and meta["metrics"] == []
     keras_order = model.variables + model.optimizer.variables
     assert meta["variables"] == [[v.path, list(v.shape)] for v in keras_order]
     for value, expected in zip(saved, values(keras_order)):
@@ -111,18 +119,20 @@ def test_backup_files_lists_backups_newest_first_and_nothing_else(tmp_path):
                  "epoch-000003.partial-99.backup.npz", "notes.txt",
                  "epoch-1.backup.npz.bak"]:
         (tmp_path / name).write_bytes(b"")
+    (tmp_path / "epoch-000002-step-000000005.backup.npz").write_bytes(b"")
     assert training_state.backup_files(tmp_path) == [
-        (10, os.path.join(tmp_path, "epoch-000010.backup.npz")),
-        (2, os.path.join(tmp_path, "epoch-000002.backup.npz")),
+        ((10, 0), os.path.join(tmp_path, "epoch-000010.backup.npz")),
+        ((2, 5), os.path.join(tmp_path, "epoch-000002-step-000000005.backup.npz")),
+        ((2, 0), os.path.join(tmp_path, "epoch-000002.backup.npz")),
     ]
     assert training_state.backup_files(tmp_path / "missing") == []
 
 
 def test_an_unknown_format_is_refused(tmp_path):
     path = tmp_path / "epoch-000001.backup.npz"
-    meta = {"format": 2, "epoch": 1, "variables": [], "state": "null"}
+    meta = {"format": 3, "epoch": 1, "variables": [], "state": "null"}
     np.savez(path, __meta__=np.array(json.dumps(meta)))
-    with pytest.raises(ValueError, match="unknown backup format 2"):
+    with pytest.raises(ValueError, match="unknown backup format 3"):
         training_state.read_backup(path)
 
 
@@ -211,3 +221,54 @@ def test_capture_and_restore_undo_training_and_random_draws():
     np.testing.assert_array_equal(
         keras.ops.convert_to_numpy(keras.random.uniform((3,))), expected[2]
     )
+
+
+def test_the_random_state_round_trips_through_a_backup_file(tmp_path):
+    random.seed(4)
+    np.random.seed(4)
+    state = training_state.global_random_state()
+    expected = (random.random(), np.random.permutation(10))
+    path = training_state.backup_path(tmp_path, 1, 3)
+    model = model_with_dropout()
+    training_state.write_backup(
+        path, {"epoch": 1, "step": 3, "updates": 7},
+        training_state.variables(model), {}, random_state=state,
+    )
+    random.seed(99)
+    np.random.seed(99)
+    read = training_state.read_backup(path)
+    assert (read["epoch"], read["step"], read["updates"]) == (1, 3, 7)
+    training_state.set_global_random_state(read["random"])
+    assert random.random() == expected[0]
+    np.testing.assert_array_equal(np.random.permutation(10), expected[1])
+
+
+@pytest.mark.parametrize(
+    "damage, says",
+    [
+        (lambda path: open(path, "r+b").truncate(os.path.getsize(path) // 2),
+         "truncated"),
+        (lambda path: open(path, "w").write("0"), "truncated or overwritten"),
+    ],
+)
+def test_a_damaged_backup_says_it_is_damaged(tmp_path, damage, says):
+    path = training_state.backup_path(tmp_path, 1)
+    training_state.write_backup(
+        path, {"epoch": 1}, training_state.variables(model_with_dropout()), {}
+    )
+    damage(path)
+    with pytest.raises(training_state.DamagedBackupError, match=says):
+        training_state.read_backup(path)
+
+
+def test_a_flipped_byte_is_a_bad_checksum(tmp_path):
+    path = training_state.backup_path(tmp_path, 1)
+    training_state.write_backup(
+        path, {"epoch": 1}, training_state.variables(model_with_dropout()), {}
+    )
+    data = bytearray(open(path, "rb").read())
+    member = data.find(b"\x93NUMPY", 200)  # inside an array member's data
+    data[member + 120] ^= 0xFF
+    open(path, "wb").write(bytes(data))
+    with pytest.raises(training_state.DamagedBackupError, match="bad checksum"):
+        training_state.read_backup(path)

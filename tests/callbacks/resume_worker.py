@@ -1,6 +1,7 @@
 """A training process for the kill-and-resume tests (run as a script).
 
     python resume_worker.py SCENARIO WORKDIR [--die-in-write N]
+        [--save-freq N] [--shuffle]
 
 Trains a small model with every stateful keras_trainopt callback and
 `keras_trainopt.BackupAndRestore(WORKDIR/backup)`, printing "batch" after each
@@ -8,6 +9,12 @@ update so that the test can SIGKILL it at a chosen step. A run that reaches
 the end writes WORKDIR/result.npz: the weights, the averages, the learning
 rate, the step count and every callback's state (as JSON). Each start after
 a kill resumes from the backup.
+
+`--save-freq N` backs up every N updates (mid-epoch backups) instead of
+each epoch; `--shuffle` trains with `shuffle=True` (the script seeds
+everything with `keras.utils.set_random_seed`, as a reproducible script
+does). The worker prints "start <updates>" once the backup is loaded (the
+updates it resumes from) and "batch <updates>" after every update.
 
 `--die-in-write N` makes the process kill itself in the middle of its N-th
 backup file write, after half the bytes of the temporary file are written
@@ -59,9 +66,10 @@ def build_model():
     return model
 
 
-def callbacks(scenario, workdir, x_probe):
+def callbacks(scenario, workdir, x_probe, save_freq="epoch"):
     """The callbacks under test; `BackupAndRestore` sits in the middle."""
-    backup = kt.BackupAndRestore(os.path.join(workdir, "backup"))
+    backup = kt.BackupAndRestore(os.path.join(workdir, "backup"),
+                                 save_freq=save_freq)
     logs = os.path.join(workdir, "logs")
     if scenario == "monitors":
         return [
@@ -93,9 +101,19 @@ def callbacks(scenario, workdir, x_probe):
     raise SystemExit(f"unknown scenario {scenario}")
 
 
+def updates(model):
+    """The optimizer's update count (JAX: from the live state, synced)."""
+    if hasattr(model, "jax_state_sync"):
+        model.jax_state_sync()
+    return int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+
+
 class Progress(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        print("start", updates(self.model), flush=True)
+
     def on_train_batch_end(self, batch, logs=None):
-        print("batch", flush=True)
+        print("batch", updates(self.model), flush=True)
 
 
 def die_in_write(n):
@@ -141,14 +159,17 @@ def main():
     parser.add_argument("scenario")
     parser.add_argument("workdir")
     parser.add_argument("--die-in-write", type=int, default=0)
+    parser.add_argument("--save-freq", type=int, default=0)
+    parser.add_argument("--shuffle", action="store_true")
     args = parser.parse_args()
     if args.die_in_write:
         die_in_write(args.die_in_write)
     (x, y), (x_val, y_val) = data()
     model = build_model()
-    cbs = callbacks(args.scenario, args.workdir, x_val[:16])
+    cbs = callbacks(args.scenario, args.workdir, x_val[:16],
+                    args.save_freq or "epoch")
     model.fit(
-        x, y, batch_size=BATCH, epochs=EPOCHS, shuffle=False, verbose=0,
+        x, y, batch_size=BATCH, epochs=EPOCHS, shuffle=args.shuffle, verbose=0,
         validation_data=(x_val, y_val), callbacks=cbs + [Progress()],
     )
     result, text, arrays = final_state(model, cbs)

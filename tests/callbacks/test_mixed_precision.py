@@ -26,6 +26,7 @@ Python, never from the code under test.
 """
 
 import math
+import os
 
 import keras
 import numpy as np
@@ -632,3 +633,33 @@ def test_find_learning_rate_gives_up_on_a_step_after_32_skips(mixed_float16):
     assert float(_read(model.optimizer.dynamic_scale)) == 2.0 ** (100 - 33)
     assert int(_read(model.optimizer.inner_optimizer.iterations)) == 0
     assert_close([_read(v) for v in model.weights], before, atol=0)
+
+
+def test_backup_save_freq_counts_applied_updates_not_skipped_steps(
+    mixed_float16, tmp_path
+):
+    # issue 20: save_freq=3 counts the inner optimizer's updates. Steps 2
+    # and 7 of each 8-step epoch are skipped, so 3 applied updates are
+    # reached after 4 steps of an epoch and 3 more after 7 (by step count
+    # alone the backups would fall after steps 3 and 6)
+    from keras_trainopt import BackupAndRestore
+
+    model = build_model("explicit")
+    written = []
+
+    class Watch(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            names = sorted(n for n in os.listdir(tmp_path) if n.endswith(".npz"))
+            written.extend(n for n in names if n not in written)
+
+    x, y = data()
+    model.fit(x, y, batch_size=BATCH, epochs=2, shuffle=False, verbose=0,
+              callbacks=[BackupAndRestore(tmp_path, save_freq=3,
+                                          delete_checkpoint=False), Watch()])
+    assert written == [
+        "epoch-000000.backup.npz",
+        "epoch-000000-step-000000004.backup.npz",
+        "epoch-000000-step-000000007.backup.npz",
+        "epoch-000001-step-000000004.backup.npz",
+        "epoch-000001-step-000000007.backup.npz",
+    ]
