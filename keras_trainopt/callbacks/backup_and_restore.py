@@ -4,6 +4,7 @@ import contextlib
 import os
 import sys
 import warnings
+from typing import Any
 
 import keras
 import numpy as np
@@ -135,7 +136,7 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
         double_checkpoint: bool = True,
         delete_checkpoint: bool = True,
         handle_sigterm: bool = True,
-    ):
+    ) -> None:
         # a path, non-empty, and not an existing file
         backup_dir = validation.check_path("backup_dir", backup_dir)
         save_freq = _check_save_freq(save_freq)
@@ -165,7 +166,7 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
         self.restored_epoch = None
         self.restored_step = None
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {
             "backup_dir": self.backup_dir,
             "save_freq": self.save_freq,
@@ -176,7 +177,7 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
 
     # -- Keras hooks ---------------------------------------------------------
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         if distribute.is_chief() and self._lock is None:  # else: a fit raised
             self._lock = dir_lock.claim(self.backup_dir, "`backup_dir`")
             atomic.remove_partial_files(self.backup_dir)
@@ -205,15 +206,21 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
             self._watch = preemption.SigtermWatch(model, self._running)
             self._watch.start()
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(
+        self, epoch: int, logs: dict[str, Any] | None = None
+    ) -> None:
         if not self._edges:  # no tail added: do its work here
             self._epoch_begun(epoch)
 
-    def on_train_batch_begin(self, batch, logs=None):
+    def on_train_batch_begin(
+        self, batch: int, logs: dict[str, Any] | None = None
+    ) -> None:
         if not self._edges:  # no head added: do its work here
             self._step_boundary(batch)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(
+        self, epoch: int, logs: dict[str, Any] | None = None
+    ) -> None:
         self._current_epoch = epoch + 1  # as Keras' BackupAndRestore
         self._last_batch_seen = 0
         if not self._edges:
@@ -226,7 +233,7 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
     # in line, before the step.
     on_train_batch_end = keras.callbacks.Callback.on_train_batch_end
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         try:
             if not self.delete_checkpoint:
                 if self._position != self._saved_position:
