@@ -6,6 +6,7 @@ import keras
 
 from keras_trainopt._internal import callback_state
 from keras_trainopt._internal import console
+from keras_trainopt._internal import model_facts
 from keras_trainopt._internal import validation
 from keras_trainopt._internal.layers import is_graph_model
 from keras_trainopt.callbacks.activation_monitor import ActivationMonitor
@@ -115,6 +116,10 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
         for monitor in self.monitors.values():
             monitor._state_owner = self  # saved with the doctor's state
         self.advice = []
+        self._model_facts = {}
+        self._inputs = None
+        # the units' fractions before the first update (of epoch 0)
+        self._initial_activations = None
         self._epochs_done = 0
         # epochs of the current fit whose gap was checked / not (no
         # validation); None before any fit
@@ -127,6 +132,7 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
         """Each monitor's state and the epochs seen, for a restart."""
         return {
             "epochs_done": self._epochs_done,
+            "initial_activations": self._initial_activations,
             "monitors": {
                 name: monitor.get_state()
                 for name, monitor in self.monitors.items()
@@ -136,6 +142,8 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
     def set_state(self, state):
         """Restores what `get_state` returned."""
         self._epochs_done = int(state.get("epochs_done", 0))
+        if state.get("initial_activations") is not None:
+            self._initial_activations = state["initial_activations"]
         for name, monitor_state in state.get("monitors", {}).items():
             if name in self.monitors:
                 self.monitors[name].set_state(monitor_state)
@@ -163,6 +171,22 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
         self.advice = []
         self._gap_checked, self._gap_skipped = 0, 0
         self._forward("on_train_begin", logs)
+        # Before the first update: what the model and the data are, and
+        # which units are dead or saturated from the start (the
+        # initialization) rather than killed later (the rate).
+        self._model_facts = model_facts.describe(self.model)
+        self._inputs = None
+        activations = self.monitors.get("activations")
+        if activations is not None:
+            target = activations.probe_model or self.model
+            if not model_facts.scales_inputs(target):
+                self._inputs = model_facts.input_scale(activations.x)
+            if self._initial_activations is None or self._epochs_done == 0:
+                self._initial_activations = {
+                    layer: {key: stats[key] for key in
+                            ("saturated_fraction", "dead_fraction")}
+                    for layer, stats in activations._measure().items()
+                }
 
     def on_epoch_begin(self, epoch, logs=None):
         self._forward("on_epoch_begin", epoch, logs)
@@ -223,15 +247,20 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
         found = advice_rules.advise(
             loss={
                 "diagnosis": loss.diagnosis,
+                "pattern": loss.pattern,
                 "reason": loss.reason,
                 "diverged_at_step": loss.diverged_at_step,
                 "learning_rate": (
                     loss.learning_rates[-1] if loss.learning_rates else None
                 ),
+                "recent_loss": loss.recent_loss,
+                "peak_loss": loss.peak_loss,
+                "chance_loss": loss.chance_level,
             },
             fit={
                 "diagnosis": fit.diagnosis,
                 "reason": fit.reason,
+                "evidence": fit.evidence,
                 "gaps": list(fit.gaps),
                 "best_epoch": fit.best_epoch,
                 "epoch": self._epochs_done,
@@ -240,6 +269,9 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
             activations=(
                 None if activations is None else dict(activations.stats)
             ),
+            initial_activations=self._initial_activations,
+            inputs=self._inputs,
+            model=self._model_facts,
             strong_gap=2 * fit.overfitting_gap,
         )
         if self._gap_checked == 0 and self._gap_skipped:
@@ -249,12 +281,13 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
                 found.append(advice_rules.Advice(
                     "overall", "ok",
                     "no other problems seen: the loss, the update ratios and "
-                    "the activations look healthy"))
+                    "the activations look healthy", "healthy"))
             found.insert(
                 sum(a.severity == "problem" for a in found),
                 advice_rules.Advice(
                     "fit", "warning",
                     "the train/validation gap was not checked: fit had no "
                     "validation data; pass validation_data or "
-                    "validation_split to fit to have it checked"))
+                    "validation_split to fit to have it checked",
+                    "gap_not_checked"))
         return found
