@@ -36,6 +36,7 @@ ACTIVATION_HISTOGRAM = "histogram"  # a histogram, the others are scalars
 # -- keras.callbacks.TensorBoard (runs `train`, `validation`) ------------------
 # It writes each epoch log `<name>` as `epoch_<name>`; these are read only.
 EPOCH_LOSS = "epoch_loss"
+EPOCH_VAL_LOSS = "epoch_val_loss"  # compare_learning_rates: one run per rate
 EPOCH_ACCURACY = "epoch_accuracy"
 EPOCH_LEARNING_RATE = "epoch_learning_rate"
 EPOCH_GENERALIZATION_GAP = "epoch_" + GENERALIZATION_GAP  # from the epoch logs
