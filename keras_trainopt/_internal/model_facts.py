@@ -69,6 +69,9 @@ def describe(model):
     per class) and ln(2) for a binary one with one output: the loss of a
     model that predicts equal odds (cs231n, "look for correct loss at
     chance performance"); classes of unequal frequency have a lower one.
+    It is `None` for a model with regularization losses (L2 and the like):
+    the loss `fit` reports then holds the penalty too, which has no chance
+    level.
     """
     facts = dict.fromkeys(("loss", "from_logits", "output_activation",
                            "output_layer", "classes", "chance_loss"))
@@ -87,12 +90,20 @@ def describe(model):
     except (AttributeError, IndexError, TypeError, ValueError):
         classes = None
     facts["classes"] = classes if isinstance(classes, int) else None
-    if name in _CLASSIFICATION and facts["classes"]:
+    if name in _CLASSIFICATION and facts["classes"] and not _penalized(model):
         if name == "binary_crossentropy":
             facts["chance_loss"] = math.log(2) if classes == 1 else None
         elif classes > 1:
             facts["chance_loss"] = math.log(classes)
     return facts
+
+
+def _penalized(model):
+    """Whether the model adds regularization losses to the data loss."""
+    try:
+        return bool(model.losses)
+    except (AttributeError, TypeError, ValueError):
+        return True  # cannot tell: no chance level rather than a wrong one
 
 
 def scales_inputs(model):

@@ -205,10 +205,13 @@ class OverfittingMonitor(callback_state.Restorable, keras.callbacks.Callback):
         self._validated = False
         facts = model_facts.describe(self.model)
         classes = facts["classes"]
+        classification = facts["loss"] in (
+            "sparse_categorical_crossentropy", "categorical_crossentropy",
+            "binary_crossentropy")
         self._chance = {
             "loss": facts["chance_loss"],
             "accuracy": (
-                None if facts["chance_loss"] is None or not classes
+                None if not classification or not classes
                 or self.lower_is_better or "acc" not in self.metric.lower()
                 else 1.0 / max(classes, 2)
             ),
@@ -312,9 +315,11 @@ class OverfittingMonitor(callback_state.Restorable, keras.callbacks.Callback):
             train if self._chance.get("accuracy") else None,
             self._chance.get("accuracy"))
         if chance:
-            self.evidence = (
-                f"training is no better than chance (loss {float(loss):.4g}, "
-                f"chance level {self._chance['loss']:.4g})")
+            level = (f"loss {float(loss):.4g}, chance level "
+                     f"{self._chance['loss']:.4g}" if self._chance.get("loss")
+                     else f"{self.metric} {train:.4g}, chance level "
+                     f"{self._chance['accuracy']:.4g}")
+            self.evidence = f"training is no better than chance ({level})"
             return generalization.Diagnosis(
                 "underfitting",
                 f"{self.evidence}: the model has not learned; if the loss "

@@ -526,7 +526,8 @@ def _units_findings(e):
             when = ""
             if start is not None:
                 when = (", from the start" if start >= now / 2
-                        else ", alive at the start")
+                        else ", alive at the start" if kind == "dead"
+                        else ", not at the start")
             verb = "is" if kind == "saturated" else "has"
             found.append(_Candidate(
                 finding, "problem", [f"layer {layer} {verb} {how}{when}"],
