@@ -1,10 +1,13 @@
 """Does `TrainingDoctor` name the true cause? A benchmark of broken trainings.
 
     python benchmarks/diagnosis.py --seeds 3 \\
-        --json benchmarks/results/diagnosis.json \\
-        --markdown docs/diagnosis.md --plot docs/img/diagnosis.png
-    KERAS_BACKEND=jax python benchmarks/diagnosis.py --seeds 1
+        --json benchmarks/results/diagnosis_tensorflow.json \\
+        --markdown benchmarks/results/diagnosis_tensorflow.md \\
+        --plot docs/diagnosis_tensorflow.png
+    KERAS_BACKEND=jax python benchmarks/diagnosis.py --seeds 1 \\
+        --markdown benchmarks/results/diagnosis_jax.md  # (or torch)
     python benchmarks/diagnosis.py --quick          # one seed, a smoke run
+    python benchmarks/diagnosis.py --held-out       # the held-out ones only
 
 Each scenario breaks one thing in an otherwise ordinary training on
 scikit-learn's digits (8x8 images scaled to [0, 1], 1200 training and 597
@@ -339,8 +342,11 @@ def summarize(rows):
     healthy = [r for r in rows if r["truth"] == "healthy"]
     clean = sum(all(f == "healthy" for f in r["findings"]) for r in healthy)
     no_problem = sum("problem" not in r["severities"] for r in healthy)
+    held_out = [r for r in rows if r["scenario"] in HELD_OUT]
     return {
         "runs": len(rows), "first_correct": correct,
+        "held_out_runs": len(held_out),
+        "held_out_correct": sum(r["first"] == r["truth"] for r in held_out),
         "healthy_runs": len(healthy), "healthy_clean": clean,
         "healthy_no_problem": no_problem,
         "contradictory_lists": sum(bool(r["contradictions"]) for r in rows),
@@ -389,6 +395,9 @@ def markdown(rows, summary, backend, seeds):
         f"{s['healthy_runs']}",
         f"- advice lists with a contradictory pair: "
         f"{s['contradictory_lists']}",
+        *([f"- of which the held-out scenarios (added after the rules): "
+           f"{s['held_out_correct']}/{s['held_out_runs']}"]
+          if s["held_out_runs"] else []),
         "",
         *lines,
         "",

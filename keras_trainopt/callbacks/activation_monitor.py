@@ -180,6 +180,16 @@ class ActivationMonitor(callback_state.Restorable, keras.callbacks.Callback):
             )
             self._probe_of = target
         self._writer = tensorboard.open_run(self.log_dir, "monitors")
+        if self._writer is not None:  # charts that cannot have data
+            from keras_trainopt.reporting import layout
+
+            kinds = {activation_kind(layer) for _, layer in self._probed_layers}
+            omit = []
+            if not kinds & {"tanh", "sigmoid"}:
+                omit.append(layout.SATURATED_CHART)
+            if "relu" not in kinds:
+                omit.append(layout.DEAD_CHART)
+            self._writer.omit_charts(omit)
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every_epochs == 0:

@@ -44,8 +44,7 @@ class OverfittingMonitor(callback_state.Restorable, keras.callbacks.Callback):
       epoch losses (`diagnostics.generalization.overfitting_trend`): the
       validation loss rose more than 10% above its minimum while the
       training loss fell more than 10% since, or the validation loss is 3x
-      the training loss or more and the gap grew by more than half of
-      `overfitting_gap` from its smallest;
+      the training loss or more and the gap exceeds half of `overfitting_gap`;
     - `"underfitting"`: `|gap| <= underfitting_gap` and the training value is
       worse than `underfitting_value`;
     - `"good_fit"` otherwise.

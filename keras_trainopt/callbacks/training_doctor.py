@@ -177,7 +177,15 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
         self._model_facts = model_facts.describe(self.model)
         self._inputs = None
         activations = self.monitors.get("activations")
-        if activations is not None:
+        if activations is None:  # no probe: no activation charts can fill
+            from keras_trainopt.reporting import layout
+
+            writer = tensorboard.open_run(self.log_dir, "monitors")
+            if writer is not None:
+                writer.omit_charts([layout.SATURATED_CHART,
+                                    layout.DEAD_CHART])
+            tensorboard.close_run(writer)
+        else:
             target = activations.probe_model or self.model
             if not model_facts.scales_inputs(target):
                 self._inputs = model_facts.input_scale(activations.x)
@@ -221,14 +229,18 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
         self._epochs_done = epoch + 1
 
     def on_train_end(self, logs=None):
-        self._forward("on_train_end", logs)
-        self.advice = self.diagnose()
+        # Opened before the monitors give theirs back: the same writer, so
+        # the run keeps one layout (the charts the monitors left out stay out).
         writer = tensorboard.open_run(self.log_dir, "monitors")
-        if writer is not None:
-            text = "\n".join(f"- **{a.severity}**: {a.message}"
-                             for a in self.advice)
-            writer.text(tags.ADVICE, text, 0)
-        tensorboard.close_run(writer)
+        try:
+            self._forward("on_train_end", logs)
+            self.advice = self.diagnose()
+            if writer is not None:
+                text = "\n".join(f"- **{a.severity}**: {a.message}"
+                                 for a in self.advice)
+                writer.text(tags.ADVICE, text, 0)
+        finally:
+            tensorboard.close_run(writer)
         if self.verbose:
             console.print_msg("\nTrainingDoctor:\n" + "\n".join(
                 f"  - {a.message}" for a in self.advice))

@@ -121,8 +121,8 @@ def raw_levels(losses):
     The sentences quote these: a smoothed value lags behind the curve.
 
     >>> from keras_trainopt.diagnostics.loss_curve import raw_levels
-    >>> raw_levels([3.0, 2.0, 1.0, 0.5, 0.4, 0.3])
-    (2.0, 0.4, 3.0)
+    >>> [round(v, 6) for v in raw_levels([3.0, 2.0, 1.0, 0.5, 0.4, 0.3])]
+    [2.0, 0.4, 3.0]
     """
     losses = np.asarray(losses, dtype="float64")
     losses = losses[np.isfinite(losses)]

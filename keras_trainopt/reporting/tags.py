@@ -23,6 +23,8 @@ ADVICE = "doctor/advice"  # text: "- **<severity>**: <message>" lines
 # -- UpdateRatioLogger (run `monitors`) ----------------------------------------
 UPDATE_RATIO_PREFIX = "update_ratio/"  # + "<layer>/<weight>": one weight
 UPDATE_RATIO_BY_LAYER_PREFIX = "update_ratio_by_layer/"  # + "<layer>"
+# + "<layer>": log10 of the same, for the custom-scalars chart (no log axis)
+UPDATE_RATIO_LOG10_BY_LAYER_PREFIX = "update_ratio_log10_by_layer/"
 UPDATE_RATIO_LOG10_ALL = "update_ratio/log10_all_weights"  # histogram
 
 # -- ActivationMonitor (run `monitors`) ----------------------------------------
@@ -55,6 +57,16 @@ def update_ratio(weight_key):
         weight_key: `"<layer>/<weight>"`, as `UpdateRatioLogger.ratios` keys it.
     """
     return UPDATE_RATIO_PREFIX + weight_key
+
+
+def update_ratio_log10_by_layer(layer):
+    """`update_ratio_log10_by_layer/<layer>`: log10 of a layer's ratio.
+
+    >>> from keras_trainopt.reporting import tags
+    >>> tags.update_ratio_log10_by_layer("dense")
+    'update_ratio_log10_by_layer/dense'
+    """
+    return UPDATE_RATIO_LOG10_BY_LAYER_PREFIX + layer
 
 
 def update_ratio_by_layer(layer):
