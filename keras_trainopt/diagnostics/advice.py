@@ -214,8 +214,10 @@ def advise(
       one's update ratio below `vanishing_factor` times the last one's;
     - `no_gradient`: an update ratio of exactly 0: no gradient reaches the
       layer. Never read as a rate too low;
-    - `learning_rate_too_low`: a flat or slow, linear loss, or every
-      (non-zero) update ratio below the band;
+    - `learning_rate_too_low`: a flat or slow, linear loss (unless every
+      non-zero update ratio is inside or above the band: the weights move
+      at a healthy pace, so the rate is not what holds the loss back), or
+      every non-zero update ratio below the band;
     - `overfitting`, `underfitting`: `OverfittingMonitor`'s verdict.
 
     Then the resolution of the module's docstring: causes first (the order
@@ -563,11 +565,15 @@ def _no_gradient(e):
 
 def _rate_too_low(e):
     found = []
-    if e.pattern in ("flat", "slow"):
-        reason = e.loss.get("reason") or ""
-        found.append(reason.split(":")[0] or "the loss falls slowly")
     low, _ = e.band
     positive = e.positive_ratios()
+    # The update ratio is the direct check of the rate: weights that move at
+    # a healthy pace while the loss does not are no sign of a rate too low
+    # (the model cannot use the updates: see the fit, the units).
+    rate_moves_weights = positive and all(r >= low for _, r in positive)
+    if e.pattern in ("flat", "slow") and not rate_moves_weights:
+        reason = e.loss.get("reason") or ""
+        found.append(reason.split(":")[0] or "the loss falls slowly")
     if positive and all(r < low for _, r in positive):
         listed = ", ".join(f"{layer} {r:.1e}" for layer, r in positive)
         found.append(f"every update ratio is below {low:.0e} ({listed})")

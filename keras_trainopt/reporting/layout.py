@@ -49,6 +49,13 @@ def custom_scalars_layout(omit=()):
 
     Reference: TensorBoard's custom-scalars plugin (`layout_pb2`).
     """
+    if isinstance(omit, str) or not isinstance(
+            omit, (list, tuple, set, frozenset)) or not all(
+            isinstance(title, str) for title in omit):
+        raise TypeError(
+            "`omit` must be a collection of chart titles (strings). "
+            f"Received: omit={omit!r}"
+        )
     return layout_pb2.Layout(
         category=[
             layout_pb2.Category(

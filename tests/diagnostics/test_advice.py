@@ -322,3 +322,16 @@ def test_layer_without_dead_fraction_and_zero_threshold():
     found = advise(loss={"diagnosis": "learning_rate_too_low"},
                    activations={"dense": {}}, dead_threshold=0.0)
     assert found
+
+
+def test_a_flat_loss_with_healthy_update_ratios_is_no_rate_too_low():
+    # the weights move at cs231n's healthy pace; the model cannot use it
+    flat = {"diagnosis": "learning_rate_too_low", "pattern": "flat",
+            "reason": "the loss barely moved: ...", "learning_rate": 0.01}
+    at_chance = {"diagnosis": "underfitting", "gaps": [0.01],
+                 "evidence": "training is no better than chance"}
+    found = advise(loss=flat, fit=at_chance, update_ratios={"dense": 1e-2})
+    assert [a.finding for a in found] == ["underfitting"]
+    found = advise(loss=flat, fit=at_chance, update_ratios={"dense": 1e-6})
+    assert [a.finding for a in found] == ["learning_rate_too_low"]
+    assert "training is no better than chance" in str(found[0])
