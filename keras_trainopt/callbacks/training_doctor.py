@@ -27,11 +27,17 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
     (cs231n). This callback runs `LossMonitor`, `OverfittingMonitor`,
     `UpdateRatioLogger` and, given probe inputs, `ActivationMonitor`, with
     their TensorBoard output in `<log_dir>/monitors`, and at the end of
-    training turns their findings into concrete advice
-    (`keras_trainopt.diagnostics.advise`), e.g. "learning rate too high: the
-    loss diverged at step 120; try about 0.003". The advice is printed
-    (`verbose`), written to TensorBoard's text plugin (`doctor/advice`) and
-    kept in `advice` for reports.
+    training turns their findings into root causes
+    (`keras_trainopt.diagnostics.advise`): one `Advice` per cause, with a
+    machine-readable `finding` and the symptoms that point to it as
+    `evidence`, e.g. "learning rate too high: the loss blew up to 7.6 and
+    then stayed at 2.44, near or above the chance level 2.3; layer dense has
+    100% dead units, alive at the start; ...; try about 0.3" rather than four
+    findings about dead units, underfitting and low update ratios. Before
+    the first update it also reads the model's loss and output layer, the
+    probe inputs' scale and which units are dead or saturated from the
+    start. The advice is printed (`verbose`), written to TensorBoard's text
+    plugin (`doctor/advice`) and kept in `advice` for reports.
 
     Without validation data (no `validation_data` or `validation_split`) the
     train/validation gap is not checked: a one-time warning says so at the
@@ -73,7 +79,9 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
             (a subclassed one is refused at train begin).
 
     Attributes:
-        advice: list of `keras_trainopt.diagnostics.Advice`, worst first.
+        advice: list of `keras_trainopt.diagnostics.Advice`, worst first;
+            `advice[0].finding` names the main cause (`"healthy"` when
+            nothing is wrong).
         monitors: the monitors, by name ("loss", "fit", "update_ratio",
             "activations").
 
