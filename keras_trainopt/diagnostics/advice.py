@@ -18,6 +18,7 @@ accuracy at chance, which a gap check alone would call underfitting.
 
 import dataclasses
 import math
+import numbers
 
 from keras_trainopt._internal import validation
 
@@ -366,10 +367,12 @@ class _Evidence:
 
 
 def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A real number (NumPy's too), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _finite_ratios(ratios):
+    """`{layer: float ratio}`, the layers without a number left out."""
     return {layer: float(r) for layer, r in (ratios or {}).items()
             if _is_number(r)}
 

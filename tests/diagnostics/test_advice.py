@@ -335,3 +335,12 @@ def test_a_flat_loss_with_healthy_update_ratios_is_no_rate_too_low():
     found = advise(loss=flat, fit=at_chance, update_ratios={"dense": 1e-6})
     assert [a.finding for a in found] == ["learning_rate_too_low"]
     assert "training is no better than chance" in str(found[0])
+
+
+def test_numpy_numbers_count_as_evidence():
+    import numpy as np
+
+    (found,) = advise(update_ratios={"a": np.float32(0.0)},
+                      activations={"a": {"dead_fraction": np.float32(0.9)}})
+    assert found.finding == "dead_units"
+    assert "no gradient reaches layer a" in str(found)
