@@ -13,7 +13,9 @@ purpose, one problem at a time, under a `TrainingDoctor` (`LossMonitor`,
    doctor says "learning rate too high ... try about 0.1";
 2. a big network on ten images: "strong overfitting ... stop at epoch ...";
 3. a tanh layer with huge initial weights: "layer hidden1 is ...% saturated";
-4. a healthy run for contrast: update ratios near 1e-3, "no problems seen".
+4. a healthy run for contrast: update ratios near 1e-3, "no problems seen";
+5. four learning rates on one chart (`compare_learning_rates`): too low,
+   good, high, too high, and the rate to use.
 
 All runs end up in one HTML report (`keras_trainopt.write_report`).
 `KERAS_TRAINOPT_SMOKE=1` shrinks the runs (the test suite sets it).
@@ -32,6 +34,7 @@ SMOKE = os.environ.get("KERAS_TRAINOPT_SMOKE") == "1"
 EPOCHS_OVERFITTING = 10 if SMOKE else 40
 EPOCHS_SATURATED = 3 if SMOKE else 15
 EPOCHS_HEALTHY = 4 if SMOKE else 20
+EPOCHS_COMPARE = 2 if SMOKE else 5
 LOG_ROOT = "runs/02_monitors_and_doctor"
 
 x, y = load_digits(return_X_y=True)
@@ -116,6 +119,26 @@ print(f"validation accuracy {history.history['val_accuracy'][-1]:.3f}, gap "
           for layer, ratio in doctor.monitors["update_ratio"].layer_ratios.items()))
 healthy = doctor.monitors["activations"].stats["hidden1"]
 print(f"saturated_fraction of hidden1: {healthy['saturated_fraction']:.0%}")
+
+# 5. Four learning rates from the same initial weights, on the same batches.
+
+
+def build_for_comparison():
+    model = build_mlp(activation="relu")
+    model.compile(kt.nesterov_sgd(0.01, momentum=0.9),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+comparison = kt.compare_learning_rates(
+    build_for_comparison, x_train, y_train,
+    learning_rates=(1e-4, 1e-2, 0.3, 3.0), epochs=EPOCHS_COMPARE,
+    validation_data=(x_val, y_val),
+    log_dir=f"{LOG_ROOT}/5_compare_learning_rates")
+for rate in comparison.learning_rates:
+    print(f"lr={rate:g}: {comparison.diagnoses[rate]}: "
+          f"{comparison.reasons[rate]}")
+print(f"recommended learning rate: {comparison.recommended:g}")
 
 print(f"\nreport: {kt.write_report(LOG_ROOT)}")
 print(f"TensorBoard: tensorboard --logdir {LOG_ROOT}")

@@ -35,9 +35,11 @@ if typing.TYPE_CHECKING:  # for type checkers and IDEs
     from keras_trainopt.schedules import InverseTimeDecaySchedule
     from keras_trainopt.schedules import StepDecaySchedule
     from keras_trainopt.tuning import HyperparameterConfig
+    from keras_trainopt.tuning import LearningRateComparison
     from keras_trainopt.tuning import LearningRateFinderResult
     from keras_trainopt.tuning import SearchResult
     from keras_trainopt.tuning import SearchSpace
+    from keras_trainopt.tuning import compare_learning_rates
     from keras_trainopt.tuning import find_learning_rate
     from keras_trainopt.tuning import search_hyperparameters
 
@@ -53,6 +55,7 @@ __all__ = [
     "HyperparameterConfig",
     "InverseTimeDecay",
     "InverseTimeDecaySchedule",
+    "LearningRateComparison",
     "LearningRateFinderResult",
     "LossMonitor",
     "OverfittingMonitor",
@@ -64,6 +67,7 @@ __all__ = [
     "StochasticWeightAveraging",
     "TrainingDoctor",
     "UpdateRatioLogger",
+    "compare_learning_rates",
     "find_learning_rate",
     "fit_seed_ensemble",
     "log_results",
@@ -101,9 +105,11 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     ],
     "keras_trainopt.tuning": [
         "HyperparameterConfig",
+        "LearningRateComparison",
         "LearningRateFinderResult",
         "SearchResult",
         "SearchSpace",
+        "compare_learning_rates",
         "find_learning_rate",
         "search_hyperparameters",
     ],

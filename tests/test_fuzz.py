@@ -477,6 +477,7 @@ REGISTRY = {
             restore_weights=bools(),
             oscillation_threshold=reals(-0.5, 2.0, 0.0),
             linearity_threshold=reals(-0.5, 2.0, 0.0),
+            chance_loss=values("auto", None, 2.3, 0.0, -1.0, "ln", NAN),
             verbose=verbose(),
         )
     ),
@@ -607,7 +608,8 @@ REGISTRY = {
         after=check_patched_model,
     ),
     # diagnostics
-    "Advice": _record(("topic", "severity", "message")),
+    "Advice": _record(("topic", "severity", "message", "finding",
+                       "evidence")),
     "Diagnosis": _record(("verdict", "reason")),
     "RunningSmooth": Spec(
         params=lambda: dict(
@@ -629,6 +631,7 @@ REGISTRY = {
             oscillation_threshold=reals(-0.5, 2.0, 0.0),
             linearity_threshold=reals(-0.5, 2.0, 0.0),
             flat_tolerance=reals(-0.5, 1.0, 0.0),
+            chance_loss=optional(reals(0.1, 5.0, 0.0, -1.0)),
         ),
         after=check_verdict("insufficient_data", "good",
                             "learning_rate_too_high", "learning_rate_too_low"),
@@ -682,6 +685,18 @@ REGISTRY = {
             saturation_threshold=reals(-0.1, 1.1, 0.0, 1.0),
             dead_threshold=reals(-0.1, 1.1, 0.0, 1.0),
             strong_gap=reals(-0.1, 1.0, 0.0),
+            initial_activations=optional(values(
+                {"relu": {"saturated_fraction": None, "dead_fraction": 0.1}},
+                {"x": {}}, {"x": 5})),
+            inputs=optional(values({"rms": 1.0}, {"rms": 300.0},
+                                   {"rms": NAN, "non_finite": 3}, {})),
+            model=optional(values(
+                {"output_activation": "softmax", "from_logits": True,
+                 "loss": "sparse_categorical_crossentropy"},
+                {"output_activation": "linear", "from_logits": False,
+                 "loss": None}, {})),
+            input_scale=reals(0.1, 100.0, 0.0, -1.0),
+            vanishing_factor=reals(1e-4, 1.0, 0.0, 1.5),
         ),
         after=check_advice,
     ),
@@ -702,7 +717,9 @@ REGISTRY = {
         ),
         min_accepted=0.01,  # two valid values (None and a writer) in all
     ),
-    "custom_scalars_layout": Spec(params=dict, always_accepts=True),
+    "custom_scalars_layout": Spec(params=lambda: dict(
+        omit=values((), ["saturated fraction"], {"dead ReLU fraction"}, 5,
+                    "saturated fraction", [1]))),
     "log_results": Spec(
         params=lambda: dict(
             log_dir=paths(allow_none=False),
@@ -755,6 +772,26 @@ REGISTRY = {
         "learning_rates", "losses", "smoothed_losses", "suggestion",
         "suggestions", "rule", "stopped_early", "warnings",
     )),
+    "LearningRateComparison": _record((
+        "learning_rates", "epoch_losses", "val_losses", "steps",
+        "step_losses", "diagnoses", "reasons", "recommended",
+    )),
+    "compare_learning_rates": Spec(
+        # Each valid call trains one tiny model per rate: few examples.
+        examples=30,
+        params=lambda: dict(
+            learning_rates=values((0.01, 0.1), [0.05], (), [0.1, -1.0],
+                                  "0.1", [0.1, 0.1], (NAN,), 0.1),
+            epochs=ints(1, 2, 0, -1),
+            validation_data=optional(values((X[:8], Y[:8]))),
+            batch_size=ints(4, 32, 0, -1),
+            seed=ints(0, 10, -1),
+            log_dir=optional(paths()),
+            verbose=ints(0, 0, -1),
+        ),
+        fixed=lambda: dict(build_model=compiled_model, x=X, y=Y),
+        always=("learning_rates", "epochs"),
+    ),
     "SearchResult": _record((
         "best", "best_score", "objective", "direction", "trials", "warnings",
         "space", "fine_space", "directory", "tuners", "log_dir", "role",

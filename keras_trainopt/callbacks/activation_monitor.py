@@ -180,6 +180,16 @@ class ActivationMonitor(callback_state.Restorable, keras.callbacks.Callback):
             )
             self._probe_of = target
         self._writer = tensorboard.open_run(self.log_dir, "monitors")
+        if self._writer is not None:  # charts that cannot have data
+            from keras_trainopt.reporting import layout
+
+            kinds = {activation_kind(layer) for _, layer in self._probed_layers}
+            omit = []
+            if not kinds & {"tanh", "sigmoid"}:
+                omit.append(layout.SATURATED_CHART)
+            if "relu" not in kinds:
+                omit.append(layout.DEAD_CHART)
+            self._writer.omit_charts(omit)
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every_epochs == 0:
@@ -196,11 +206,22 @@ class ActivationMonitor(callback_state.Restorable, keras.callbacks.Callback):
                 "ActivationMonitor.probe() runs once training has started "
                 "(it needs the model); pass the callback to `fit`."
             )
+        for name, stats in self._measure().items():
+            self.stats[name] = stats
+            self._write(name, stats, step)
+            self._warn(name, stats, step)
+        if self._writer is not None:
+            self._writer.flush()
+        return self.stats
+
+    def _measure(self):
+        """`{layer: stats}` of the probe batch now; nothing stored or written."""
         # A compiled forward pass (traced once per probe model), in inference
         # mode: about half the time of an eager call.
         outputs = self._probe.predict_on_batch(self.x)
         if not isinstance(outputs, (list, tuple)):
             outputs = [outputs]
+        measured = {}
         for (path, layer), output in zip(self._probed_layers, outputs):
             kind = activation_kind(layer)
             named = (
@@ -209,16 +230,11 @@ class ActivationMonitor(callback_state.Restorable, keras.callbacks.Callback):
                       enumerate(keras.tree.flatten(output))]
             )
             for name, value in named:
-                stats = activations.activation_stats(
+                measured[name] = activations.activation_stats(
                     keras.ops.convert_to_numpy(value), kind,
                     self.saturation_tolerance,
                 )
-                self.stats[name] = stats
-                self._write(name, stats, step)
-                self._warn(name, stats, step)
-        if self._writer is not None:
-            self._writer.flush()
-        return self.stats
+        return measured
 
     def _select_layers(self, model):
         """`[(path, layer)]` to probe, checked against the model."""

@@ -6,6 +6,7 @@ import keras
 
 from keras_trainopt._internal import callback_state
 from keras_trainopt._internal import console
+from keras_trainopt._internal import model_facts
 from keras_trainopt._internal import optimizers
 from keras_trainopt._internal import training
 from keras_trainopt._internal import validation
@@ -44,8 +45,14 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
         smooth > divergence_threshold * min(smooth so far)
 
     after at least `min_steps` readings, or as soon as a loss is NaN or inf.
-    The curve's shape is judged by `diagnose_loss_curve` at the end of each
-    epoch and of training.
+    The curve's shape is judged by `loss_curve_pattern` at the end of each
+    epoch and of training (never per step): a loss that blew up above twice
+    the chance level and stays at or above it (a very high rate: "the loss
+    drops fast, then gets stuck at a worse value") counts as a rate too
+    high, however flat it looks. The chance level is ln(classes) for a
+    classification cross-entropy, read off the model (`chance_loss`).
+    The sentences quote raw loss means (the first readings, the recent
+    ones), not the lagging smoothed value.
 
     Examples:
         >>> import keras, numpy as np
@@ -89,11 +96,22 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
             back when the stopped epoch ends, before its validation.
         oscillation_threshold, linearity_threshold: see
             `keras_trainopt.diagnostics.diagnose_loss_curve`.
+        chance_loss: the loss of a model no better than chance: `"auto"`
+            reads it off the model at train begin (ln(classes) for a
+            (sparse) categorical cross-entropy, ln(2) for a binary one with
+            one output, else unknown), a number, or `None` (unknown: a
+            blow-up followed by a plateau cannot be told from a good curve).
         verbose: 1 prints the verdict and advice.
 
     Attributes:
         diagnosis: `"insufficient_data"`, `"good"`,
             `"learning_rate_too_high"` or `"learning_rate_too_low"`.
+        pattern: the curve's shape, one of `PATTERNS` (`"non_finite"`: the
+            loss became NaN or inf with no rise before; `"diverged"`,
+            `"blow_up"`, `"oscillating"`, `"flat"`, `"slow"`,
+            `"at_chance"`, `"good"`, `"insufficient_data"`).
+        chance_level: the chance-level loss in use, or `None`.
+        recent_loss: the mean of the last readings (raw), or `None`.
         reason: the evidence and the advice, in words.
         steps, losses, learning_rates: the recorded series.
         diverged_at_step: the step at which divergence was seen, or `None`.
@@ -108,6 +126,7 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
         "learning_rate_too_high",
         "learning_rate_too_low",
     )
+    PATTERNS = tuple(loss_curve.PATTERN_VERDICTS)
 
     def __init__(
         self,
@@ -120,6 +139,7 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
         restore_weights=False,
         oscillation_threshold=0.5,
         linearity_threshold=0.6,
+        chance_loss="auto",
         verbose=1,
     ):
         super().__init__()
@@ -143,9 +163,16 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
         self.linearity_threshold = validation.check_real(
             "linearity_threshold", linearity_threshold, low=0.0, low_open=True
         )
+        if not (isinstance(chance_loss, str) and chance_loss == "auto"):
+            chance_loss = validation.check_real(
+                "chance_loss", chance_loss, low=0.0, low_open=True,
+                allow_none=True)
+        self.chance_loss = chance_loss
+        self.chance_level = None if chance_loss == "auto" else chance_loss
         self.verbose = validation.check_int("verbose", verbose, low=0)
         self.steps, self.losses, self.learning_rates = [], [], []
         self.diagnosis = "insufficient_data"
+        self.pattern = "insufficient_data"
         self.reason = "training has not started"
         self.diverged_at_step = None
         self._smooth = loss_curve.RunningSmooth()
@@ -165,6 +192,7 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
             "losses": list(self.losses),
             "learning_rates": list(self.learning_rates),
             "diagnosis": self.diagnosis,
+            "pattern": self.pattern,
             "reason": self.reason,
             "diverged_at_step": self.diverged_at_step,
             "smooth": [self._smooth.average, self._smooth.count],
@@ -177,6 +205,9 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
         self.losses = list(state.get("losses", []))
         self.learning_rates = list(state.get("learning_rates", []))
         self.diagnosis = state.get("diagnosis", "insufficient_data")
+        self.pattern = state.get(
+            "pattern", "diverged" if state.get("diverged_at_step") is not None
+            else self.diagnosis)
         self.reason = state.get("reason", "")
         self.diverged_at_step = state.get("diverged_at_step")
         average, count = state.get("smooth", (0.0, 0))
@@ -206,8 +237,22 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
 
     # -- Keras hooks -----------------------------------------------------------
 
+    @property
+    def recent_loss(self):
+        """The mean of the last `max(3, n // 10)` finite readings, raw."""
+        recent = loss_curve.raw_levels(self.losses)[1]
+        return None if math.isnan(recent) else recent
+
+    @property
+    def peak_loss(self):
+        """The largest finite reading, or `None`."""
+        peak = loss_curve.raw_levels(self.losses)[2]
+        return None if math.isnan(peak) else peak
+
     def on_train_begin(self, logs=None):
         self._reader = training.BatchLossReader(self.model)
+        if self.chance_loss == "auto":
+            self.chance_level = model_facts.describe(self.model)["chance_loss"]
         self._writer = tensorboard.open_run(self.log_dir, "monitors")
         self._written = min(self._written, len(self.steps))
 
@@ -296,7 +341,13 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
     def _watch(self, loss):
         step = self.steps[-1]
         if not math.isfinite(loss):
-            self._diverged(step, f"the loss became {loss} at step {step}")
+            # A loss that was rising (smoothed above 2x its best) diverged;
+            # one that turned NaN from a healthy level points at the data
+            # or the loss function as much as at the rate.
+            rising = self._smooth.count and self._best > 0 and (
+                self._smooth.value > 2.0 * self._best)
+            self._diverged(step, f"the loss became {loss} at step {step}",
+                           "diverged" if rising else "non_finite")
             return
         smoothed = self._smooth.update(loss)
         if self._smooth.count >= self.min_steps and loss_curve.is_diverging(
@@ -307,6 +358,7 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
                 f"the loss diverged at step {step} (smoothed {smoothed:.4g}, "
                 f"more than {self.divergence_threshold:g}x its best "
                 f"{self._best:.4g})",
+                "diverged",
             )
             return
         self._best = min(self._best, smoothed)
@@ -317,7 +369,7 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
             return False
         return self._smooth.count == 0 or self._smooth.value <= 1.5 * self._best
 
-    def _diverged(self, step, what):
+    def _diverged(self, step, what, pattern):
         if self.diverged_at_step is not None:
             return
         self.diverged_at_step = step
@@ -325,6 +377,11 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
         advice = "lower the learning rate"
         if rate:
             advice += f", e.g. to about {rate / 10:.2g}"
+        if pattern == "non_finite":
+            advice = ("with no rise before it: look for NaN or inf in the "
+                      "data and for a log or division by zero in the loss, "
+                      f"or {advice}")
+        self.pattern = pattern
         self.diagnosis = "learning_rate_too_high"
         self.reason = f"{what}: {advice}"
         if self.stop_on_divergence:
@@ -338,13 +395,15 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
             console.print_msg(f"\nLossMonitor: stopping: {self.reason}.")
 
     def _judge_shape(self):
-        verdict = loss_curve.diagnose_loss_curve(
+        pattern, reason = loss_curve.loss_curve_pattern(
             self.losses,
+            chance_loss=self.chance_level,
             min_steps=self.min_steps,
             oscillation_threshold=self.oscillation_threshold,
             linearity_threshold=self.linearity_threshold,
         )
-        self.diagnosis, self.reason = verdict.verdict, verdict.reason
+        self.pattern, self.reason = pattern, reason
+        self.diagnosis = loss_curve.PATTERN_VERDICTS[pattern]
 
     def _flush(self):
         if self._writer is None:

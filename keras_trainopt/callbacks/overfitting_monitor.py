@@ -1,9 +1,12 @@
 """`OverfittingMonitor`: the train-versus-validation gap, and what it means."""
 
+import math
+
 import keras
 
 from keras_trainopt._internal import callback_state
 from keras_trainopt._internal import console
+from keras_trainopt._internal import model_facts
 from keras_trainopt._internal import training
 from keras_trainopt._internal import validation
 from keras_trainopt.diagnostics import generalization
@@ -32,7 +35,16 @@ class OverfittingMonitor(callback_state.Restorable, keras.callbacks.Callback):
         gap = train - validation    (accuracy-like metrics)
         gap = validation - train    (loss-like metrics: loss, mse, ...)
 
-    - `"overfitting"`: `gap > overfitting_gap`;
+    - `"underfitting"`: training is no better than chance, whatever the
+      gap: the training loss is at least 0.9x the chance-level loss
+      (ln(classes) for a classification cross-entropy, read off the model)
+      or the training accuracy within 10% of the way from chance (1 /
+      classes) to 1 (`diagnostics.generalization.at_chance`);
+    - `"overfitting"`: `gap > overfitting_gap`; or, scale-free, from the
+      epoch losses (`diagnostics.generalization.overfitting_trend`): the
+      validation loss rose more than 10% above its minimum while the
+      training loss fell more than 10% since, or the validation loss is 3x
+      the training loss or more and the gap exceeds half of `overfitting_gap`;
     - `"underfitting"`: `|gap| <= underfitting_gap` and the training value is
       worse than `underfitting_value`;
     - `"good_fit"` otherwise.
@@ -86,6 +98,9 @@ class OverfittingMonitor(callback_state.Restorable, keras.callbacks.Callback):
             `"insufficient_data"` before the first epoch ends.
         reason: the evidence and advice, in words.
         gaps: the gap of every epoch; best_epoch: the best validation epoch.
+        train_losses, val_losses: the epoch losses (`loss`, `val_loss`).
+        evidence: the rule that decided the verdict, as a phrase ("" when
+            the gap alone did).
 
     Reference: cs231n, "Neural Networks Part 3: Learning and Evaluation",
     train/validation accuracy.
@@ -147,8 +162,11 @@ class OverfittingMonitor(callback_state.Restorable, keras.callbacks.Callback):
         self.diagnosis = "insufficient_data"
         self.reason = "no epoch has ended yet"
         self.gaps = []
+        self.train_losses, self.val_losses = [], []
+        self.evidence = ""
         self.best_epoch = None
         self.best_value = None
+        self._chance = {}
         self._overfit_run = 0
         self._best_weights = None
         self._writer = None
@@ -158,6 +176,9 @@ class OverfittingMonitor(callback_state.Restorable, keras.callbacks.Callback):
         """The per-epoch gaps, verdict and best epoch, for a restart."""
         return {
             "gaps": list(self.gaps),
+            "train_losses": list(self.train_losses),
+            "val_losses": list(self.val_losses),
+            "evidence": self.evidence,
             "diagnosis": self.diagnosis,
             "reason": self.reason,
             "best_epoch": self.best_epoch,
@@ -168,6 +189,9 @@ class OverfittingMonitor(callback_state.Restorable, keras.callbacks.Callback):
 
     def set_state(self, state):
         self.gaps = list(state.get("gaps", []))
+        self.train_losses = list(state.get("train_losses", []))
+        self.val_losses = list(state.get("val_losses", []))
+        self.evidence = state.get("evidence", "")
         self.diagnosis = state.get("diagnosis", "insufficient_data")
         self.reason = state.get("reason", "")
         self.best_epoch = state.get("best_epoch")
@@ -178,6 +202,19 @@ class OverfittingMonitor(callback_state.Restorable, keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self._writer = tensorboard.open_run(self.log_dir, "monitors")
         self._validated = False
+        facts = model_facts.describe(self.model)
+        classes = facts["classes"]
+        classification = facts["loss"] in (
+            "sparse_categorical_crossentropy", "categorical_crossentropy",
+            "binary_crossentropy")
+        self._chance = {
+            "loss": facts["chance_loss"],
+            "accuracy": (
+                None if not classification or not classes
+                or self.lower_is_better or "acc" not in self.metric.lower()
+                else 1.0 / max(classes, 2)
+            ),
+        }
 
     def on_epoch_end(self, epoch, logs=None):
         logs = {} if logs is None else logs
@@ -196,6 +233,7 @@ class OverfittingMonitor(callback_state.Restorable, keras.callbacks.Callback):
             train, held_out, self.lower_is_better
         )
         self.gaps.append(gap)
+        verdict = self._read_trend(verdict, logs, train)
         # keras.callbacks.TensorBoard writes it as tags.EPOCH_GENERALIZATION_GAP
         logs[tags.GENERALIZATION_GAP] = gap
         if self._writer is not None:
@@ -262,6 +300,41 @@ class OverfittingMonitor(callback_state.Restorable, keras.callbacks.Callback):
                 f"Keys there: {sorted(logs)}"
             )
         return float(logs[key]), float(logs[val_key])
+
+    def _read_trend(self, verdict, logs, train):
+        """At chance: underfitting; else the losses' trend may say overfitting."""
+        self.evidence = ""
+        loss, val_loss = logs.get("loss"), logs.get("val_loss")
+        if loss is None or val_loss is None or not math.isfinite(loss):
+            return verdict
+        self.train_losses.append(float(loss))
+        self.val_losses.append(float(val_loss))
+        chance = generalization.at_chance(
+            float(loss), self._chance.get("loss"),
+            train if self._chance.get("accuracy") else None,
+            self._chance.get("accuracy"))
+        if chance:
+            level = (f"loss {float(loss):.4g}, chance level "
+                     f"{self._chance['loss']:.4g}" if self._chance.get("loss")
+                     else f"{self.metric} {train:.4g}, chance level "
+                     f"{self._chance['accuracy']:.4g}")
+            self.evidence = f"training is no better than chance ({level})"
+            return generalization.Diagnosis(
+                "underfitting",
+                f"{self.evidence}: the model has not learned; if the loss "
+                "never fell, see the learning rate and the activations; "
+                "else use a bigger model or train longer")
+        if verdict.verdict == "good_fit":
+            trend = generalization.overfitting_trend(
+                self.train_losses, self.val_losses, self.gaps,
+                overfitting_gap=self.overfitting_gap)
+            if trend:
+                self.evidence = trend
+                return generalization.Diagnosis(
+                    "overfitting",
+                    f"{trend}: add regularization (L2, dropout), get more "
+                    "data, or stop earlier")
+        return verdict
 
     def _track_best(self, epoch, held_out):
         better = self.best_value is None or (

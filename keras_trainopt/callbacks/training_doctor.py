@@ -6,6 +6,7 @@ import keras
 
 from keras_trainopt._internal import callback_state
 from keras_trainopt._internal import console
+from keras_trainopt._internal import model_facts
 from keras_trainopt._internal import validation
 from keras_trainopt._internal.layers import is_graph_model
 from keras_trainopt.callbacks.activation_monitor import ActivationMonitor
@@ -26,11 +27,17 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
     (cs231n). This callback runs `LossMonitor`, `OverfittingMonitor`,
     `UpdateRatioLogger` and, given probe inputs, `ActivationMonitor`, with
     their TensorBoard output in `<log_dir>/monitors`, and at the end of
-    training turns their findings into concrete advice
-    (`keras_trainopt.diagnostics.advise`), e.g. "learning rate too high: the
-    loss diverged at step 120; try about 0.003". The advice is printed
-    (`verbose`), written to TensorBoard's text plugin (`doctor/advice`) and
-    kept in `advice` for reports.
+    training turns their findings into root causes
+    (`keras_trainopt.diagnostics.advise`): one `Advice` per cause, with a
+    machine-readable `finding` and the symptoms that point to it as
+    `evidence`, e.g. "learning rate too high: the loss blew up to 7.6 and
+    then stayed at 2.44, near or above the chance level 2.3; layer dense has
+    100% dead units, alive at the start; ...; try about 0.3" rather than four
+    findings about dead units, underfitting and low update ratios. Before
+    the first update it also reads the model's loss and output layer, the
+    probe inputs' scale and which units are dead or saturated from the
+    start. The advice is printed (`verbose`), written to TensorBoard's text
+    plugin (`doctor/advice`) and kept in `advice` for reports.
 
     Without validation data (no `validation_data` or `validation_split`) the
     train/validation gap is not checked: a one-time warning says so at the
@@ -72,7 +79,9 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
             (a subclassed one is refused at train begin).
 
     Attributes:
-        advice: list of `keras_trainopt.diagnostics.Advice`, worst first.
+        advice: list of `keras_trainopt.diagnostics.Advice`, worst first;
+            `advice[0].finding` names the main cause (`"healthy"` when
+            nothing is wrong).
         monitors: the monitors, by name ("loss", "fit", "update_ratio",
             "activations").
 
@@ -115,6 +124,10 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
         for monitor in self.monitors.values():
             monitor._state_owner = self  # saved with the doctor's state
         self.advice = []
+        self._model_facts = {}
+        self._inputs = None
+        # the units' fractions before the first update (of epoch 0)
+        self._initial_activations = None
         self._epochs_done = 0
         # epochs of the current fit whose gap was checked / not (no
         # validation); None before any fit
@@ -127,6 +140,7 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
         """Each monitor's state and the epochs seen, for a restart."""
         return {
             "epochs_done": self._epochs_done,
+            "initial_activations": self._initial_activations,
             "monitors": {
                 name: monitor.get_state()
                 for name, monitor in self.monitors.items()
@@ -136,6 +150,8 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
     def set_state(self, state):
         """Restores what `get_state` returned."""
         self._epochs_done = int(state.get("epochs_done", 0))
+        if state.get("initial_activations") is not None:
+            self._initial_activations = state["initial_activations"]
         for name, monitor_state in state.get("monitors", {}).items():
             if name in self.monitors:
                 self.monitors[name].set_state(monitor_state)
@@ -175,6 +191,30 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
         self.advice = []
         self._gap_checked, self._gap_skipped = 0, 0
         self._forward("on_train_begin", logs)
+        # Before the first update: what the model and the data are, and
+        # which units are dead or saturated from the start (the
+        # initialization) rather than killed later (the rate).
+        self._model_facts = model_facts.describe(self.model)
+        self._inputs = None
+        activations = self.monitors.get("activations")
+        if activations is None:  # no probe: no activation charts can fill
+            from keras_trainopt.reporting import layout
+
+            writer = tensorboard.open_run(self.log_dir, "monitors")
+            if writer is not None:
+                writer.omit_charts([layout.SATURATED_CHART,
+                                    layout.DEAD_CHART])
+            tensorboard.close_run(writer)
+        else:
+            target = activations.probe_model or self.model
+            if not model_facts.scales_inputs(target):
+                self._inputs = model_facts.input_scale(activations.x)
+            if self._initial_activations is None or self._epochs_done == 0:
+                self._initial_activations = {
+                    layer: {key: stats[key] for key in
+                            ("saturated_fraction", "dead_fraction")}
+                    for layer, stats in activations._measure().items()
+                }
 
     def on_epoch_begin(self, epoch, logs=None):
         self._forward("on_epoch_begin", epoch, logs)
@@ -209,14 +249,18 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
         self._epochs_done = epoch + 1
 
     def on_train_end(self, logs=None):
-        self._forward("on_train_end", logs)
-        self.advice = self.diagnose()
+        # Opened before the monitors give theirs back: the same writer, so
+        # the run keeps one layout (the charts the monitors left out stay out).
         writer = tensorboard.open_run(self.log_dir, "monitors")
-        if writer is not None:
-            text = "\n".join(f"- **{a.severity}**: {a.message}"
-                             for a in self.advice)
-            writer.text(tags.ADVICE, text, 0)
-        tensorboard.close_run(writer)
+        try:
+            self._forward("on_train_end", logs)
+            self.advice = self.diagnose()
+            if writer is not None:
+                text = "\n".join(f"- **{a.severity}**: {a.message}"
+                                 for a in self.advice)
+                writer.text(tags.ADVICE, text, 0)
+        finally:
+            tensorboard.close_run(writer)
         if self.verbose:
             console.print_msg("\nTrainingDoctor:\n" + "\n".join(
                 f"  - {a.message}" for a in self.advice))
@@ -235,15 +279,20 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
         found = advice_rules.advise(
             loss={
                 "diagnosis": loss.diagnosis,
+                "pattern": loss.pattern,
                 "reason": loss.reason,
                 "diverged_at_step": loss.diverged_at_step,
                 "learning_rate": (
                     loss.learning_rates[-1] if loss.learning_rates else None
                 ),
+                "recent_loss": loss.recent_loss,
+                "peak_loss": loss.peak_loss,
+                "chance_loss": loss.chance_level,
             },
             fit={
                 "diagnosis": fit.diagnosis,
                 "reason": fit.reason,
+                "evidence": fit.evidence,
                 "gaps": list(fit.gaps),
                 "best_epoch": fit.best_epoch,
                 "epoch": self._epochs_done,
@@ -252,6 +301,9 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
             activations=(
                 None if activations is None else dict(activations.stats)
             ),
+            initial_activations=self._initial_activations,
+            inputs=self._inputs,
+            model=self._model_facts,
             strong_gap=2 * fit.overfitting_gap,
         )
         if self._gap_checked == 0 and self._gap_skipped:
@@ -261,12 +313,13 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
                 found.append(advice_rules.Advice(
                     "overall", "ok",
                     "no other problems seen: the loss, the update ratios and "
-                    "the activations look healthy"))
+                    "the activations look healthy", "healthy"))
             found.insert(
                 sum(a.severity == "problem" for a in found),
                 advice_rules.Advice(
                     "fit", "warning",
                     "the train/validation gap was not checked: fit had no "
                     "validation data; pass validation_data or "
-                    "validation_split to fit to have it checked"))
+                    "validation_split to fit to have it checked",
+                    "gap_not_checked"))
         return found

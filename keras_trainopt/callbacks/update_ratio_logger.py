@@ -44,8 +44,10 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
     step pipeline). The latest values are in `ratios`, keyed
     `"<layer>/<weight>"`; with `log_dir` they go to TensorBoard as scalars
     `update_ratio/<layer>/<weight>`, with a per-layer summary: one scalar
-    per layer, `update_ratio_by_layer/<layer>` (one chart with a line per
-    layer in the custom-scalars tab), and a histogram of `log10(ratio)` over
+    per layer, `update_ratio_by_layer/<layer>`, and its log10,
+    `update_ratio_log10_by_layer/<layer>` (one chart with a line per layer
+    in the custom-scalars tab, on a log10 scale; absent for a ratio of 0),
+    and a histogram of `log10(ratio)` over
     all weights (`update_ratio/log10_all_weights`). Each layer is judged by its
     largest weight (a bias starting at zero has no meaningful ratio), and
     with `verbose` a layer outside `[low, high]` gets a warning.
@@ -240,6 +242,9 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
                 }
                 for layer, (key, _) in self._largest.items():
                     scalars[tags.update_ratio_by_layer(layer)] = by_key[key]
+                    if np.isfinite(by_key[key]) and by_key[key] > 0:
+                        scalars[tags.update_ratio_log10_by_layer(layer)] = (
+                            float(np.log10(by_key[key])))
                 finite = values[np.isfinite(values) & (values > 0)]
                 histograms = (
                     {tags.UPDATE_RATIO_LOG10_ALL: np.log10(finite)}

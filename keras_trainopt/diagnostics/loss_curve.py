@@ -95,6 +95,184 @@ def smooth(losses, beta=0.98):
     return np.array([running.update(float(loss)) for loss in losses])
 
 
+# What each pattern of `loss_curve_pattern` says of the learning rate.
+PATTERN_VERDICTS = {
+    "insufficient_data": "insufficient_data",
+    "non_finite": "learning_rate_too_high",
+    "diverged": "learning_rate_too_high",
+    "blow_up": "learning_rate_too_high",
+    "oscillating": "learning_rate_too_high",
+    "flat": "learning_rate_too_low",
+    "slow": "learning_rate_too_low",
+    "at_chance": "good",
+    "good": "good",
+}
+# A loss at or above this fraction of the chance level has learned nothing;
+# a peak above this multiple of it is a blow-up.
+CHANCE_FRACTION = 0.9
+BLOW_UP_FACTOR = 2.0
+
+
+def raw_levels(losses):
+    """`(first, recent, peak)` of the finite losses: raw means, no smoothing.
+
+    `first` is the mean of the first 3 readings, `recent` the mean of the
+    last `max(3, n // 10)`, `peak` the largest; NaN when there are none.
+    The sentences quote these: a smoothed value lags behind the curve.
+
+    >>> from keras_trainopt.diagnostics.loss_curve import raw_levels
+    >>> [round(v, 6) for v in raw_levels([3.0, 2.0, 1.0, 0.5, 0.4, 0.3])]
+    [2.0, 0.4, 3.0]
+    """
+    losses = np.asarray(losses, dtype="float64")
+    losses = losses[np.isfinite(losses)]
+    if not len(losses):
+        return math.nan, math.nan, math.nan
+    tail = max(3, len(losses) // 10)
+    return (float(np.mean(losses[:3])), float(np.mean(losses[-tail:])),
+            float(np.max(losses)))
+
+
+def loss_curve_pattern(
+    losses,
+    *,
+    chance_loss=None,
+    min_steps=20,
+    oscillation_threshold=0.5,
+    linearity_threshold=0.6,
+    flat_tolerance=0.02,
+):
+    """The shape of a batch-loss series, as a `Diagnosis(pattern, reason)`.
+
+    Rules, checked in order on the finite series (`first`, `recent` and
+    `peak` from `raw_levels`, the others on the smoothed series):
+
+    - fewer than `min_steps` losses: `"insufficient_data"`;
+    - *violent oscillation*: the median batch-to-batch change is more than
+      `oscillation_threshold` times the median loss of the second half, and
+      the second half is no lower than the first: `"oscillating"`;
+    - *blow-up, then stuck* (needs `chance_loss`, e.g. ln(classes) for a
+      classification cross-entropy): `recent >= 0.9 * chance_loss` and
+      `peak >= 2 * chance_loss`: the loss rose far above the chance level
+      and never came below it (cs231n: a very high rate makes the loss
+      explode, or drop and get stuck at a worse value): `"blow_up"`;
+    - *no progress*: the smoothed loss moved by less than `flat_tolerance`
+      of its start: `"flat"` (judge from the start of training: a
+      converged model is flat too);
+    - *slow, nearly linear decrease*: the loss falls in both halves and the
+      second half falls by at least `linearity_threshold` of what the first
+      half fell (a good rate falls fast, then flattens): `"slow"`;
+    - `recent >= 0.9 * chance_loss`: `"at_chance"` (the rate is not to
+      blame for a model no better than chance);
+    - otherwise `"good"`.
+
+    `PATTERN_VERDICTS` maps each to what it says of the learning rate
+    (`diagnose_loss_curve`). Non-finite losses and divergence are patterns
+    that `LossMonitor` sees happen ("non_finite", "diverged").
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_trainopt.diagnostics.loss_curve import (
+        ...     loss_curve_pattern)
+        >>> t = np.arange(100)
+        >>> stuck = np.where(t < 5, 7.5, 2.4)  # up to 7.5, then ~ln(10)
+        >>> loss_curve_pattern(stuck, chance_loss=np.log(10)).verdict
+        'blow_up'
+        >>> loss_curve_pattern(stuck).verdict  # no chance level: can't tell
+        'good'
+
+    Args:
+        losses: batch losses in training order.
+        chance_loss: the loss of a model that predicts the class
+            frequencies (ln(classes) for balanced classes), or `None`.
+        min_steps, oscillation_threshold, linearity_threshold,
+            flat_tolerance: see `diagnose_loss_curve`.
+
+    Reference: cs231n, "Neural Networks Part 3: Learning and Evaluation",
+    loss function (the shapes of low, high and good learning rates) and
+    "look for correct loss at chance performance".
+    """
+    losses = validation.check_floats("losses", losses, ndim=1)
+    chance_loss = validation.check_real("chance_loss", chance_loss,
+                                        low=0.0, low_open=True,
+                                        allow_none=True)
+    min_steps = validation.check_int("min_steps", min_steps, low=1)
+    oscillation_threshold = validation.check_real(
+        "oscillation_threshold", oscillation_threshold, low=0.0, low_open=True
+    )
+    linearity_threshold = validation.check_real(
+        "linearity_threshold", linearity_threshold, low=0.0, low_open=True
+    )
+    flat_tolerance = validation.check_real(
+        "flat_tolerance", flat_tolerance, low=0.0
+    )
+    losses = losses[np.isfinite(losses)]
+    n = len(losses)
+    if n < min_steps:
+        return Diagnosis(
+            "insufficient_data",
+            f"only {n} finite batch losses; at least {min_steps} are needed",
+        )
+    first_raw, recent, peak = raw_levels(losses)
+    half = n // 2
+    first, second = losses[:half], losses[half:]
+    level = float(np.median(np.abs(second))) or 1e-12
+    jumps = float(np.median(np.abs(np.diff(second)))) if len(second) > 1 else 0.0
+    if jumps > oscillation_threshold * level and np.mean(second) >= np.mean(
+        first
+    ):
+        return Diagnosis(
+            "oscillating",
+            f"the loss oscillates violently (typical jump {jumps:.3g} on a "
+            f"level of {level:.3g}) without going down: lower the learning "
+            "rate, e.g. by 3-10x",
+        )
+    stuck = (chance_loss is not None
+             and recent >= CHANCE_FRACTION * chance_loss)
+    if stuck and peak >= BLOW_UP_FACTOR * chance_loss:
+        return Diagnosis(
+            "blow_up",
+            f"the loss blew up to {peak:.4g} and then stayed at {recent:.4g} "
+            f"(recent mean), no better than the chance level "
+            f"{chance_loss:.4g}: the learning rate is far too high; lower "
+            "it, e.g. by 10x",
+        )
+    curve = smooth(losses)
+    start, middle, end = curve[0], curve[half], curve[-1]
+    drop_first, drop_second = start - middle, middle - end
+    change = abs(end - start) / max(abs(start), 1e-12)
+    if change < flat_tolerance:
+        return Diagnosis(
+            "flat",
+            f"the loss barely moved ({first_raw:.4g} at first, {recent:.4g} "
+            f"recently, {change:.1%} smoothed) over {n} readings: raise the "
+            "learning rate, e.g. by 10x, or find one with find_learning_rate",
+        )
+    if drop_first > 0 and drop_second > 0:
+        linearity = drop_second / drop_first
+        if linearity >= linearity_threshold:
+            return Diagnosis(
+                "slow",
+                "the loss falls slowly and almost linearly (the second half "
+                f"fell {linearity:.0%} as much as the first, to {recent:.4g} "
+                "recently): raise the learning rate, e.g. by 3x, or find one "
+                "with find_learning_rate",
+            )
+    if stuck:
+        return Diagnosis(
+            "at_chance",
+            f"the loss fell from {first_raw:.4g} to {recent:.4g} (recent "
+            f"mean), which is the chance level {chance_loss:.4g}: the model "
+            "predicts no better than chance (a model too small, or data "
+            "without signal)",
+        )
+    return Diagnosis(
+        "good",
+        f"the loss fell from {first_raw:.4g} to {recent:.4g} (recent mean) "
+        "and is flattening",
+    )
+
+
 def diagnose_loss_curve(
     losses,
     *,
@@ -102,15 +280,18 @@ def diagnose_loss_curve(
     oscillation_threshold=0.5,
     linearity_threshold=0.6,
     flat_tolerance=0.02,
+    chance_loss=None,
 ):
     """Diagnoses the learning rate from a batch-loss series.
 
-    Rules, checked in order on the finite, smoothed series:
+    The verdict of `loss_curve_pattern`'s pattern (`PATTERN_VERDICTS`):
 
     - fewer than `min_steps` losses: `"insufficient_data"`;
     - *violent oscillation*: the median batch-to-batch change is more than
       `oscillation_threshold` times the median loss of the second half, and
       the second half is no lower than the first: `"learning_rate_too_high"`;
+    - with `chance_loss`, a blow-up above twice the chance level and a loss
+      stuck at or above it since: `"learning_rate_too_high"`;
     - *no progress*: the smoothed loss moved by less than `flat_tolerance`
       of its start: `"learning_rate_too_low"` (judge from the start of
       training: a converged model is flat too);
@@ -132,6 +313,8 @@ def diagnose_loss_curve(
             counts as linear.
         flat_tolerance: relative change of the smoothed loss below which it
             has not moved.
+        chance_loss: the chance-level loss, or `None` (see
+            `loss_curve_pattern`).
 
     Returns:
         A `Diagnosis(verdict, reason)`.
@@ -148,62 +331,13 @@ def diagnose_loss_curve(
         Reference: cs231n, "Neural Networks Part 3: Learning and Evaluation",
         loss function (the shapes of low, high and good learning rates).
     """
-    losses = validation.check_floats("losses", losses, ndim=1)
-    min_steps = validation.check_int("min_steps", min_steps, low=1)
-    oscillation_threshold = validation.check_real(
-        "oscillation_threshold", oscillation_threshold, low=0.0, low_open=True
+    pattern, reason = loss_curve_pattern(
+        losses, chance_loss=chance_loss, min_steps=min_steps,
+        oscillation_threshold=oscillation_threshold,
+        linearity_threshold=linearity_threshold,
+        flat_tolerance=flat_tolerance,
     )
-    linearity_threshold = validation.check_real(
-        "linearity_threshold", linearity_threshold, low=0.0, low_open=True
-    )
-    flat_tolerance = validation.check_real(
-        "flat_tolerance", flat_tolerance, low=0.0
-    )
-    losses = losses[np.isfinite(losses)]
-    n = len(losses)
-    if n < min_steps:
-        return Diagnosis(
-            "insufficient_data",
-            f"only {n} finite batch losses; at least {min_steps} are needed",
-        )
-    half = n // 2
-    first, second = losses[:half], losses[half:]
-    level = float(np.median(np.abs(second))) or 1e-12
-    jumps = float(np.median(np.abs(np.diff(second)))) if len(second) > 1 else 0.0
-    if jumps > oscillation_threshold * level and np.mean(second) >= np.mean(
-        first
-    ):
-        return Diagnosis(
-            "learning_rate_too_high",
-            f"the loss oscillates violently (typical jump {jumps:.3g} on a "
-            f"level of {level:.3g}) without going down: lower the learning "
-            "rate, e.g. by 3-10x",
-        )
-    curve = smooth(losses)
-    start, middle, end = curve[0], curve[half], curve[-1]
-    drop_first, drop_second = start - middle, middle - end
-    change = abs(end - start) / max(abs(start), 1e-12)
-    if change < flat_tolerance:
-        return Diagnosis(
-            "learning_rate_too_low",
-            f"the loss barely moved ({start:.4g} to {end:.4g}, "
-            f"{change:.1%}) over {n} readings: raise the learning rate, e.g. "
-            "by 10x, or find one with find_learning_rate",
-        )
-    if drop_first > 0 and drop_second > 0:
-        linearity = drop_second / drop_first
-        if linearity >= linearity_threshold:
-            return Diagnosis(
-                "learning_rate_too_low",
-                "the loss falls slowly and almost linearly (the second half "
-                f"fell {linearity:.0%} as much as the first): raise the "
-                "learning rate, e.g. by 3x, or find one with "
-                "find_learning_rate",
-            )
-    return Diagnosis(
-        "good",
-        f"the loss fell from {start:.4g} to {end:.4g} and is flattening",
-    )
+    return Diagnosis(PATTERN_VERDICTS[pattern], reason)
 
 
 def is_diverging(smoothed_loss, best_loss, threshold):

@@ -8,6 +8,13 @@ from tensorboard.util import tensor_util
 
 from keras_trainopt.reporting import tags
 
+# Titles the monitors name to leave a chart out (`RunWriter.omit_charts`).
+# TensorBoard's layout cannot set a log axis: the update ratios are charted
+# as log10 values (tags `update_ratio_log10_by_layer/<layer>`).
+UPDATE_RATIO_LOG10_CHART = ("weight-update / weight ratio per layer, log10 "
+                            "(healthy about -3, band -4 to -2)")
+SATURATED_CHART = "saturated fraction"
+DEAD_CHART = "dead ReLU fraction"
 # (chart title, tag regular expressions); tags of every run are matched.
 CHARTS = (
     ("accuracy: train and validation", (tags.exactly(tags.EPOCH_ACCURACY),)),
@@ -17,18 +24,18 @@ CHARTS = (
     ("learning rate per epoch", (tags.exactly(tags.EPOCH_LEARNING_RATE),)),
     ("learning rate per step", (tags.exactly(tags.LEARNING_RATE_STEP),)),
     ("batch loss", (tags.exactly(tags.LOSS_BATCH),)),
-    ("weight-update / weight ratio per layer (healthy ~1e-3)",
-     (tags.starting(tags.UPDATE_RATIO_BY_LAYER_PREFIX),)),
+    (UPDATE_RATIO_LOG10_CHART,
+     (tags.starting(tags.UPDATE_RATIO_LOG10_BY_LAYER_PREFIX),)),
     ("weight-update / weight ratio per weight",
      (tags.starting(tags.UPDATE_RATIO_PREFIX) + ".*/",)),
-    ("saturated fraction",
+    (SATURATED_CHART,
      (tags.activation_pattern(tags.SATURATED_FRACTION),)),
-    ("dead ReLU fraction",
+    (DEAD_CHART,
      (tags.activation_pattern(tags.DEAD_FRACTION),)),
 )
 
 
-def custom_scalars_layout():
+def custom_scalars_layout(omit=()):
     """The layout as a `tensorboard` `Layout` protocol buffer.
 
     >>> from keras_trainopt.reporting import custom_scalars_layout
@@ -36,11 +43,19 @@ def custom_scalars_layout():
     ['accuracy: train and validation', 'generalization gap (train - validation)']
 
     Args:
-        (none): the charts are `CHARTS`, tag regular expressions matched in
+        omit: titles of `CHARTS` to leave out (charts that cannot have data
+            in a run); the charts are tag regular expressions matched in
             every run.
 
     Reference: TensorBoard's custom-scalars plugin (`layout_pb2`).
     """
+    if isinstance(omit, str) or not isinstance(
+            omit, (list, tuple, set, frozenset)) or not all(
+            isinstance(title, str) for title in omit):
+        raise TypeError(
+            "`omit` must be a collection of chart titles (strings). "
+            f"Received: omit={omit!r}"
+        )
     return layout_pb2.Layout(
         category=[
             layout_pb2.Category(
@@ -53,20 +68,22 @@ def custom_scalars_layout():
                         ),
                     )
                     for title, tags in CHARTS
+                    if title not in omit
                 ],
             )
         ]
     )
 
 
-def layout_summary():
+def layout_summary(omit=()):
     """The layout as a `Summary` protocol buffer, ready to write.
 
     What `tensorboard.plugins.custom_scalar.summary.pb` builds, without the
     TensorFlow it imports (absent on the JAX and PyTorch backends).
     """
     tensor = tensor_util.make_tensor_proto(
-        np.array(custom_scalars_layout().SerializeToString(), dtype=object)
+        np.array(custom_scalars_layout(omit).SerializeToString(),
+                 dtype=object)
     )
     summary = summary_pb2.Summary()
     summary.value.add(

@@ -23,6 +23,8 @@ ADVICE = "doctor/advice"  # text: "- **<severity>**: <message>" lines
 # -- UpdateRatioLogger (run `monitors`) ----------------------------------------
 UPDATE_RATIO_PREFIX = "update_ratio/"  # + "<layer>/<weight>": one weight
 UPDATE_RATIO_BY_LAYER_PREFIX = "update_ratio_by_layer/"  # + "<layer>"
+# + "<layer>": log10 of the same, for the custom-scalars chart (no log axis)
+UPDATE_RATIO_LOG10_BY_LAYER_PREFIX = "update_ratio_log10_by_layer/"
 UPDATE_RATIO_LOG10_ALL = "update_ratio/log10_all_weights"  # histogram
 
 # -- ActivationMonitor (run `monitors`) ----------------------------------------
@@ -36,6 +38,7 @@ ACTIVATION_HISTOGRAM = "histogram"  # a histogram, the others are scalars
 # -- keras.callbacks.TensorBoard (runs `train`, `validation`) ------------------
 # It writes each epoch log `<name>` as `epoch_<name>`; these are read only.
 EPOCH_LOSS = "epoch_loss"
+EPOCH_VAL_LOSS = "epoch_val_loss"  # compare_learning_rates: one run per rate
 EPOCH_ACCURACY = "epoch_accuracy"
 EPOCH_LEARNING_RATE = "epoch_learning_rate"
 EPOCH_GENERALIZATION_GAP = "epoch_" + GENERALIZATION_GAP  # from the epoch logs
@@ -54,6 +57,16 @@ def update_ratio(weight_key):
         weight_key: `"<layer>/<weight>"`, as `UpdateRatioLogger.ratios` keys it.
     """
     return UPDATE_RATIO_PREFIX + weight_key
+
+
+def update_ratio_log10_by_layer(layer):
+    """`update_ratio_log10_by_layer/<layer>`: log10 of a layer's ratio.
+
+    >>> from keras_trainopt.reporting import tags
+    >>> tags.update_ratio_log10_by_layer("dense")
+    'update_ratio_log10_by_layer/dense'
+    """
+    return UPDATE_RATIO_LOG10_BY_LAYER_PREFIX + layer
 
 
 def update_ratio_by_layer(layer):

@@ -50,22 +50,43 @@ class RunWriter:
             path, max_queue_size=1000
         )
         self._layout_written = False
+        self._layout_due = False
+        self._omitted_charts = set()
         self._scalar_templates = {}  # (tag, description) -> Summary.Value
 
     def _add(self, summary, step):
+        self._write_due_layout()  # before the first value: charts known now
         summary = _own_summary(summary)
         self._writer.add_event(
             event_pb2.Event(wall_time=time.time(), step=int(step),
                             summary=summary)
         )
 
-    def write_layout(self):
-        """Writes the custom-scalars layout (`reporting.layout`) once."""
-        if not self._layout_written:
+    def _write_due_layout(self):
+        if self._layout_due:
+            self._layout_due = False
+            self._layout_written = True
             from keras_trainopt.reporting import layout
 
-            self._add(layout.layout_summary(), 0)
-            self._layout_written = True
+            self._add(layout.layout_summary(self._omitted_charts), 0)
+
+    def write_layout(self):
+        """Writes the custom-scalars layout (`reporting.layout`) once.
+
+        It goes out with the first value written, so that the monitors can
+        first leave out the charts that cannot have data (`omit_charts`).
+        """
+        if not self._layout_written:
+            self._layout_due = True
+
+    def omit_charts(self, titles):
+        """Leaves charts (`layout.CHARTS` titles) out of the layout.
+
+        For the charts that cannot have data in this run, e.g. the
+        saturated fraction of a network without tanh or sigmoid layers. Has
+        no effect once the layout is written (with the first value).
+        """
+        self._omitted_charts.update(titles)
 
     def _scalar_value(self, tag, value, description=None):
         """The `Summary.Value` of `scalar_pb(tag, value, description)`.
@@ -189,6 +210,7 @@ class RunWriter:
         self._writer.flush()
 
     def _close(self):
+        self._write_due_layout()  # a run that wrote no value: the layout
         self._writer.close()
 
 

@@ -153,3 +153,79 @@ def test_log_dir_that_is_a_file_is_refused(tmp_path):
     file.write_text("")
     with pytest.raises(ValueError, match=r"`log_dir` must be a folder"):
         LossMonitor(file)
+
+
+# -- issue 18 ------------------------------------------------------------------
+
+
+def digits_mlp(optimizer, seed=0):
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    x, y = (data.data / 16.0).astype("float32"), data.target
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((64,)),
+                              keras.layers.Dense(64, activation="relu"),
+                              keras.layers.Dense(10, activation="softmax")])
+    model.compile(optimizer, loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model, x[:1200], y[:1200]
+
+
+def test_a_blow_up_then_a_plateau_at_chance_is_a_rate_too_high():
+    # the issue's run: the loss jumps to ~7, then sits near ln(10)
+    pytest.importorskip("sklearn")
+    from keras_trainopt import nesterov_sgd
+
+    model, x, y = digits_mlp(nesterov_sgd(3.0, momentum=0.9))
+    monitor = LossMonitor(verbose=0)
+    model.fit(x, y, epochs=6, batch_size=32, callbacks=[monitor], verbose=0)
+    assert monitor.chance_level == pytest.approx(math.log(10))
+    assert monitor.diagnosis == "learning_rate_too_high", monitor.reason
+    assert monitor.pattern == "blow_up"
+    assert max(monitor.losses) > 2 * math.log(10)
+    # the sentence quotes the recent raw mean, not a smoothed value
+    tail = max(3, len(monitor.losses) // 10)
+    recent = float(np.mean(monitor.losses[-tail:]))
+    assert f"stayed at {recent:.4g}" in monitor.reason
+    # without a chance level the same curve cannot be told from a good one
+    model, x, y = digits_mlp(nesterov_sgd(3.0, momentum=0.9))
+    blind = LossMonitor(verbose=0, chance_loss=None)
+    model.fit(x, y, epochs=6, batch_size=32, callbacks=[blind], verbose=0)
+    assert blind.chance_level is None and blind.pattern != "blow_up"
+
+
+def test_a_good_curve_quotes_the_recent_raw_loss():
+    pytest.importorskip("sklearn")
+    model, x, y = digits_mlp(keras.optimizers.Adam(3e-3))
+    monitor = LossMonitor(verbose=0)
+    model.fit(x, y, epochs=6, batch_size=32, callbacks=[monitor], verbose=0)
+    assert monitor.diagnosis == "good", monitor.reason
+    tail = max(3, len(monitor.losses) // 10)
+    recent = float(np.mean(monitor.losses[-tail:]))
+    first = float(np.mean(monitor.losses[:3]))
+    assert monitor.reason.startswith(
+        f"the loss fell from {first:.4g} to {recent:.4g} (recent mean)")
+    assert monitor.recent_loss == pytest.approx(recent)
+
+
+def test_a_nan_from_a_healthy_level_is_told_from_a_divergence():
+    x, y = linear_problem(n=64)
+    x[40, 0] = np.nan  # bad data, at a good rate
+    monitor = LossMonitor(every=1, verbose=0)
+    linear_model(0.05).fit(x, y, batch_size=8, epochs=1, shuffle=False,
+                           callbacks=[monitor], verbose=0)
+    assert monitor.pattern == "non_finite"
+    assert "look for NaN or inf in the data" in monitor.reason
+    monitor = LossMonitor(every=1, verbose=0)
+    x, y = linear_problem()
+    linear_model(10.0).fit(x, y, batch_size=8, epochs=3, callbacks=[monitor],
+                           verbose=0)
+    assert monitor.pattern == "diverged"
+
+
+def test_chance_loss_is_checked():
+    with pytest.raises(ValueError, match="chance_loss"):
+        LossMonitor(chance_loss=-1.0)
+    with pytest.raises(TypeError, match="chance_loss"):
+        LossMonitor(chance_loss="ln10")

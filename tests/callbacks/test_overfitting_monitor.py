@@ -161,3 +161,90 @@ def test_epochs_without_validation_after_a_validated_one_are_skipped():
     val = history.history["val_accuracy"]  # epochs 1 and 3
     assert monitor.gaps == pytest.approx([train[0] - val[0],
                                           train[2] - val[1]])
+
+
+# -- issue 18 ------------------------------------------------------------------
+
+
+def test_issue_18_small_data_big_model_is_overfitting_under_the_gap():
+    # 80 training digits, 512 hidden units, 60 epochs: train accuracy 1.0,
+    # validation ~0.9; the gap may sit under 0.1, the losses tell.
+    sklearn = pytest.importorskip("sklearn.datasets")
+    data = sklearn.load_digits()
+    x, y = (data.data / 16.0).astype("float32"), data.target
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((64,)),
+                              keras.layers.Dense(512, activation="relu"),
+                              keras.layers.Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    # a gap threshold the gap stays under: the losses must tell
+    monitor = OverfittingMonitor(overfitting_gap=0.3, verbose=0)
+    history = model.fit(x[:80], y[:80], validation_data=(x[1000:], y[1000:]),
+                        epochs=60, batch_size=16, callbacks=[monitor],
+                        verbose=0)
+    h = history.history
+    assert h["accuracy"][-1] == 1.0
+    assert monitor.diagnosis == "overfitting", monitor.reason
+    assert monitor.train_losses == pytest.approx(h["loss"])
+    assert monitor.val_losses == pytest.approx(h["val_loss"])
+    assert h["val_loss"][-1] >= 3 * h["loss"][-1] or (
+        h["val_loss"][-1] > 1.1 * min(h["val_loss"]))
+    assert monitor.evidence in monitor.reason
+
+
+def scripted(monitor, rows):
+    """Drives the monitor with scripted epoch logs."""
+    for epoch, row in enumerate(rows):
+        monitor.on_epoch_end(epoch, dict(row))
+
+
+def test_a_rising_validation_loss_is_overfitting_whatever_the_gap():
+    monitor = OverfittingMonitor(verbose=0)
+    monitor.set_model(classifier(4))
+    monitor.on_train_begin()
+    losses = [(1.0, 1.0), (0.5, 0.6), (0.3, 0.62), (0.2, 0.7)]
+    scripted(monitor, [{"accuracy": 0.9, "val_accuracy": 0.88,
+                        "loss": t, "val_loss": v} for t, v in losses])
+    assert monitor.diagnosis == "overfitting"
+    # 0.7 / 0.6: 17% above the minimum of epoch 2; 0.2 / 0.5: 60% lower
+    assert "rose 17% above its minimum (epoch 2)" in monitor.reason
+    assert "training loss fell 60%" in monitor.reason
+    # the same rule in other units (x 1000): scale-free (a regression loss,
+    # which has no chance level)
+    regression = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    regression.compile(optimizer="sgd", loss="mse")
+    big = OverfittingMonitor(verbose=0)
+    big.set_model(regression)
+    big.on_train_begin()
+    scripted(big, [{"accuracy": 0.9, "val_accuracy": 0.88,
+                    "loss": 1000 * t, "val_loss": 1000 * v}
+                   for t, v in losses])
+    assert big.diagnosis == "overfitting"
+    # a validation loss still falling is no overfitting
+    steady = OverfittingMonitor(verbose=0)
+    steady.set_model(classifier(4))
+    steady.on_train_begin()
+    scripted(steady, [{"accuracy": 0.9, "val_accuracy": 0.88,
+                       "loss": t, "val_loss": t * 1.1}
+                      for t in (1.0, 0.5, 0.3, 0.2)])
+    assert steady.diagnosis == "good_fit"
+
+
+def test_training_at_chance_is_underfitting_whatever_the_gap():
+    # PyTorch's report: a linear model on circles, train 0.50 (chance),
+    # validation 0.43, a gap of 0.07 between the bands
+    monitor = OverfittingMonitor(verbose=0)
+    monitor.set_model(classifier(2))  # two classes: chance ln(2), 0.5
+    monitor.on_train_begin()
+    scripted(monitor, [{"accuracy": 0.50, "val_accuracy": 0.431,
+                        "loss": 0.6930, "val_loss": 0.6950}])
+    assert monitor.diagnosis == "underfitting"
+    assert "no better than chance" in monitor.reason
+    # better than chance with the same gap: a good fit, as before
+    fine = OverfittingMonitor(verbose=0)
+    fine.set_model(classifier(2))
+    fine.on_train_begin()
+    scripted(fine, [{"accuracy": 0.95, "val_accuracy": 0.881,
+                     "loss": 0.15, "val_loss": 0.2}])
+    assert fine.diagnosis == "good_fit"

@@ -30,8 +30,12 @@ def test_a_diverging_run_gets_learning_rate_advice_in_tensorboard(
     assert step is not None
     first = doctor.advice[0]
     assert first.topic == "learning_rate"
-    assert str(first) == (f"learning rate too high: the loss diverged at "
-                          f"step {step}; try about 0.5")  # 5.0 / 10
+    assert first.finding == "learning_rate_too_high"
+    assert str(first).startswith(f"learning rate too high: the loss diverged "
+                                 f"at step {step}; ")
+    assert str(first).endswith("; try about 0.5")  # 5.0 / 10
+    # the exploding update ratios are evidence of the same cause
+    assert any("update ratio is" in e for e in first.evidence)
     assert str(first) in capsys.readouterr().out
     accumulator = tb.load(str(tmp_path / "monitors"))
     (event,) = accumulator.Tensors("doctor/advice")

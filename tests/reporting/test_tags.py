@@ -42,6 +42,7 @@ def vocabulary():
     names |= {tags.update_ratio(f"{layer}/{weight}")
               for layer in LAYERS for weight in WEIGHTS}
     names |= {tags.update_ratio_by_layer(layer) for layer in LAYERS}
+    names |= {tags.update_ratio_log10_by_layer(layer) for layer in LAYERS}
     names |= {tags.activation(layer, statistic)
               for layer in LAYERS for statistic in STATISTICS}
     names |= {tags.result("test_accuracy/final")}

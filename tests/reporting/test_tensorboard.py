@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 
 import keras
 import numpy as np
@@ -212,3 +213,58 @@ def _events(run_dir):
         yield from event_file_loader.EventFileLoader(
             os.path.join(run_dir, name)
         ).Load()
+
+
+# -- issue 18 ------------------------------------------------------------------
+
+
+def _layout_titles(run_dir):
+    accumulator = tb.load(run_dir)
+    (event,) = accumulator.Tensors("custom_scalars__config__")
+    layout = layout_pb2.Layout()
+    layout.ParseFromString(event.tensor_proto.string_val[0])
+    return [chart.title for chart in layout.category[0].chart]
+
+
+@pytest.mark.parametrize("activation, absent, present", [
+    ("relu", "saturated fraction", "dead ReLU fraction"),
+    ("tanh", "dead ReLU fraction", "saturated fraction"),
+])
+def test_charts_that_cannot_have_data_are_left_out(tmp_path, activation,
+                                                   absent, present):
+    import keras
+    import numpy as np
+
+    from keras_trainopt import TrainingDoctor
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype("float32")
+    model = keras.Sequential([keras.Input((4,)),
+                              keras.layers.Dense(8, activation=activation),
+                              keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    doctor = TrainingDoctor(str(tmp_path), x_probe=x[:16], metric="loss",
+                            verbose=0, update_ratio_every=1)
+    model.fit(x, x[:, :1], validation_split=0.25, epochs=1, verbose=0,
+              callbacks=[doctor])
+    run = str(tmp_path / "monitors")
+    titles = _layout_titles(run)
+    assert absent not in titles and present in titles
+    # every chart left in has data in the run
+    written = tb.tags(run)
+    for chart in layout_pb2.Layout.FromString(
+            tb.load(run).Tensors("custom_scalars__config__")[0]
+            .tensor_proto.string_val[0]).category[0].chart:
+        if "accuracy" in chart.title or "epoch" in chart.title or (
+                "generalization" in chart.title):
+            continue  # Keras' own TensorBoard callback writes those
+        assert any(re.search(p, t) for p in chart.multiline.tag
+                   for t in written), chart.title
+    # the per-layer update ratios are charted as log10 values
+    for layer in ("dense", "dense_1"):
+        linear = tb.scalars(run, f"update_ratio_by_layer/{layer}")
+        logged = tb.scalars(run, f"update_ratio_log10_by_layer/{layer}")
+        assert [s for s, _ in logged] == [s for s, _ in linear]
+        np.testing.assert_allclose([v for _, v in logged],
+                                   np.log10([v for _, v in linear]),
+                                   rtol=1e-5)
