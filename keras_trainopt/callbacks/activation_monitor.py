@@ -1,6 +1,9 @@
 """`ActivationMonitor`: per-layer activation statistics on a probe batch."""
 
 import difflib
+import os
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 
@@ -110,16 +113,16 @@ class ActivationMonitor(callback_state.Restorable, keras.callbacks.Callback):
 
     def __init__(
         self,
-        x,
-        log_dir=None,
-        every_epochs=1,
-        layers=None,
+        x: Any,  # the probe inputs: an array, or a list or dict of them
+        log_dir: str | os.PathLike | None = None,
+        every_epochs: int = 1,
+        layers: Sequence[str] | None = None,
         *,
-        saturation_tolerance=0.05,
-        warn_fraction=0.5,
-        verbose=1,
-        model=None,
-    ):
+        saturation_tolerance: float = 0.05,
+        warn_fraction: float = 0.5,
+        verbose: int = 1,
+        model: keras.Model | None = None,
+    ) -> None:
         super().__init__()
         self.x = validation.check_inputs("x", x)
         self.log_dir = validation.check_path("log_dir", log_dir, allow_none=True)
@@ -162,15 +165,15 @@ class ActivationMonitor(callback_state.Restorable, keras.callbacks.Callback):
         self._probed_layers = []
         self._writer = None
 
-    def get_state(self):
+    def get_state(self) -> dict[str, Any]:
         """The latest statistics per layer, for a restart."""
         return {"stats": self.stats}
 
-    def set_state(self, state):
+    def set_state(self, state: dict[str, Any]) -> None:
         """Restores what `get_state` returned."""
         self.stats = dict(state.get("stats", {}))
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         # The probe model is built once per model and reused by later fits.
         target = self.probe_model if self.probe_model is not None else self.model
         if self._probe is None or self._probe_of is not target:
@@ -191,15 +194,17 @@ class ActivationMonitor(callback_state.Restorable, keras.callbacks.Callback):
                 omit.append(layout.DEAD_CHART)
             self._writer.omit_charts(omit)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(
+        self, epoch: int, logs: dict[str, Any] | None = None
+    ) -> None:
         if (epoch + 1) % self.every_epochs == 0:
             self.probe(step=epoch)
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         tensorboard.close_run(self._writer)
         self._writer = None
 
-    def probe(self, step=0):
+    def probe(self, step: int = 0) -> dict[str, dict[str, Any]]:
         """Runs the probe batch now; returns and stores `stats`."""
         if self._probe is None:
             raise ValueError(

@@ -1,6 +1,8 @@
 """`LossMonitor`: batch loss in TensorBoard, divergence stops, LR diagnosis."""
 
 import math
+import os
+from typing import Any
 
 import keras
 
@@ -130,18 +132,18 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
 
     def __init__(
         self,
-        log_dir=None,
+        log_dir: str | os.PathLike | None = None,
         *,
-        every=10,
-        divergence_threshold=4.0,
-        min_steps=20,
-        stop_on_divergence=True,
-        restore_weights=False,
-        oscillation_threshold=0.5,
-        linearity_threshold=0.6,
-        chance_loss="auto",
-        verbose=1,
-    ):
+        every: int = 10,
+        divergence_threshold: float = 4.0,
+        min_steps: int = 20,
+        stop_on_divergence: bool = True,
+        restore_weights: bool = False,
+        oscillation_threshold: float = 0.5,
+        linearity_threshold: float = 0.6,
+        chance_loss: float | str | None = "auto",
+        verbose: int = 1,
+    ) -> None:
         super().__init__()
         self.log_dir = validation.check_path("log_dir", log_dir, allow_none=True)
         self.every = validation.check_int("every", every, low=1)
@@ -185,7 +187,7 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
 
     # -- state ---------------------------------------------------------------
 
-    def get_state(self):
+    def get_state(self) -> dict[str, Any]:
         """The recorded series and verdict, to resume a monitor after a restart."""
         return {
             "steps": list(self.steps),
@@ -200,7 +202,7 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
             "good_weights": self._good_weights,
         }
 
-    def set_state(self, state):
+    def set_state(self, state: dict[str, Any]) -> None:
         self.steps = list(state.get("steps", []))
         self.losses = list(state.get("losses", []))
         self.learning_rates = list(state.get("learning_rates", []))
@@ -216,7 +218,7 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
         self._good_weights = state.get("good_weights")
         self._written = len(self.steps)
 
-    def get_epoch_state(self):
+    def get_epoch_state(self) -> dict[str, Any]:
         """The epoch's reading position, for a mid-epoch backup."""
         if self._reader is None:
             return {}
@@ -227,7 +229,7 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
             "epoch_read": self._epoch_read,
         }
 
-    def set_epoch_state(self, state):
+    def set_epoch_state(self, state: dict[str, Any]) -> None:
         if not state or self._reader is None:
             return
         self._reader.position = state["reader"]
@@ -238,25 +240,27 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
     # -- Keras hooks -----------------------------------------------------------
 
     @property
-    def recent_loss(self):
+    def recent_loss(self) -> float | None:
         """The mean of the last `max(3, n // 10)` finite readings, raw."""
         recent = loss_curve.raw_levels(self.losses)[1]
         return None if math.isnan(recent) else recent
 
     @property
-    def peak_loss(self):
+    def peak_loss(self) -> float | None:
         """The largest finite reading, or `None`."""
         peak = loss_curve.raw_levels(self.losses)[2]
         return None if math.isnan(peak) else peak
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self._reader = training.BatchLossReader(self.model)
         if self.chance_loss == "auto":
             self.chance_level = model_facts.describe(self.model)["chance_loss"]
         self._writer = tensorboard.open_run(self.log_dir, "monitors")
         self._written = min(self._written, len(self.steps))
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(
+        self, epoch: int, logs: dict[str, Any] | None = None
+    ) -> None:
         self._reader.reset()
         self._last_read = 0  # steps run in this epoch at the last reading
         self._last_step = optimizers.get_iterations(self.model.optimizer)
@@ -269,14 +273,18 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
     # Keras (on JAX and PyTorch) dispatch every callback synchronously and
     # wait for the logs of each step.
 
-    def on_train_batch_begin(self, batch, logs=None):
+    def on_train_batch_begin(
+        self, batch: int, logs: dict[str, Any] | None = None
+    ) -> None:
         self._maybe_read(done=batch, last=False)
 
-    def on_test_begin(self, logs=None):
+    def on_test_begin(self, logs: dict[str, Any] | None = None) -> None:
         # Validation during `fit` resets the loss tracker: read it first.
         self._finish_epoch()
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(
+        self, epoch: int, logs: dict[str, Any] | None = None
+    ) -> None:
         self._finish_epoch()
 
     def _finish_epoch(self):
@@ -318,7 +326,7 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
         self.learning_rates.append(training.learning_rate(model))
         self._watch(loss)
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         self._reader = None
         if self.diverged_at_step is None:
             self._judge_shape()

@@ -1,6 +1,8 @@
 """`OverfittingMonitor`: the train-versus-validation gap, and what it means."""
 
 import math
+import os
+from typing import Any
 
 import keras
 
@@ -111,18 +113,18 @@ class OverfittingMonitor(callback_state.Restorable, keras.callbacks.Callback):
 
     def __init__(
         self,
-        metric="accuracy",
+        metric: str = "accuracy",
         *,
-        log_dir=None,
-        mode="auto",
-        overfitting_gap=0.1,
-        underfitting_gap=0.05,
-        underfitting_value="auto",
-        patience=1,
-        stop_on_overfitting=False,
-        restore_best_weights=False,
-        verbose=1,
-    ):
+        log_dir: str | os.PathLike | None = None,
+        mode: str = "auto",
+        overfitting_gap: float = 0.1,
+        underfitting_gap: float = 0.05,
+        underfitting_value: float | str | None = "auto",
+        patience: int = 1,
+        stop_on_overfitting: bool = False,
+        restore_best_weights: bool = False,
+        verbose: int = 1,
+    ) -> None:
         super().__init__()
         if not isinstance(metric, str) or not metric:
             raise TypeError(
@@ -172,7 +174,7 @@ class OverfittingMonitor(callback_state.Restorable, keras.callbacks.Callback):
         self._writer = None
         self._validated = False
 
-    def get_state(self):
+    def get_state(self) -> dict[str, Any]:
         """The per-epoch gaps, verdict and best epoch, for a restart."""
         return {
             "gaps": list(self.gaps),
@@ -187,7 +189,7 @@ class OverfittingMonitor(callback_state.Restorable, keras.callbacks.Callback):
             "best_weights": self._best_weights,
         }
 
-    def set_state(self, state):
+    def set_state(self, state: dict[str, Any]) -> None:
         self.gaps = list(state.get("gaps", []))
         self.train_losses = list(state.get("train_losses", []))
         self.val_losses = list(state.get("val_losses", []))
@@ -199,7 +201,7 @@ class OverfittingMonitor(callback_state.Restorable, keras.callbacks.Callback):
         self._overfit_run = state.get("overfit_run", 0)
         self._best_weights = state.get("best_weights")
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self._writer = tensorboard.open_run(self.log_dir, "monitors")
         self._validated = False
         facts = model_facts.describe(self.model)
@@ -216,7 +218,9 @@ class OverfittingMonitor(callback_state.Restorable, keras.callbacks.Callback):
             ),
         }
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(
+        self, epoch: int, logs: dict[str, Any] | None = None
+    ) -> None:
         logs = {} if logs is None else logs
         if self._validated and not has_validation(logs):
             return  # validation_freq > 1: not this epoch
@@ -254,7 +258,7 @@ class OverfittingMonitor(callback_state.Restorable, keras.callbacks.Callback):
                     "epoch(s)."
                 )
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         if self.restore_best_weights and self._best_weights is not None:
             self.model.set_weights(self._best_weights)
             self.reason += (

@@ -1,6 +1,8 @@
 """`TrainingDoctor`: the four monitors in one callback, and what to do."""
 
+import os
 import warnings
+from typing import Any
 
 import keras
 
@@ -89,9 +91,18 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
     babysitting the learning process.
     """
 
-    def __init__(self, log_dir=None, x_probe=None, *, metric="accuracy",
-                 overfitting_gap=0.1, every=10, update_ratio_every=100,
-                 verbose=1, probe_model=None):
+    def __init__(
+        self,
+        log_dir: str | os.PathLike | None = None,
+        x_probe: Any = None,  # an array, or a list or dict of them
+        *,
+        metric: str = "accuracy",
+        overfitting_gap: float = 0.1,
+        every: int = 10,
+        update_ratio_every: int = 100,
+        verbose: int = 1,
+        probe_model: keras.Model | None = None,
+    ) -> None:
         super().__init__()
         self.log_dir = validation.check_path("log_dir", log_dir, allow_none=True)
         # checked here: the monitors would name their own arguments
@@ -136,7 +147,7 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
 
     # -- state ---------------------------------------------------------------
 
-    def get_state(self):
+    def get_state(self) -> dict[str, Any]:
         """Each monitor's state and the epochs seen, for a restart."""
         return {
             "epochs_done": self._epochs_done,
@@ -147,7 +158,7 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
             },
         }
 
-    def set_state(self, state):
+    def set_state(self, state: dict[str, Any]) -> None:
         """Restores what `get_state` returned."""
         self._epochs_done = int(state.get("epochs_done", 0))
         if state.get("initial_activations") is not None:
@@ -156,14 +167,14 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
             if name in self.monitors:
                 self.monitors[name].set_state(monitor_state)
 
-    def get_epoch_state(self):
+    def get_epoch_state(self) -> dict[str, Any]:
         """Each monitor's state of the epoch in progress (mid-epoch backups)."""
         return {
             name: monitor.get_epoch_state()
             for name, monitor in self.monitors.items()
         }
 
-    def set_epoch_state(self, state):
+    def set_epoch_state(self, state: dict[str, Any]) -> None:
         for name, monitor_state in (state or {}).items():
             if name in self.monitors:
                 self.monitors[name].set_epoch_state(monitor_state)
@@ -179,15 +190,15 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
         for monitor in self.monitors.values():
             getattr(monitor, method)(*args)
 
-    def set_model(self, model):
+    def set_model(self, model: keras.Model) -> None:
         super().set_model(model)
         self._forward("set_model", model)
 
-    def set_params(self, params):
+    def set_params(self, params: dict[str, Any]) -> None:
         super().set_params(params)
         self._forward("set_params", params)
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self.advice = []
         self._gap_checked, self._gap_skipped = 0, 0
         self._forward("on_train_begin", logs)
@@ -216,19 +227,25 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
                     for layer, stats in activations._measure().items()
                 }
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(
+        self, epoch: int, logs: dict[str, Any] | None = None
+    ) -> None:
         self._forward("on_epoch_begin", epoch, logs)
 
-    def on_train_batch_begin(self, batch, logs=None):
+    def on_train_batch_begin(
+        self, batch: int, logs: dict[str, Any] | None = None
+    ) -> None:
         self._forward("on_train_batch_begin", batch, logs)
 
-    def on_test_begin(self, logs=None):
+    def on_test_begin(self, logs: dict[str, Any] | None = None) -> None:
         self._forward("on_test_begin", logs)
 
-    def on_test_end(self, logs=None):
+    def on_test_end(self, logs: dict[str, Any] | None = None) -> None:
         self._forward("on_test_end", logs)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(
+        self, epoch: int, logs: dict[str, Any] | None = None
+    ) -> None:
         if has_validation(logs or {}):
             self._forward("on_epoch_end", epoch, logs)
             self._gap_checked += 1
@@ -248,7 +265,7 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
             self._gap_skipped += 1
         self._epochs_done = epoch + 1
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         # Opened before the monitors give theirs back: the same writer, so
         # the run keeps one layout (the charts the monitors left out stay out).
         writer = tensorboard.open_run(self.log_dir, "monitors")
@@ -267,7 +284,7 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
 
     # -- the verdict ---------------------------------------------------------
 
-    def diagnose(self):
+    def diagnose(self) -> list[advice_rules.Advice]:
         """The advice from what the monitors have seen so far.
 
         When no epoch of the last `fit` had validation data, the advice

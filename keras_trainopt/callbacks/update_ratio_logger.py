@@ -2,6 +2,8 @@
 
 import collections
 import math
+import os
+from typing import Any
 
 import keras
 import numpy as np
@@ -93,8 +95,15 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
     ratio of weights:updates.
     """
 
-    def __init__(self, log_dir=None, every=100, *, low=1e-4, high=1e-2,
-                 verbose=1):
+    def __init__(
+        self,
+        log_dir: str | os.PathLike | None = None,
+        every: int = 100,
+        *,
+        low: float = 1e-4,
+        high: float = 1e-2,
+        verbose: int = 1,
+    ) -> None:
         super().__init__()
         self.log_dir = validation.check_path("log_dir", log_dir, allow_none=True)
         self.every = validation.check_int("every", every, low=1)
@@ -114,7 +123,7 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
         self._writer = None
         self._pending = []
 
-    def get_state(self):
+    def get_state(self) -> dict[str, Any]:
         """The latest ratios and their history, for a restart."""
         return {
             "step": self.step,
@@ -123,7 +132,7 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
             "history": {key: list(rows) for key, rows in self.history.items()},
         }
 
-    def set_state(self, state):
+    def set_state(self, state: dict[str, Any]) -> None:
         """Restores what `get_state` returned."""
         self.step = state.get("step")
         self.ratios = dict(state.get("ratios", {}))
@@ -132,7 +141,7 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
         for key, rows in state.get("history", {}).items():
             self.history[key] = [(int(step), value) for step, value in rows]
 
-    def get_epoch_state(self):
+    def get_epoch_state(self) -> dict[str, Any]:
         """Where the epoch's readings stand (mid-epoch backups)."""
         if self._probe is None or not hasattr(self, "_steps_at_read"):
             return {}
@@ -143,7 +152,7 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
             "probe": self._probe.get_state(),
         }
 
-    def set_epoch_state(self, state):
+    def set_epoch_state(self, state: dict[str, Any]) -> None:
         if not state or self._probe is None:
             return
         self._applied_at_read = int(state["applied_at_read"])
@@ -153,7 +162,7 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
         ]
         self._probe.set_state(state["probe"])
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         optimizers.warn_other_optimizers(
             self.model, "UpdateRatioLogger",
             "It measures the updates of `model.optimizer` only, so "
@@ -187,11 +196,15 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
         self._probe.install(fit=self.params)
         self._writer = tensorboard.open_run(self.log_dir, "monitors")
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(
+        self, epoch: int, logs: dict[str, Any] | None = None
+    ) -> None:
         self._applied_at_read = optimizers.get_iterations(self.model.optimizer)
         self._steps_at_read = 0
 
-    def on_train_batch_begin(self, batch, logs=None):
+    def on_train_batch_begin(
+        self, batch: int, logs: dict[str, Any] | None = None
+    ) -> None:
         # Before an execution, of the `batch` steps run before it; not in
         # `on_train_batch_end`, which would make Keras (JAX, PyTorch)
         # dispatch every callback synchronously. The epoch's last steps are
@@ -209,13 +222,15 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
             )
             self._steps_at_read = steps
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(
+        self, epoch: int, logs: dict[str, Any] | None = None
+    ) -> None:
         self._collect()
         self._flush()
         if self.verbose:
             self._warn(epoch)
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         self._probe.uninstall()
         self._flush()
         tensorboard.close_run(self._writer)

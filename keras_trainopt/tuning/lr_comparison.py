@@ -2,6 +2,11 @@
 
 import dataclasses
 import math
+import os
+import typing
+from collections.abc import Callable
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 import numpy as np
@@ -11,6 +16,9 @@ from keras_trainopt._internal import validation
 from keras_trainopt.callbacks.loss_monitor import LossMonitor
 from keras_trainopt.reporting import tags
 from keras_trainopt.reporting import tensorboard
+
+if typing.TYPE_CHECKING:  # matplotlib is imported when `plot` runs
+    import matplotlib.axes
 
 # cs231n's four curves, and too few steps to tell.
 VERDICTS = ("too_low", "good", "high", "too_high", "insufficient_data")
@@ -63,16 +71,20 @@ class LearningRateComparison:
     the loss-versus-epoch chart for low, high, very high and good rates.
     """
 
-    learning_rates: list
-    epoch_losses: dict
-    val_losses: dict
-    steps: dict
-    step_losses: dict
-    diagnoses: dict
-    reasons: dict
-    recommended: float
+    learning_rates: list[float]
+    epoch_losses: dict[float, list[float]]
+    val_losses: dict[float, list[float]]
+    steps: dict[float, list[int]]
+    step_losses: dict[float, list[float]]
+    diagnoses: dict[float, str]
+    reasons: dict[float, str]
+    recommended: float | None
 
-    def plot(self, ax=None, per="step"):
+    def plot(
+        self,
+        ax: "matplotlib.axes.Axes | None" = None,
+        per: typing.Literal["step", "epoch"] = "step",
+    ) -> "matplotlib.axes.Axes":
         """One labelled line per rate (matplotlib); returns the axes.
 
         Args:
@@ -148,17 +160,17 @@ def _built(build_model):
 
 
 def compare_learning_rates(
-    build_model,
-    x,
-    y=None,
-    learning_rates=(1e-4, 1e-3, 1e-2, 1e-1),
-    epochs=3,
+    build_model: Callable[[], keras.Model],
+    x: Any,  # array-like, samples first (np.asarray reads it)
+    y: Any = None,
+    learning_rates: Sequence[float] = (1e-4, 1e-3, 1e-2, 1e-1),
+    epochs: int = 3,
     *,
-    validation_data=None,
-    batch_size=32,
-    seed=0,
-    log_dir=None,
-    verbose=0,
+    validation_data: tuple[Any, Any] | None = None,
+    batch_size: int = 32,
+    seed: int = 0,
+    log_dir: str | os.PathLike | None = None,
+    verbose: int = 0,
 ) -> LearningRateComparison:
     """Trains one fresh model per learning rate and compares the curves.
 
