@@ -41,7 +41,20 @@ def pytest_collect_file(file_path, parent):
         from pytest_markdown_docs.plugin import MarkdownTextFile
     except ImportError:  # an environment without the [test] extra
         return None
-    return MarkdownTextFile.from_parent(parent, path=file_path)
+
+    class MarkdownFile(MarkdownTextFile):
+        def collect(self):
+            for item in super().collect():
+                if any(call in item.code for call in SLOW_CALLS):
+                    item.add_marker(pytest.mark.slow)
+                yield item
+
+    return MarkdownFile.from_parent(parent, path=file_path)
+
+
+# A code block that calls one of these runs under `-m slow` (in `.ci/run`),
+# not in the default run: a search trains a dozen models (10-20 s a block).
+SLOW_CALLS = ("search_hyperparameters(",)
 
 
 @pytest.fixture(autouse=True)

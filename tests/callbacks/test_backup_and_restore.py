@@ -596,14 +596,15 @@ class ForwardCounter(keras.layers.Layer):
         return x
 
 
-def dropout_model(seed=0):
+def dropout_model(seed=0, steps_per_execution=1):
     keras.utils.set_random_seed(seed)
     model = keras.Sequential([
         keras.Input((4,)), ForwardCounter(),
         keras.layers.Dense(8, activation="tanh"),
         keras.layers.Dropout(0.3, seed=4), keras.layers.Dense(1),
     ])
-    model.compile(keras.optimizers.Adam(0.01), loss="mse", metrics=["mae"])
+    model.compile(keras.optimizers.Adam(0.01), loss="mse", metrics=["mae"],
+                  steps_per_execution=steps_per_execution)
     return model
 
 
@@ -697,6 +698,38 @@ def test_a_mid_epoch_backup_resumes_at_the_next_batch_exactly(tmp_path, kind):
                                    plain["history"][name][1:], atol=1e-6)
     # 20 forward passes, as uninterrupted: the skipped step was not rerun
     assert resumed["passes"] == plain["passes"] == 20
+
+
+def test_a_mid_epoch_backup_with_steps_per_execution_resumes_exactly(tmp_path):
+    if keras.backend.backend() == "torch":
+        pytest.skip("Keras' torch trainer refuses steps_per_execution > 1")
+    x, y = tiny_data(48)  # 6 steps an epoch, 3 executions of 2 steps
+
+    def train(folder, interrupt=None):
+        model = dropout_model(steps_per_execution=2)
+        ema = kt.ExponentialMovingAverage(0.5, every=1, apply_at_end=False)
+        backup = kt.BackupAndRestore(folder, save_freq=2)
+        extra = [] if interrupt is None else [InterruptAtStep(interrupt)]
+        model.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0,
+                  callbacks=[backup, ema, *extra])
+        return model, ema, backup
+
+    plain, plain_ema, _ = train(tmp_path / "plain")
+    # stopped after the 5th execution (update 10): the newest backup was
+    # taken before it, after update 8, 2 steps into epoch 1
+    with pytest.raises(KeyboardInterrupt):
+        train(tmp_path / "stopped", interrupt=5)
+    resumed, resumed_ema, backup = train(tmp_path / "stopped")
+    assert (backup.restored_epoch, backup.restored_step) == (1, 2)
+    assert_close(weights_of(resumed), weights_of(plain))
+    assert_close(
+        [keras.ops.convert_to_numpy(v) for v in resumed_ema._state.variables],
+        [keras.ops.convert_to_numpy(v) for v in plain_ema._state.variables])
+    # 18 forward passes in all, as uninterrupted: the 2 skipped steps were
+    # drawn, not trained on
+    passes = [float(keras.ops.convert_to_numpy(m.layers[0].count))
+              for m in (resumed, plain)]
+    assert passes == [18, 18]
 
 
 class CountAtTrainBegin(keras.callbacks.Callback):

@@ -140,6 +140,7 @@ def test_alone(inputs, callback, tmp_path):
     ref.run_alone(callback, models.functional, tmp_path, INPUTS[inputs])
 
 
+@pytest.mark.slow  # every callback in one fit, per input kind: 3-15 s a cell
 @pytest.mark.parametrize(
     "inputs, callback", _params([(i, "combined") for i in INPUTS], XFAIL)
 )

@@ -113,6 +113,7 @@ def test_alone(model, callback, tmp_path):
     ref.run_alone(callback, factory, tmp_path)
 
 
+@pytest.mark.slow  # every callback in one fit, per model kind: 3-10 s a cell
 @pytest.mark.parametrize(
     "model, callback", _params([(m, "combined") for m in COMBINED])
 )
