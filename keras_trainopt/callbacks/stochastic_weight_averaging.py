@@ -223,6 +223,9 @@ class StochasticWeightAveraging(WeightAverageCallback):
             model, [self._epoch_start, self._epoch_steps]
         )
         if training.applied_updates(model) < int(start) + int(steps):
+            # the average reads the weights: on JAX, write the live state
+            # back to the variables first (they are purged mid-epoch)
+            training.sync_state(model)
             self._state.update(None)
 
     def get_config(self) -> dict[str, Any]:
