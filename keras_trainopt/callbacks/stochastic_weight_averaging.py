@@ -104,7 +104,7 @@ class StochasticWeightAveraging(WeightAverageCallback):
         )
         self._epoch_start = None  # optimizer step where the epoch began
         self._epoch_steps = None  # or -1 before start_epoch
-        self._epoch_end = None  # on the host: the update that ends the epoch
+        self._averaging = False  # this epoch is one of the averaged ones
 
     def learning_rate(
         self, t: int, epoch_start: int, steps_per_epoch: int
@@ -193,13 +193,13 @@ class StochasticWeightAveraging(WeightAverageCallback):
     ) -> None:
         if epoch < self.start_epoch:
             self._epoch_steps.assign(-1)
-            self._epoch_end = None
+            self._averaging = False
             return
         steps = int(self.params["steps"])  # known: `_check_before_fit`
         start = optimizers.get_iterations(self.model.optimizer)
         self._epoch_start.assign(start)
         self._epoch_steps.assign(steps)
-        self._epoch_end = start + steps
+        self._averaging = True
 
     def on_train_batch_end(
         self, batch: int, logs: dict[str, Any] | None = None
@@ -210,11 +210,11 @@ class StochasticWeightAveraging(WeightAverageCallback):
         # that count is never reached: after the epoch's last batch the
         # weights it ended with are averaged here instead (one read per
         # epoch).
-        if self._epoch_end is None or not training.is_last_batch(
+        if not self._averaging or not training.is_last_batch(
             batch, self.params
         ):
             return
-        # The epoch's end from the variables, not from `_epoch_end`: in an
+        # The epoch's end from the variables, not from on_epoch_begin's: in an
         # epoch resumed in its middle by `BackupAndRestore`, on_epoch_begin
         # saw the step count of the backup, and the variables were put back
         # after it (issue 20).
