@@ -13,6 +13,8 @@ import reprlib
 
 import numpy as np
 
+from keras_trainopt._internal import optimizers
+
 # The largest float32: learning rates above it are infinite inside the step.
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 FLOAT32_TINY = float(np.finfo(np.float32).tiny)  # the smallest normal float32
@@ -253,3 +255,50 @@ def check_built(model, caller, needs):
             "callbacks start). Build it before `fit`, e.g. `model(x[:1])` "
             "or `model.build(input_shape)`."
         )
+
+
+def optimizers_of_own_step(model):
+    """The other optimizers a model's own `train_step` may apply.
+
+    Names of the model's attributes that hold a `keras.optimizers.Optimizer`
+    other than `model.optimizer`, when the model's class defines its own
+    `train_step` (a GAN compiled with `super().compile()` that keeps
+    `d_optimizer` and `g_optimizer`); empty otherwise: Keras' own
+    `train_step` applies `model.optimizer`.
+    """
+    for cls in type(model).__mro__:
+        if "train_step" in vars(cls):
+            if cls.__module__.split(".")[0] == "keras":
+                return []
+            break
+    return optimizers.other_optimizers(model)
+
+
+def check_one_optimizer(model, caller, acts, consequence, way_out):
+    """Raises `ValueError` if `model`'s own `train_step` may apply optimizers
+    that `caller` does not see (`optimizers_of_own_step`).
+
+    A callback that acts on the updates of `model.optimizer` from inside the
+    step (an average after each update, a measurement of one update) sees
+    nothing of the updates the other optimizers make, and nothing at all
+    when `model.optimizer` is a stand-in the step never applies.
+
+    Args:
+        model: the model the callback starts with.
+        caller: the callback's class name, for the message.
+        acts: what it does with `model.optimizer` ("averages the weights
+            after each update of").
+        consequence: what comes of it ("nothing is averaged").
+        way_out: what to do instead, naming only what exists.
+    """
+    names = optimizers_of_own_step(model)
+    if not names:
+        return
+    main = type(optimizers.unwrap(model.optimizer)).__name__
+    raise ValueError(
+        f"{caller} {acts} `model.optimizer` ({main}) only, but "
+        f"{type(model).__name__} has a `train_step` of its own and holds "
+        f"other optimizers as well ({', '.join(names)}), which {caller} "
+        "does not see; if `train_step` never applies `model.optimizer` (a "
+        f"GAN compiled with `super().compile()`), {consequence}. {way_out}"
+    )

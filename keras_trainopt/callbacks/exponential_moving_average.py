@@ -125,6 +125,21 @@ class ExponentialMovingAverage(WeightAverageCallback):
             formulas.ema_decay(num_updates, self.decay, self.warmup, self.every)
         )
 
+    def _check_before_fit(self) -> None:
+        validation.check_one_optimizer(
+            self.model, "ExponentialMovingAverage",
+            "averages the weights after each update of",
+            "nothing is averaged",
+            "Average in the optimizers that `train_step` applies instead: "
+            "create each with `use_ema=True` (e.g. "
+            "`keras.optimizers.SGD(0.01, use_ema=True, ema_momentum=0.999)`, "
+            "the same average as decay=0.999) and, after `fit`, call "
+            "`optimizer.finalize_variable_values(variables)` with the "
+            "variables it trains; or use "
+            "`keras_trainopt.StochasticWeightAveraging`, which averages the "
+            "weights each epoch ends with.",
+        )
+
     def _due(self, iterations: Tensor) -> Tensor | None:
         if self.every == 1:
             return None

@@ -173,6 +173,14 @@ class StochasticWeightAveraging(WeightAverageCallback):
             optimizers.check_settable_learning_rate(
                 self.model.optimizer, type(self).__name__
             )
+            validation.check_one_optimizer(
+                self.model, "StochasticWeightAveraging",
+                "sets `swa_learning_rate` in",
+                "the SWA rate is never used",
+                "Create it with `swa_learning_rate=None`, which averages "
+                "without setting a rate, and put the rate schedule in the "
+                "optimizers `train_step` applies.",
+            )
         params = self.params or {}
         steps, epochs = params.get("steps"), params.get("epochs")
         if not steps and (epochs is None or self.start_epoch < epochs):

@@ -163,6 +163,14 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
         self._probe.set_state(state["probe"])
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        validation.check_one_optimizer(
+            self.model, "UpdateRatioLogger", "measures the updates of",
+            "`ratios` stays empty",
+            "Measure a model whose `train_step` applies one optimizer, "
+            "`model.optimizer`, to all the trainable weights, or leave "
+            "UpdateRatioLogger (and TrainingDoctor, which runs it) out of "
+            "this fit.",
+        )
         optimizers.warn_other_optimizers(
             self.model, "UpdateRatioLogger",
             "It measures the updates of `model.optimizer` only, so "
