@@ -62,25 +62,13 @@ def _backbone_param(name, marks=()):
     return marks
 
 
-NESTED_BN_DETACH = (
-    "found by the matrix: SWA with batchnorm_data on a backbone with nested "
-    "BatchNorm layers (MobileNetV3Small, KerasHub ResNet) leaves variables "
-    "on the optimizer after fit (142 and 13 instead of 2)"
-)
-BACKBONE_COMBINED = (
-    "found by the matrix: on MobileNetV3Small the combined run's weights "
-    "differ from the same run without the doctor by up to 2e-4 (the "
-    "monitors must not change training); not yet known whether the doctor "
-    "or TensorFlow's CPU convolutions cause it, so not strict"
-)
-
 BACKBONE_CELLS = {
     # (model, callback): xfail reason or None
     ("backbone", "ActivationMonitor"): None,
     ("backbone", "TrainingDoctor"): None,
     ("backbone", "UpdateRatioLogger"): None,
     ("backbone", "ExponentialMovingAverage"): None,
-    ("backbone", "combined"): BACKBONE_COMBINED,
+    ("backbone", "combined"): None,
     ("keras_hub", "ActivationMonitor"): None,
     ("keras_hub", "TrainingDoctor"): None,
     ("keras_hub", "UpdateRatioLogger"): None,
@@ -95,8 +83,7 @@ def _cells(table):
     for key, reason in table.items():
         marks = _backbone_param(key[0])
         if reason:
-            marks.append(pytest.mark.xfail(
-                strict=reason is not BACKBONE_COMBINED, reason=reason))
+            marks.append(pytest.mark.xfail(strict=True, reason=reason))
         out.append(pytest.param(*key, marks=marks, id="-".join(key)))
     return out
 
@@ -105,7 +92,11 @@ def _cells(table):
 def test_backbone(model, callback, tmp_path):
     factory = models.FACTORIES[model]
     if callback == "combined":
-        ref.run_combined(factory, tmp_path)
+        # MobileNetV3Small: TensorFlow's graph rewrites round the same step
+        # differently with the doctor's probe around the update (see
+        # `without_arithmetic_rewrites`); bit-identical without them
+        ref.run_combined(factory, tmp_path,
+                         arithmetic_rewrites=model != "backbone")
     else:
         ref.run_alone(callback, factory, tmp_path)
 
@@ -119,8 +110,7 @@ def _batchnorm_layers(layer):
 
 @pytest.mark.parametrize(
     "model",
-    [pytest.param(m, marks=_backbone_param(m) + (
-        [pytest.mark.xfail(strict=True, reason=NESTED_BN_DETACH)]), id=m)
+    [pytest.param(m, marks=_backbone_param(m), id=m)
      for m in ("backbone", "keras_hub")],
 )
 def test_backbone_batchnorm_data(model, tmp_path):
@@ -130,11 +120,14 @@ def test_backbone_batchnorm_data(model, tmp_path):
     (biased) variance of its inputs over the data, under the average (a
     Keras sub-model of the backbone computes those inputs)."""
     case = models.FACTORIES[model]()
-    before = len(case.model.optimizer.variables)
+    # the optimizer's own variables (its step count, rate and one momentum
+    # per trainable weight) exist once it is built: `fit` builds it
+    case.model.optimizer.build(case.model.trainable_variables)
+    own = [id(v) for v in case.model.optimizer.variables]
     swa = StochasticWeightAveraging(start_epoch=0, batchnorm_data=case.x)
     history, _ = ref.fit(case, [swa])
     assert history.epoch == list(range(ref.EPOCHS))
-    assert len(case.model.optimizer.variables) == before
+    assert [id(v) for v in case.model.optimizer.variables] == own
     base = next(layer for layer in case.model.layers if isinstance(layer, keras.Model))
     first = _batchnorm_layers(base)[0]
     inputs = keras.Model(base.inputs, first.input)(case.x, training=False)
