@@ -48,6 +48,11 @@ class ExponentialMovingAverage(WeightAverageCallback):
     `1 / (1 - decay)`: 0.999 averages the last ~1000 steps. With few steps
     per epoch, a smaller decay (0.99) follows training more closely.
 
+    The average follows the updates of `model.optimizer`: a model whose own
+    `train_step` may apply other optimizers (a GAN holding `d_optimizer` and
+    `g_optimizer`) is refused at train begin; the message points to Keras'
+    `use_ema=True` for those optimizers.
+
     Only trainable weights are averaged; BatchNorm statistics keep their
     current values unless `batchnorm_data` is given (see the base class,
     `WeightAverageCallback`). At train end the model holds the average
