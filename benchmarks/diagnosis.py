@@ -99,6 +99,19 @@ def lr_too_high_tanh(seed):
             *digits(seed), dict(epochs=8))
 
 
+def lr_too_high_momentum(seed):
+    # heavy-ball momentum 0.99 at 0.1 (an effective step of 10): the loss
+    # falls, then climbs back and bounces
+    return (compiled(mlp(), keras.optimizers.SGD(0.1, momentum=0.99)),
+            *digits(seed), dict(epochs=8))
+
+
+def lr_too_high_momentum_tanh(seed):
+    return (compiled(mlp(activation="tanh"),
+                     keras.optimizers.SGD(0.1, momentum=0.99)),
+            *digits(seed), dict(epochs=8))
+
+
 def nan_in_the_data(seed):
     (x, y), val = digits(seed)
     x = x.copy()
@@ -288,6 +301,10 @@ SCENARIOS = {
                                             "learning_rate_too_high"),
     "lr too high (tanh, loss jumps far above chance)": (
         lr_too_high_tanh, "learning_rate_too_high"),
+    "lr too high (oscillation: momentum 0.99, ReLU)": (
+        lr_too_high_momentum, "learning_rate_too_high"),
+    "lr too high (oscillation: momentum 0.99, tanh)": (
+        lr_too_high_momentum_tanh, "learning_rate_too_high"),
     "NaN in the data": (nan_in_the_data, "non_finite_loss"),
     "lr too low": (lr_too_low, "learning_rate_too_low"),
     "healthy MLP": (healthy_mlp, "healthy"),
