@@ -4,7 +4,8 @@
         --json benchmarks/results/diagnosis_tensorflow.json \\
         --markdown benchmarks/results/diagnosis_tensorflow.md \\
         --plot docs/diagnosis_tensorflow.png
-    KERAS_BACKEND=jax python benchmarks/diagnosis.py --seeds 1 \\
+    KERAS_BACKEND=jax python benchmarks/diagnosis.py --seeds 3 \\
+        --json benchmarks/results/diagnosis_jax.json \\
         --markdown benchmarks/results/diagnosis_jax.md  # (or torch)
     python benchmarks/diagnosis.py --quick          # one seed, a smoke run
     python benchmarks/diagnosis.py --held-out       # the held-out ones only
