@@ -4,7 +4,8 @@
         --json benchmarks/results/diagnosis_tensorflow.json \\
         --markdown benchmarks/results/diagnosis_tensorflow.md \\
         --plot docs/diagnosis_tensorflow.png
-    KERAS_BACKEND=jax python benchmarks/diagnosis.py --seeds 1 \\
+    KERAS_BACKEND=jax python benchmarks/diagnosis.py --seeds 3 \\
+        --json benchmarks/results/diagnosis_jax.json \\
         --markdown benchmarks/results/diagnosis_jax.md  # (or torch)
     python benchmarks/diagnosis.py --quick          # one seed, a smoke run
     python benchmarks/diagnosis.py --held-out       # the held-out ones only
@@ -96,6 +97,19 @@ def lr_too_high_relus_die(seed):
 
 def lr_too_high_tanh(seed):
     return (compiled(mlp(activation="tanh"), keras.optimizers.SGD(2.0)),
+            *digits(seed), dict(epochs=8))
+
+
+def lr_too_high_momentum(seed):
+    # heavy-ball momentum 0.99 at 0.1 (an effective step of 10): the loss
+    # falls, then climbs back and bounces
+    return (compiled(mlp(), keras.optimizers.SGD(0.1, momentum=0.99)),
+            *digits(seed), dict(epochs=8))
+
+
+def lr_too_high_momentum_tanh(seed):
+    return (compiled(mlp(activation="tanh"),
+                     keras.optimizers.SGD(0.1, momentum=0.99)),
             *digits(seed), dict(epochs=8))
 
 
@@ -288,6 +302,10 @@ SCENARIOS = {
                                             "learning_rate_too_high"),
     "lr too high (tanh, loss jumps far above chance)": (
         lr_too_high_tanh, "learning_rate_too_high"),
+    "lr too high (oscillation: momentum 0.99, ReLU)": (
+        lr_too_high_momentum, "learning_rate_too_high"),
+    "lr too high (oscillation: momentum 0.99, tanh)": (
+        lr_too_high_momentum_tanh, "learning_rate_too_high"),
     "NaN in the data": (nan_in_the_data, "non_finite_loss"),
     "lr too low": (lr_too_low, "learning_rate_too_low"),
     "healthy MLP": (healthy_mlp, "healthy"),

@@ -110,7 +110,8 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
             `"learning_rate_too_high"` or `"learning_rate_too_low"`.
         pattern: the curve's shape, one of `PATTERNS` (`"non_finite"`: the
             loss became NaN or inf with no rise before; `"diverged"`,
-            `"blow_up"`, `"oscillating"`, `"flat"`, `"slow"`,
+            `"blow_up"`, `"oscillating"`, `"rebound"` (the loss fell, then
+            rose back), `"flat"`, `"slow"`,
             `"at_chance"`, `"good"`, `"insufficient_data"`).
         chance_level: the chance-level loss in use, or `None`.
         recent_loss: the mean of the last readings (raw), or `None`.

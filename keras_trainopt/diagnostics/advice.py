@@ -205,7 +205,8 @@ def advise(
       `input_scale` (or holding NaN);
     - `non_finite_loss`: the loss turned NaN or inf with no rise before;
     - `learning_rate_too_high`: the loss diverged, blew up and then stayed
-      near or above the chance level, or oscillates; an update ratio not
+      near or above the chance level, oscillates, or fell and rose back (a
+      rebound); an update ratio not
       finite or above 10x the band; ReLU units that died, or tanh/sigmoid
       units that saturated, during training (an update ratio of exactly 0
       and a stalled loss are then more evidence);
@@ -484,6 +485,11 @@ def _rate_too_high(e):
     elif pattern == "oscillating":
         found.append("the loss oscillates without going down")
         triggered = True
+    elif pattern == "rebound":
+        recent = e.loss.get("recent_loss")
+        back = f" to {_fmt(recent)}" if _is_number(recent) else ""
+        found.append(f"the loss fell and then rose back{back}")
+        triggered = True
     low, high = e.band
     wild = [layer for layer, r in e.ratios.items() if not math.isfinite(r)]
     if wild and pattern != "non_finite":  # a NaN loss makes NaN weights
@@ -508,7 +514,8 @@ def _rate_too_high(e):
     if high_ratios:
         found.append(", ".join(f"{layer}'s update ratio is {r:.1e}"
                                for layer, r in high_ratios))
-    scale = 3 if pattern == "oscillating" and len(found) == 1 else 10
+    scale = (3 if pattern in ("oscillating", "rebound") and len(found) == 1
+             else 10)
     rate = e.rate
     action = (f"try about {rate / scale:.2g}" if rate else
               "lower it, e.g. by 10x")

@@ -102,6 +102,7 @@ PATTERN_VERDICTS = {
     "diverged": "learning_rate_too_high",
     "blow_up": "learning_rate_too_high",
     "oscillating": "learning_rate_too_high",
+    "rebound": "learning_rate_too_high",
     "flat": "learning_rate_too_low",
     "slow": "learning_rate_too_low",
     "at_chance": "good",
@@ -111,6 +112,10 @@ PATTERN_VERDICTS = {
 # a peak above this multiple of it is a blow-up.
 CHANCE_FRACTION = 0.9
 BLOW_UP_FACTOR = 2.0
+# A loss that fell and then rose back to this multiple of its lowest level,
+# giving back at least this fraction of its fall, has rebounded.
+REBOUND_FACTOR = 1.5
+REBOUND_FRACTION = 0.25
 
 
 def raw_levels(losses):
@@ -131,6 +136,27 @@ def raw_levels(losses):
     tail = max(3, len(losses) // 10)
     return (float(np.mean(losses[:3])), float(np.mean(losses[-tail:])),
             float(np.max(losses)))
+
+
+def lowest_level(losses):
+    """`(low, end)`: the lowest mean of a window of readings, and where.
+
+    The window is `recent`'s in `raw_levels` (`max(3, n // 10)` readings),
+    so `low` and `recent` average as many readings; `end` is the index
+    after the lowest window. NaN and 0 when there is no full window.
+
+    >>> from keras_trainopt.diagnostics.loss_curve import lowest_level
+    >>> lowest_level([3.0, 1.0, 0.5, 0.5, 0.5, 0.9, 1.2, 1.5])
+    (0.5, 5)
+    """
+    losses = np.asarray(losses, dtype="float64")
+    losses = losses[np.isfinite(losses)]
+    window = max(3, len(losses) // 10)
+    if len(losses) < window:
+        return math.nan, 0
+    means = np.convolve(losses, np.full(window, 1.0 / window), mode="valid")
+    start = int(np.argmin(means))
+    return float(means[start]), start + window
 
 
 def loss_curve_pattern(
@@ -156,6 +182,14 @@ def loss_curve_pattern(
       `peak >= 2 * chance_loss`: the loss rose far above the chance level
       and never came below it (cs231n: a very high rate makes the loss
       explode, or drop and get stuck at a worse value): `"blow_up"`;
+    - *rebound*: the loss fell, then rose back: `recent` (the mean of the
+      last `w = max(3, n // 10)` readings) is at least `1.5 * low` and has
+      given back at least a quarter of the fall, `recent - low >= 0.25 *
+      (first - low)`, where `low` is the lowest mean of `w` consecutive
+      readings, ending before the last `w`. Scale-free: both are ratios of
+      the curve's own levels. A rate too high for the weights it reached
+      (or momentum too high) makes the loss climb back and bounce; a good
+      or low rate never gives back a quarter of its fall: `"rebound"`;
     - *no progress*: the smoothed loss moved by less than `flat_tolerance`
       of its start: `"flat"` (judge from the start of training: a
       converged model is flat too);
@@ -237,6 +271,17 @@ def loss_curve_pattern(
             f"{chance_loss:.4g}: the learning rate is far too high; lower "
             "it, e.g. by 10x",
         )
+    low, low_end = lowest_level(losses)
+    if (low_end <= n - max(3, n // 10) and first_raw > low > 0
+            and recent >= REBOUND_FACTOR * low
+            and recent - low >= REBOUND_FRACTION * (first_raw - low)):
+        return Diagnosis(
+            "rebound",
+            f"the loss fell to {low:.4g} and then rose back to {recent:.4g} "
+            f"(recent mean; {first_raw:.4g} at first): the learning rate is "
+            "too high for the weights it reached; lower it, e.g. by 3-10x, "
+            "or decay it",
+        )
     curve = smooth(losses)
     start, middle, end = curve[0], curve[half], curve[-1]
     drop_first, drop_second = start - middle, middle - end
@@ -292,6 +337,9 @@ def diagnose_loss_curve(
       the second half is no lower than the first: `"learning_rate_too_high"`;
     - with `chance_loss`, a blow-up above twice the chance level and a loss
       stuck at or above it since: `"learning_rate_too_high"`;
+    - *rebound*: the loss fell, then rose back to at least 1.5x its lowest
+      level, giving back at least a quarter of its fall:
+      `"learning_rate_too_high"` (see `loss_curve_pattern`);
     - *no progress*: the smoothed loss moved by less than `flat_tolerance`
       of its start: `"learning_rate_too_low"` (judge from the start of
       training: a converged model is flat too);

@@ -57,6 +57,25 @@ def test_the_issue_run_is_one_finding_with_its_evidence_and_a_rate():
     assert not any("too low" in str(a) for a in row["doctor"].advice)
 
 
+@pytest.mark.slow  # 8 epochs
+def test_the_oscillation_run_is_a_rebound_of_the_loss():
+    # tanh MLP, SGD 0.1 with momentum 0.99: the loss falls, then climbs back
+    # and bounces; the loss curve alone says "too high" (no dead ReLU here)
+    pytest.importorskip("sklearn")
+    row = record("lr too high (oscillation: momentum 0.99, tanh)")
+    monitor = row["doctor"].monitors["loss"]
+    assert monitor.pattern == "rebound", monitor.reason
+    assert monitor.diagnosis == "learning_rate_too_high"
+    losses = monitor.losses
+    window = max(3, len(losses) // 10)
+    lowest = min(sum(losses[i:i + window]) / window
+                 for i in range(len(losses) - window + 1))
+    assert monitor.recent_loss >= 1.5 * lowest  # the rule, by hand
+    (advice,) = [a for a in row["doctor"].advice if a.severity != "ok"]
+    assert advice.finding == "learning_rate_too_high"
+    assert any("rose back" in e for e in advice.evidence), advice.evidence
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [n for n in diagnosis.SCENARIOS
                                   if n not in QUICK])
