@@ -137,7 +137,7 @@ def test_resume_with_backup_and_restore(case, unit, backup_first, tmp_path):
         run(interrupt_at=4)
     resumed = run()  # fresh model and callback, as after a restart
 
-    for a, b in zip(reference.get_weights(), resumed.get_weights()):
+    for a, b in zip(reference.get_weights(), resumed.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
     assert float(resumed.optimizer.learning_rate) == pytest.approx(
         float(reference.optimizer.learning_rate), rel=1e-6
@@ -168,7 +168,8 @@ def test_to_schedule_trains_like_the_callback(case):
     fit(with_callback, [callback], 4)
     in_optimizer = tiny_model(nesterov_sgd(callback.to_schedule(4)))
     fit(in_optimizer, [], 4)
-    for a, b in zip(with_callback.get_weights(), in_optimizer.get_weights()):
+    for a, b in zip(with_callback.get_weights(), in_optimizer.get_weights(),
+                    strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
@@ -287,7 +288,7 @@ def test_step_unit_is_exact_inside_each_execution(case):
     fit(with_callback, [callback], 3)
     reference = tiny_model(nesterov_sgd(callback.to_schedule()))
     fit(reference, [], 3)
-    for a, b in zip(with_callback.get_weights(), reference.get_weights()):
+    for a, b in zip(with_callback.get_weights(), reference.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 

@@ -29,7 +29,7 @@ def test_memorizing_random_labels_is_overfitting(tmp_path):
     )
     assert monitor.diagnosis == "overfitting", monitor.reason
     h = history.history
-    expected = [a - v for a, v in zip(h["accuracy"], h["val_accuracy"])]
+    expected = [a - v for a, v in zip(h["accuracy"], h["val_accuracy"], strict=True)]
     np.testing.assert_allclose(h["generalization_gap"], expected, atol=1e-7)
     written = tb.scalars(str(tmp_path / "monitors"), "generalization_gap")
     assert [s for s, _ in written] == list(range(40))
@@ -85,7 +85,7 @@ def test_stop_and_restore_best_weights():
     history = model.fit(x, y, validation_split=0.5, epochs=100, batch_size=20,
                         callbacks=[KeepBest(), monitor], verbose=0)
     assert len(history.epoch) < 100
-    for got, want in zip(model.get_weights(), best["weights"]):
+    for got, want in zip(model.get_weights(), best["weights"], strict=True):
         np.testing.assert_array_equal(got, want)
 
 
