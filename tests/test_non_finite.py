@@ -75,7 +75,8 @@ def test_the_doctor_reports_the_blow_up():
     assert "learning rate too high" in messages
 
 
-@pytest.mark.parametrize("every", [1, 3])
+# every=3 (a stride over the skipped points) by default; every=1 `slow`
+@pytest.mark.parametrize("every", [pytest.param(1, marks=pytest.mark.slow), 3])
 def test_averages_of_a_run_left_diverged_skip_every_non_finite_point(every):
     ema = kt.ExponentialMovingAverage(0.5, warmup=False, every=every,
                                       apply_at_end=False)

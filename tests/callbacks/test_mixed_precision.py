@@ -57,6 +57,10 @@ SKIPPED = [
     e * STEPS_PER_EPOCH + b for e in range(EPOCHS) for b in FLAGGED_BATCHES
 ]
 KINDS = ("auto", "explicit")
+# The default run trains the explicitly wrapped optimizer once (the
+# `swa_rate` run of the two tests that keep KINDS); its other cells, each a
+# training run of its own, are `slow` (`.ci/run` runs them).
+KINDS_FAST = ("auto", pytest.param("explicit", marks=pytest.mark.slow))
 
 
 @pytest.fixture
@@ -286,7 +290,7 @@ LR_CLOSED = {
 }
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", KINDS_FAST)
 @pytest.mark.parametrize("name", [n for n in LR_CLOSED if n.endswith("step")])
 def test_step_decay_counts_applied_updates(mixed_float16, name, kind):
     recorder = run(name, kind).recorder
@@ -328,7 +332,7 @@ def numpy_ema(trajectory, decay, every):
     return average, n
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", KINDS_FAST)
 @pytest.mark.parametrize(
     "name, key, every",
     [("step_decay_step", "ema1", 1), ("exponential_decay_step", "ema3", 3)],
@@ -345,7 +349,7 @@ def test_ema_averages_the_float32_weights_of_applied_updates(
     assert_close(result.averages[key], expected)
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", KINDS_FAST)
 def test_swa_averages_every_epoch_even_when_its_last_step_is_skipped(
     mixed_float16, kind
 ):
@@ -376,7 +380,7 @@ def test_swa_rate_and_average_at_end(mixed_float16, kind):
 # -- ensembles ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", KINDS_FAST)
 def test_snapshot_cycles_count_applied_updates(mixed_float16, kind):
     result = run("snapshot", kind)
     recorder, snapshots = result.recorder, result.callbacks["snapshots"]
@@ -403,7 +407,7 @@ def test_snapshot_cycles_count_applied_updates(mixed_float16, kind):
         assert_close(snapshot, recorder.weights[k], atol=0)
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", KINDS_FAST)
 def test_checkpoints_are_float32_epoch_ends(mixed_float16, kind):
     result = run("step_decay_step", kind)
     recorder, checkpoints = result.recorder, result.callbacks["checkpoints"]
@@ -438,7 +442,7 @@ def loss_readings(recorder, every):
     return steps, losses
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", KINDS_FAST)
 @pytest.mark.parametrize(
     "name, key, every",
     [("step_decay_step", "loss1", 1), ("exponential_decay_step", "loss4", 4)],
@@ -468,7 +472,7 @@ def update_ratios(recorder, step):
                 for b, a in zip(before, after, strict=True)]
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", KINDS_FAST)
 @pytest.mark.parametrize(
     "name, key, every",
     [("step_decay_step", "ratio1", 1), ("exponential_decay_step", "ratio4", 4)],
@@ -488,7 +492,7 @@ def test_update_ratios_measure_applied_updates_of_float32_weights(
         np.testing.assert_allclose(measured, expected, rtol=1e-4, atol=1e-9)
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", KINDS_FAST)
 def test_overfitting_monitor_restores_float32_best_weights(mixed_float16, kind):
     result = run("step_decay_step", kind)
     monitor, history = result.callbacks["fit"], result.history
@@ -508,7 +512,7 @@ def float16_forward(weights, x):
     return hidden, hidden @ out_kernel + out_bias
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", KINDS_FAST)
 def test_activation_monitor_probes_the_trained_model(mixed_float16, kind):
     result = run("step_decay_step", kind)
     stats = result.callbacks["activations"].stats
@@ -521,7 +525,7 @@ def test_activation_monitor_probes_the_trained_model(mixed_float16, kind):
     assert stats["hidden"]["saturated_fraction"] == pytest.approx(saturated)
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", KINDS_FAST)
 def test_training_doctor_counts_applied_updates(mixed_float16, kind):
     result = run("inverse_time_decay_step", kind)
     recorder, doctor = result.recorder, result.callbacks["doctor"]
@@ -543,7 +547,7 @@ def test_training_doctor_counts_applied_updates(mixed_float16, kind):
 # -- the helpers outside callbacks --------------------------------------------
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", KINDS_FAST)
 def test_nesterov_sgd_updates_the_float32_weights(mixed_float16, kind):
     mu = 0.9
     model = build_model(kind, nesterov_sgd(LR0, momentum=mu))
@@ -580,7 +584,7 @@ def test_nesterov_sgd_updates_the_float32_weights(mixed_float16, kind):
         previous_w, previous_m = w, m
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", KINDS_FAST)
 def test_find_learning_rate_applies_every_rate_once(mixed_float16, kind):
     x, y = data(16, flagged=())
     # explicit: at this initial scale the first updates overflow

@@ -128,7 +128,10 @@ def test_unknown_epoch_length_is_refused_before_the_first_step(start_epoch):
     assert len(model.optimizer.variables) == len(plain.optimizer.variables)
 
 
-@pytest.mark.parametrize("backup_first", [True, False])
+# the other order of the two callbacks under `slow` (`.ci/run`)
+@pytest.mark.parametrize(
+    "backup_first", [pytest.param(True, marks=pytest.mark.slow), False]
+)
 def test_resumed_with_backup_and_restore_equals_uninterrupted(
     backup_first, tmp_path
 ):

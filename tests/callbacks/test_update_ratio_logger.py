@@ -99,11 +99,13 @@ class Staleness(keras.callbacks.Callback):
         self.seen.append((batch + 1, self.logger.step))
 
 
-@pytest.mark.parametrize(
-    "steps_per_execution",
-    [1, pytest.param(40, marks=needs_steps_per_execution)],
-)
-@pytest.mark.parametrize("every", [1, 3])
+@pytest.mark.parametrize("every, steps_per_execution", [
+    (1, 1),
+    pytest.param(3, 40, marks=needs_steps_per_execution),
+    # the other two cells under `slow` (`.ci/run`): each about 3 s
+    pytest.param(3, 1, marks=pytest.mark.slow),
+    pytest.param(1, 40, marks=[needs_steps_per_execution, pytest.mark.slow]),
+])
 def test_long_epochs_keep_every_measurement(every, steps_per_execution):
     # 100 updates per epoch: the buffer is read several times an epoch, and
     # with 40 steps per execution one execution measures up to 40 updates.

@@ -221,6 +221,7 @@ def _fit_mixed_precision(strategy=None):
     return model, callbacks
 
 
+@pytest.mark.slow  # two mixed-precision fits with every callback
 def test_mixed_precision_replica_paths_equal_the_plain_ones():
     """`mixed_float16` in a replica context: the skipped steps of
     `LossScaleOptimizer` are skipped by every callback, as on one device."""
