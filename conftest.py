@@ -52,9 +52,20 @@ def pytest_collect_file(file_path, parent):
     return MarkdownFile.from_parent(parent, path=file_path)
 
 
-# A code block that calls one of these runs under `-m slow` (in `.ci/run`),
-# not in the default run: a search trains a dozen models (10-20 s a block).
+# A code block or docstring example that calls one of these runs under
+# `-m slow` (in `.ci/run`), not in the default run: a search trains a dozen
+# models (10-20 s a block); tests/tuning runs a small search by default.
 SLOW_CALLS = ("search_hyperparameters(",)
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by mark
+def pytest_collection_modifyitems(items):
+    """Marks the docstring examples that call one of `SLOW_CALLS` slow."""
+    for item in items:
+        examples = getattr(getattr(item, "dtest", None), "examples", ())
+        if any(call in example.source for example in examples
+               for call in SLOW_CALLS):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(autouse=True)

@@ -119,7 +119,7 @@ class NaiveEMA(keras.callbacks.Callback):
         else:
             d = self.decay
             self.average = [d * a + (1 - d) * w
-                            for a, w in zip(self.average, weights)]
+                            for a, w in zip(self.average, weights, strict=True)]
 
 
 def averaging_suite(steps):

@@ -154,7 +154,7 @@ def run_seed(problem, data, seed, epochs):
 
 def reached(run, target):
     for epoch, (s, acc) in enumerate(zip(run["seconds"],
-                                         run["val_accuracy"])):
+                                         run["val_accuracy"], strict=True)):
         if acc >= target:
             return epoch + 1, s
     return None

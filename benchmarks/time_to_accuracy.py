@@ -279,7 +279,7 @@ def warm_up(problem, data):
 def reached(run, target):
     """(epochs, seconds) of the first epoch at or above target, or None."""
     for epoch, (seconds, accuracy) in enumerate(
-            zip(run["seconds"], run["val_accuracy"])):
+            zip(run["seconds"], run["val_accuracy"], strict=True)):
         if accuracy >= target:
             return epoch + 1, seconds
     return None
@@ -359,7 +359,7 @@ def plot(saved, path):
     names = list(saved["problems"])
     fig, axes = plt.subplots(1, len(names), figsize=(6.5 * len(names), 6.2),
                              squeeze=False)
-    for ax, problem in zip(axes[0], names):
+    for ax, problem in zip(axes[0], names, strict=True):
         entry = saved["problems"][problem]
         target = entry["target"]
         for name in VARIANTS:

@@ -68,7 +68,7 @@ def test_a_second_run_on_a_busy_folder_fails_before_its_first_step(busy, kind):
     message = str(raised.value)
     assert WHERE[kind] in message and "in use by another training run" in message
     assert f"pid {process.pid}" in message
-    for w, b in zip(model.get_weights(), before):
+    for w, b in zip(model.get_weights(), before, strict=True):
         np.testing.assert_array_equal(w, b)  # not one step taken
 
 

@@ -60,7 +60,7 @@ def test_a_diverging_run_keeps_averages_finite_and_stops_with_good_weights():
     assert swa.num_skipped == 0
     # the model ends with the weights from the start of the epoch
     assert finite(weights_of(model))
-    for got, want in zip(weights_of(model), recorder.trajectory[0]):
+    for got, want in zip(weights_of(model), recorder.trajectory[0], strict=True):
         np.testing.assert_array_equal(got, want)
     # the update ratios say that the weights overflowed
     assert any(not np.isfinite(r) for r in ratios.layer_ratios.values())
@@ -75,7 +75,8 @@ def test_the_doctor_reports_the_blow_up():
     assert "learning rate too high" in messages
 
 
-@pytest.mark.parametrize("every", [1, 3])
+# every=3 (a stride over the skipped points) by default; every=1 `slow`
+@pytest.mark.parametrize("every", [pytest.param(1, marks=pytest.mark.slow), 3])
 def test_averages_of_a_run_left_diverged_skip_every_non_finite_point(every):
     ema = kt.ExponentialMovingAverage(0.5, warmup=False, every=every,
                                       apply_at_end=False)
@@ -90,6 +91,6 @@ def test_averages_of_a_run_left_diverged_skip_every_non_finite_point(every):
     for step, weights in enumerate(recorder.trajectory[1:], start=1):
         if step % every or not finite(weights):
             continue
-        average = [0.5 * a + 0.5 * w for a, w in zip(average, weights)]
-    for got, want in zip(ema.averaged_weights(), average):
+        average = [0.5 * a + 0.5 * w for a, w in zip(average, weights, strict=True)]
+    for got, want in zip(ema.averaged_weights(), average, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

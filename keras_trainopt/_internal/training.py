@@ -135,7 +135,7 @@ def live_values(model, variables):
         if values:
             pairs.extend(
                 (ref, value)
-                for ref, value in zip(group(), values)
+                for ref, value in zip(group(), values, strict=True)
                 if id(ref) in wanted
             )
     return pairs

@@ -101,13 +101,13 @@ def assign(variables, values):
             f"it holds {len(values)} variables, this model and optimizer have "
             f"{len(variables)}: another model, optimizer or set of callbacks"
         )
-    for variable, value in zip(variables, values):
+    for variable, value in zip(variables, values, strict=True):
         if tuple(value.shape) != tuple(variable.shape):
             raise ValueError(
                 f"it holds shape {value.shape} where {variable.path} has "
                 f"shape {tuple(variable.shape)}"
             )
-    for variable, value in zip(variables, values):
+    for variable, value in zip(variables, values, strict=True):
         variable.assign(np.asarray(value).astype(variable.dtype, copy=False))
 
 

@@ -100,7 +100,7 @@ class UpdateProbe(apply_hooks.HookOwner):
             return self._torch.relative_changes(before, after)
         return ops.stack([
             ops.sqrt(ops.sum(ops.square(a - b))) / ops.sqrt(ops.sum(ops.square(b)))
-            for b, a in zip(before, after)
+            for b, a in zip(before, after, strict=True)
         ])
 
     def _due(self, optimizer):

@@ -252,10 +252,12 @@ def _check_data(data, model):
         )
     if arrays.is_arrays(data) and not isinstance(data, dict) and inputs:
         parts = data if isinstance(data, list) else [data]
-        for part, tensor in zip(parts, inputs):
+        # one array for a model of several inputs: checked against the first
+        for part, tensor in zip(parts, inputs, strict=False):
             shape, expected = tuple(np.shape(part)), tuple(tensor.shape)
             if len(shape) != len(expected) or any(
-                e is not None and e != s for e, s in zip(expected[1:], shape[1:])
+                e is not None and e != s for e, s in zip(expected[1:], shape[1:],
+                                                         strict=True)
             ):
                 raise ValueError(
                     "`data` must have the model's input shape "

@@ -63,7 +63,7 @@ class InStepAverage:
             )
             for v in self.sources
         ]
-        for average, source in zip(self.average, self.sources):
+        for average, source in zip(self.average, self.sources, strict=True):
             average.assign(ops.copy(source.value))  # JAX: a buffer of its own
         self.num_averaged = optimizers.add_state_variable(
             model, name=f"{name}_num_averaged"
@@ -121,7 +121,7 @@ class InStepAverage:
                 f"The state holds {len(average)} averaged arrays but "
                 f"the model has {len(self.average)} trainable weights."
             )
-        for variable, value in zip(self.average, average):
+        for variable, value in zip(self.average, average, strict=True):
             if tuple(np.shape(value)) != tuple(variable.shape):
                 raise ValueError(
                     f"The averaged array for {variable.name} has shape "
@@ -133,7 +133,7 @@ class InStepAverage:
 
     def put_in(self):
         """Overwrites the model's trainable weights with the average."""
-        for source, average in zip(self.sources, self.average):
+        for source, average in zip(self.sources, self.average, strict=True):
             source.assign(ops.copy(average.value))
 
     @property
@@ -155,7 +155,7 @@ class InStepAverage:
                 ops.copy(s.value) if backend.is_torch() else s.value
                 for s in self.sources
             ]
-            for source, average in zip(self.sources, self.average):
+            for source, average in zip(self.sources, self.average, strict=True):
                 source.assign(
                     average.value if backend.is_torch()
                     else ops.copy(average.value)  # JAX: a buffer of its own
@@ -168,7 +168,7 @@ class InStepAverage:
         if backend.is_tensorflow():
             self._tf_functions()[1](self._saved)
         else:
-            for source, raw in zip(self.sources, self._saved):
+            for source, raw in zip(self.sources, self._saved, strict=True):
                 source.assign(raw)
         self._saved = None
 
@@ -193,13 +193,13 @@ class InStepAverage:
             def swap_in():
                 raw = [tf.identity(s.value) for s in sources]
                 with tf.control_dependencies(raw):
-                    for source, average in zip(sources, averages):
+                    for source, average in zip(sources, averages, strict=True):
                         source.assign(average.value)
                 return raw
 
             @tf.function(autograph=False)
             def swap_out(raw):
-                for source, value in zip(sources, raw):
+                for source, value in zip(sources, raw, strict=True):
                     source.assign(value)
 
             self._tf_swap = (swap_in, swap_out)
@@ -223,7 +223,7 @@ def _update_stateful(state, due):
     def update():
         deltas = [
             ops.subtract(a.value, w.value)
-            for a, w in zip(state.average, state.sources)
+            for a, w in zip(state.average, state.sources, strict=True)
         ]
 
         def average():
@@ -288,7 +288,7 @@ def _update_functional(state, due):
                 formulas.average_update(a.value, w, ops.cast(c, a.dtype)),
                 a.value,
             )
-            for a, w in zip(state.average, weights)
+            for a, w in zip(state.average, weights, strict=True)
         ]
         return averages + [
             n + ops.cast(finite, n.dtype),
@@ -296,7 +296,7 @@ def _update_functional(state, due):
         ]
 
     values = update() if due is None else ops.cond(due, update, unchanged)
-    for variable, value in zip(variables, values):
+    for variable, value in zip(variables, values, strict=True):
         variable.assign(value)
 
 

@@ -150,7 +150,8 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
         """
         state = self._require_state("averaged_weights")
         training.sync_state(state.model)
-        averages = dict(zip(map(id, state.sources), state.average_arrays()))
+        averages = dict(zip(map(id, state.sources), state.average_arrays(),
+                            strict=True))
         return [averages[id(v)] if id(v) in averages else _to_numpy(v)
                 for v in state.model.weights]
 
@@ -170,7 +171,7 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
         if self._raw_at_end is not None:
             return [np.array(w) for w in self._raw_at_end]
         training.sync_state(state.model)
-        raw = dict(zip(map(id, state.sources), state.raw_arrays()))
+        raw = dict(zip(map(id, state.sources), state.raw_arrays(), strict=True))
         return [raw[id(v)] if id(v) in raw else _to_numpy(v)
                 for v in state.model.weights]
 
@@ -326,8 +327,10 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
             self._raw_at_end = None
             return
         current = self._state.raw_arrays()
-        if all(np.array_equal(a, b) for a, b in zip(current, self._applied)):
-            for variable, value in zip(self.model.weights, self._raw_at_end):
+        if all(np.array_equal(a, b) for a, b in zip(current, self._applied,
+                                                    strict=True)):
+            for variable, value in zip(self.model.weights, self._raw_at_end,
+                                       strict=True):
                 variable.assign(value)
         self._applied = self._raw_at_end = None
         composition.HOLDER.release(self.model, self)
@@ -356,7 +359,7 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
             # it, and keep the trained weights it set aside as the raw ones
             self._raw_at_end = [np.array(w) for w in holder._raw_at_end]
             holder._applied = None
-            for variable, value in zip(model.weights, self._raw_at_end):
+            for variable, value in zip(model.weights, self._raw_at_end, strict=True):
                 variable.assign(value)  # the BatchNorm statistics of training
         else:
             self._raw_at_end = training.copy_weights(model)
@@ -382,7 +385,8 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
         if self._applied is None or self._state is None:
             return False
         current = self._state.raw_arrays()
-        return all(np.array_equal(a, b) for a, b in zip(current, self._applied))
+        return all(np.array_equal(a, b) for a, b in zip(current, self._applied,
+                                                        strict=True))
 
     def _detach(self):
         if self._state is not None and self.model.optimizer is not None:

@@ -35,7 +35,7 @@ def _close_paths(name, paths):
     tail = name.split(layer_paths.SEP)[-1].lower()
     tails = [path.split(layer_paths.SEP)[-1].lower() for path in paths]
     close = set(difflib.get_close_matches(tail, tails, n=5)) | {tail}
-    return [path for path, end in zip(paths, tails) if end in close]
+    return [path for path, end in zip(paths, tails, strict=True) if end in close]
 
 
 class ActivationMonitor(callback_state.Restorable, keras.callbacks.Callback):
@@ -227,7 +227,7 @@ class ActivationMonitor(callback_state.Restorable, keras.callbacks.Callback):
         if not isinstance(outputs, (list, tuple)):
             outputs = [outputs]
         measured = {}
-        for (path, layer), output in zip(self._probed_layers, outputs):
+        for (path, layer), output in zip(self._probed_layers, outputs, strict=True):
             kind = activation_kind(layer)
             named = (
                 [(path, output)] if not isinstance(output, (list, tuple, dict))

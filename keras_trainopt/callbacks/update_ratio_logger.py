@@ -196,7 +196,7 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
             self._probe = update_probe.UpdateProbe(self.model, self.every, spe)
         self._keys = [weight_key(v) for v in self._probe.variables]
         self._largest = {}
-        for key, variable in zip(self._keys, self._probe.variables):
+        for key, variable in zip(self._keys, self._probe.variables, strict=True):
             layer = key.rsplit("/", 1)[0]
             size = int(np.prod(variable.shape))
             if size > self._largest.get(layer, ("", -1))[1]:
@@ -247,7 +247,7 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
     def _collect(self):
         for step, values in self._probe.read():
             self.step = step
-            self.ratios = dict(zip(self._keys, values.tolist()))
+            self.ratios = dict(zip(self._keys, values.tolist(), strict=True))
             self.layer_ratios = {
                 layer: self.ratios[key]
                 for layer, (key, _) in self._largest.items()
@@ -259,7 +259,7 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
     def _flush(self):
         if self._writer is not None:
             for step, values in self._pending:
-                by_key = dict(zip(self._keys, values))
+                by_key = dict(zip(self._keys, values, strict=True))
                 scalars = {
                     tags.update_ratio(key): value for key, value in by_key.items()
                 }

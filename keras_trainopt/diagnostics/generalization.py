@@ -137,11 +137,11 @@ def overfitting_trend(train_losses, val_losses, gaps, *, overfitting_gap,
     generalization loss: validation error relative to its minimum);
     cs231n, "Neural Networks Part 3", train/validation accuracy.
     """
-    pairs = [(t, v) for t, v in zip(train_losses, val_losses)
+    pairs = [(t, v) for t, v in zip(train_losses, val_losses, strict=True)
              if math.isfinite(t) and math.isfinite(v)]
     if len(pairs) < 3:
         return None
-    train, val = zip(*pairs)
+    train, val = zip(*pairs, strict=True)
     best = min(range(len(val)), key=val.__getitem__)
     if (best < len(val) - 1 and val[best] > 0
             and val[-1] > (1 + rise) * val[best]

@@ -63,7 +63,7 @@ class Charts:
             steps: draw a staircase (a value holds until the next one).
         """
         drawn = []
-        for s, label in zip(series, labels):
+        for s, label in zip(series, labels, strict=True):
             x = s.steps + 1 if epochs else s.steps
             y = np.where(np.isfinite(s.values), s.values, np.nan)
             (line,) = ax.plot(

@@ -122,14 +122,15 @@ def _results_section(runs, charts):
     nrows = math.ceil(len(groups) / ncols)
     height = max(1.6, 0.45 * max(len(bars) for bars in groups.values()) + 1.0)
     figure, axes = charts.figure(nrows, ncols, height=height)
-    for ax, (metric, bars) in zip(axes, groups.items()):
+    # a grid of 3 columns: spare cells (hidden below) are left over
+    for ax, (metric, bars) in zip(axes, groups.items(), strict=False):
         labels = [label for label, _ in bars]
         values = [value for _, value in bars]
         positions = np.arange(len(bars))[::-1]
         ax.barh(positions, values, color="#4c72b0", height=0.6)
         ax.set_yticks(positions, labels)
         ax.set_title(metric or "results", fontsize="medium")
-        for position, value in zip(positions, values):
+        for position, value in zip(positions, values, strict=True):
             ax.annotate(f"{value:.4g}", (value, position), xytext=(3, 0),
                         textcoords="offset points", va="center",
                         fontsize="small")
@@ -155,7 +156,7 @@ def _batch_loss_section(runs, charts):
     figure, (ax,) = charts.figure()
     labels = _labels(series, lambda s: "batch loss")
     notes = []
-    for s, label in zip(series, labels):
+    for s, label in zip(series, labels, strict=True):
         window = max(1, len(s.values) // 50)
         (raw,) = charts.lines(ax, [s], [label], alpha=0.35 if window >= 3
                               else 1.0)
@@ -240,7 +241,7 @@ def _learning_rate_section(runs, charts):
         (s, True) for s in (per_epoch,) if s
     ]
     figure, axes = charts.figure(ncols=len(panels))
-    for ax, (series, epochs) in zip(axes, panels):
+    for ax, (series, epochs) in zip(axes, panels, strict=True):
         name = (lambda s: "learning rate") if not epochs else (
             lambda s: s.run_name)
         # a rate holds until the next value: draw steps, not slopes
@@ -303,7 +304,7 @@ def _activations_section(runs, charts):
     if not kinds:
         return None
     figure, axes = charts.figure(nrows=len(kinds))
-    for ax, (series, threshold, title) in zip(axes, kinds):
+    for ax, (series, threshold, title) in zip(axes, kinds, strict=True):
         charts.lines(ax, series,
                      _labels(series, lambda s: s.tag.split("/")[1]),
                      epochs=True)

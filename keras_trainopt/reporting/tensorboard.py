@@ -144,7 +144,7 @@ class RunWriter:
         `description` (Markdown, shown by TensorBoard beside the chart) goes
         with the first value of the series.
         """
-        for i, (step, value) in enumerate(zip(steps, values)):
+        for i, (step, value) in enumerate(zip(steps, values, strict=True)):
             summary = summary_pb2.Summary()
             summary.value.append(
                 self._scalar_value(tag, value, None if i else description)

@@ -64,7 +64,8 @@ def test_an_old_format_backup_restores_every_variable_and_callback(tmp_path):
     assert history.epoch == []  # all three epochs were done
     restored = model.variables + model.optimizer.variables
     assert [v.path for v in restored] == [path for path, _ in meta["variables"]]
-    for variable, value, expected in zip(restored, values(restored), saved):
+    for variable, value, expected in zip(restored, values(restored), saved,
+                                         strict=True):
         np.testing.assert_array_equal(value, expected, err_msg=variable.path)
     assert monitor.losses == callbacks["LossMonitor"]["__dict__"]["losses"]
     assert monitor.steps == list(range(1, 13))
@@ -75,7 +76,7 @@ def test_read_backup_of_an_old_file_matches_a_plain_read():
     _, saved, callbacks = plain_read(OLD_BACKUP)
     state = training_state.read_backup(OLD_BACKUP)
     assert len(state["variables"]) == len(saved) == 15
-    for value, expected in zip(state["variables"], saved):
+    for value, expected in zip(state["variables"], saved, strict=True):
         np.testing.assert_array_equal(value, expected)
         assert value.dtype == expected.dtype
     assert state["callbacks"]["ExponentialDecay"] == {
@@ -108,7 +109,7 @@ def test_a_written_backup_has_the_format_2_layout(tmp_path):
     assert meta["step"] == 0 and meta["updates"] == 48 and meta["metrics"] == []
     keras_order = model.variables + model.optimizer.variables
     assert meta["variables"] == [[v.path, list(v.shape)] for v in keras_order]
-    for value, expected in zip(saved, values(keras_order)):
+    for value, expected in zip(saved, values(keras_order), strict=True):
         np.testing.assert_array_equal(value, expected)
     assert callbacks == {"A": {"__dict__": {"x": {"__ndarray__": "a0"}}}}
     assert os.listdir(tmp_path) == ["epoch-000012.backup.npz"]  # no partial
@@ -182,7 +183,7 @@ def test_assign_refuses_values_that_do_not_fit_and_changes_nothing(change):
         match = "it holds shape \\(7,\\) where .* has shape"
     with pytest.raises(ValueError, match=match):
         training_state.assign(variables, new)
-    for value, expected in zip(values(variables), before):
+    for value, expected in zip(values(variables), before, strict=True):
         np.testing.assert_array_equal(value, expected)
 
 
@@ -206,9 +207,9 @@ def test_capture_and_restore_undo_training_and_random_draws():
     random.random(), np.random.rand(), keras.random.uniform((3,))
 
     training_state.restore(model, captured)
-    for value, before in zip(model.get_weights(), weights):
+    for value, before in zip(model.get_weights(), weights, strict=True):
         np.testing.assert_array_equal(value, before)
-    for value, before in zip(values(model.optimizer.variables), slots):
+    for value, before in zip(values(model.optimizer.variables), slots, strict=True):
         np.testing.assert_array_equal(value, before)
     np.testing.assert_array_equal(
         keras.ops.convert_to_numpy(model.layers[1].seed_generator.state),

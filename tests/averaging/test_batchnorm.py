@@ -44,7 +44,7 @@ def test_matches_exact_statistics_layer_after_layer(batch_size):
     x = np.random.default_rng(0).normal(size=(50, 5)).astype("float32")
     recompute_batchnorm_statistics(model, x, batch_size=batch_size)
     expected = numpy_forward_stats(model, x)
-    for bn, (mean, var) in zip(model.layers[1::2], expected):
+    for bn, (mean, var) in zip(model.layers[1::2], expected, strict=True):
         np.testing.assert_allclose(bn.moving_mean.numpy(), mean, rtol=1e-4,
                                    atol=1e-5)
         np.testing.assert_allclose(bn.moving_variance.numpy(), var, rtol=1e-4,

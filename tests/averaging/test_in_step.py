@@ -28,7 +28,7 @@ def make_average(c=0.25):
 
 
 def set_weights(state, arrays):
-    for variable, value in zip(state.sources, arrays):
+    for variable, value in zip(state.sources, arrays, strict=True):
         variable.assign(value)
 
 
@@ -39,7 +39,7 @@ def random_weights(state, seed):
 
 def test_starts_at_the_weights_with_no_terms():
     _, state = make_average()
-    for a, w in zip(state.average_arrays(), weights(state)):
+    for a, w in zip(state.average_arrays(), weights(state), strict=True):
         np.testing.assert_array_equal(a, w)
     assert state.counts() == (0, 0)
 
@@ -52,9 +52,9 @@ def test_update_follows_the_rule():
         set_weights(state, new)
         state.update()
         expected = [
-            a + np.float32(0.25) * (w - a) for a, w in zip(expected, new)
+            a + np.float32(0.25) * (w - a) for a, w in zip(expected, new, strict=True)
         ]
-    for a, e in zip(state.average_arrays(), expected):
+    for a, e in zip(state.average_arrays(), expected, strict=True):
         np.testing.assert_allclose(a, e, rtol=1e-6, atol=1e-7)
     assert state.counts() == (3, 0)
 
@@ -74,7 +74,7 @@ def test_the_coefficient_sees_the_terms_so_far():
     # initial weights got coefficient 1 at n = 0)
     mean = [np.mean([t[i] for t in terms[1:]], axis=0)
             for i in range(len(terms[0]))]
-    for a, m in zip(state.average_arrays(), mean):
+    for a, m in zip(state.average_arrays(), mean, strict=True):
         np.testing.assert_allclose(a, m, rtol=1e-5, atol=1e-6)
 
 
@@ -89,7 +89,7 @@ def test_a_non_finite_weight_skips_the_update_bit_for_bit():
     bad[0][0, 0] = 1.0
     set_weights(state, bad)
     state.update()
-    for a, b in zip(state.average_arrays(), before):
+    for a, b in zip(state.average_arrays(), before, strict=True):
         np.testing.assert_array_equal(a, b)
     assert state.counts() == (0, 2)
 
@@ -99,7 +99,7 @@ def test_due_false_changes_nothing():
     before = state.average_arrays()
     set_weights(state, random_weights(state, 1))
     state.update(keras.ops.convert_to_tensor(False))
-    for a, b in zip(state.average_arrays(), before):
+    for a, b in zip(state.average_arrays(), before, strict=True):
         np.testing.assert_array_equal(a, b)
     assert state.counts() == (0, 0)
     state.update(keras.ops.convert_to_tensor(True))
@@ -123,18 +123,18 @@ def test_swap_in_and_out_is_bit_for_bit():
     state.swap_in()
     state.swap_in()  # a second swap-in is a no-op
     assert state.swapped_in
-    for w, a in zip(bits(weights(state)), bits(average)):
+    for w, a in zip(bits(weights(state)), bits(average), strict=True):
         np.testing.assert_array_equal(w, a)
-    for r, expected in zip(bits(state.raw_arrays()), bits(raw)):
+    for r, expected in zip(bits(state.raw_arrays()), bits(raw), strict=True):
         np.testing.assert_array_equal(r, expected)
-    for a, expected in zip(bits(state.average_arrays()), bits(average)):
+    for a, expected in zip(bits(state.average_arrays()), bits(average), strict=True):
         np.testing.assert_array_equal(a, expected)  # the average is kept
     state.swap_out()
     assert not state.swapped_in
-    for w, expected in zip(bits(weights(state)), bits(raw)):
+    for w, expected in zip(bits(weights(state)), bits(raw), strict=True):
         np.testing.assert_array_equal(w, expected)
     state.swap_out()  # a second swap-out is a no-op
-    for w, expected in zip(bits(weights(state)), bits(raw)):
+    for w, expected in zip(bits(weights(state)), bits(raw), strict=True):
         np.testing.assert_array_equal(w, expected)
 
 
@@ -144,10 +144,10 @@ def test_put_in_leaves_the_average_in_the_model():
     state.update()
     average = state.average_arrays()
     state.put_in()
-    for w, a in zip(weights(state), average):
+    for w, a in zip(weights(state), average, strict=True):
         np.testing.assert_array_equal(w, a)
     set_weights(state, random_weights(state, 5))  # the average is its own
-    for a, b in zip(state.average_arrays(), average):
+    for a, b in zip(state.average_arrays(), average, strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -155,7 +155,7 @@ def test_load_checks_count_and_shapes():
     _, state = make_average()
     arrays = random_weights(state, 6)
     state.load(arrays, 7, 2)
-    for a, b in zip(state.average_arrays(), arrays):
+    for a, b in zip(state.average_arrays(), arrays, strict=True):
         np.testing.assert_array_equal(a, b)
     assert state.counts() == (7, 2)
     with pytest.raises(ValueError, match="holds 1 averaged arrays but the "

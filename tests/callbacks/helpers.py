@@ -84,6 +84,20 @@ needs_steps_per_execution = pytest.mark.skipif(
 )
 
 
+def slow_unless(fast, cells, ids=None):
+    """`cells` as parameters; those not in `fast` are `slow`.
+
+    The default test run keeps a few cells of a long matrix, each behaviour
+    at least once; `.ci/run` runs the `slow` rest.
+    """
+    return [
+        pytest.param(*(cell if isinstance(cell, tuple) else (cell,)),
+                     marks=() if cell in fast else pytest.mark.slow,
+                     id=None if ids is None else ids(cell))
+        for cell in cells
+    ]
+
+
 class RateAtBatchEnd(keras.callbacks.Callback):
     """The rate each update used: in-step hooks set it before the update."""
 

@@ -241,6 +241,7 @@ def mobilenet():
         pooling="avg")
 
 
+@pytest.mark.slow  # a keras.applications backbone, built and traced
 def test_a_keras_applications_backbone_is_probed_in_one_pass(mobilenet):
     base = mobilenet
     base.trainable = False  # transfer learning, phase 1 (and a fast test)

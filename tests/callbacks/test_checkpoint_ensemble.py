@@ -21,8 +21,8 @@ def test_keeps_the_last_k_of_every_nth_epoch(tmp_path):
     checkpoints = CheckpointEnsemble(every=2, keep=2, directory=tmp_path)
     fit(model, [recorder, checkpoints])
     assert checkpoints.snapshot_steps == [24, 36]  # after epochs 3 and 5
-    for snapshot, epoch in zip(checkpoints.snapshots, (3, 5)):
-        for a, b in zip(snapshot, recorder.epoch_ends[epoch]):
+    for snapshot, epoch in zip(checkpoints.snapshots, (3, 5), strict=True):
+        for a, b in zip(snapshot, recorder.epoch_ends[epoch], strict=True):
             np.testing.assert_array_equal(a, b)
     assert sorted(os.listdir(tmp_path)) == [
         "snapshot-step000000024.weights.h5",
@@ -51,7 +51,7 @@ def test_state_round_trip():
     other = CheckpointEnsemble(keep=2)
     other.set_state(checkpoints.get_state())
     assert other.snapshot_steps == checkpoints.snapshot_steps
-    for a, b in zip(other.snapshots[-1], checkpoints.snapshots[-1]):
+    for a, b in zip(other.snapshots[-1], checkpoints.snapshots[-1], strict=True):
         np.testing.assert_array_equal(a, b)
 
 

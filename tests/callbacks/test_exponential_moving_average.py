@@ -31,7 +31,8 @@ def numpy_ema(trajectory, decay, warmup=True, every=1, skip=()):
             d = min(decay, (1 + s) / (10 + s)) ** every
         else:
             d = decay**every
-        average = [d * a + (1 - d) * w for a, w in zip(average, trajectory[step])]
+        average = [d * a + (1 - d) * w for a, w in zip(average, trajectory[step],
+                                                       strict=True)]
         n += 1
     return average, n
 
@@ -45,13 +46,13 @@ def fit(model, callbacks, epochs=3, **kwargs):
 
 def assert_close(actual, expected, atol=2e-6):
     assert len(actual) == len(expected)
-    for a, e in zip(actual, expected):
+    for a, e in zip(actual, expected, strict=True):
         np.testing.assert_allclose(a, e, rtol=0, atol=atol)
 
 
 def assert_identical(actual, expected):
     assert len(actual) == len(expected)
-    for a, e in zip(actual, expected):
+    for a, e in zip(actual, expected, strict=True):
         np.testing.assert_array_equal(a, e)
 
 
@@ -181,7 +182,8 @@ def test_validation_uses_the_average_and_swaps_back_bit_for_bit():
                         verbose=0, validation_data=(xv, yv),
                         callbacks=[ema, recorder])
     # validation changed nothing in training: the same weights, bit for bit
-    for ours, theirs in zip(recorder.epoch_ends, plain_recorder.epoch_ends):
+    for ours, theirs in zip(recorder.epoch_ends, plain_recorder.epoch_ends,
+                            strict=True):
         assert_identical(ours, theirs)
     # and the last val_loss is the loss of the averaged weights
     check = tiny_model()
@@ -269,7 +271,7 @@ def test_non_trainable_weights_are_copied_not_averaged():
     current = weights_of(model)
     trainable = {id(v) for v in model.trainable_variables}
     for variable, averaged, now in zip(model.weights, ema.averaged_weights(),
-                                       current):
+                                       current, strict=True):
         if id(variable) not in trainable:
             np.testing.assert_array_equal(averaged, now)
 

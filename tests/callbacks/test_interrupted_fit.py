@@ -59,5 +59,5 @@ def test_plain_fit_after_an_interrupt_trains_like_keras():
     reference.set_weights(model.get_weights())
     fit(model, [])
     fit(reference, [])
-    for a, b in zip(model.get_weights(), reference.get_weights()):
+    for a, b in zip(model.get_weights(), reference.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)

@@ -75,7 +75,7 @@ def test_divergence_stops_and_restores_weights():
     assert monitor.diagnosis == "learning_rate_too_high"
     assert monitor.diverged_at_step is not None
     assert "restored" in monitor.reason
-    for got, want in zip(model.get_weights(), start):
+    for got, want in zip(model.get_weights(), start, strict=True):
         np.testing.assert_array_equal(got, want)
         assert np.all(np.isfinite(got))
 

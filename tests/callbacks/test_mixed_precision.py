@@ -57,6 +57,10 @@ SKIPPED = [
     e * STEPS_PER_EPOCH + b for e in range(EPOCHS) for b in FLAGGED_BATCHES
 ]
 KINDS = ("auto", "explicit")
+# The default run trains the explicitly wrapped optimizer once (the
+# `swa_rate` run of the two tests that keep KINDS); its other cells, each a
+# training run of its own, are `slow` (`.ci/run` runs them).
+KINDS_FAST = ("auto", pytest.param("explicit", marks=pytest.mark.slow))
 
 
 @pytest.fixture
@@ -157,7 +161,7 @@ class Recorder(keras.callbacks.Callback):
 
     def skipped(self):
         before = [0] + self.iterations[:-1]
-        return [k for k, (a, b) in enumerate(zip(before, self.iterations))
+        return [k for k, (a, b) in enumerate(zip(before, self.iterations, strict=True))
                 if a == b]
 
     def trajectory(self):
@@ -245,7 +249,7 @@ def run(name, kind):
         # they changed no weight
         assert recorder.skipped() == SKIPPED
         for k in SKIPPED:
-            for a, b in zip(recorder.weights[k], recorder.weights[k - 1]):
+            for a, b in zip(recorder.weights[k], recorder.weights[k - 1], strict=True):
                 np.testing.assert_array_equal(a, b)
         _RUNS[key] = result
     return _RUNS[key]
@@ -253,7 +257,7 @@ def run(name, kind):
 
 def assert_close(actual, expected, atol=1e-6):
     assert len(actual) == len(expected)
-    for a, e in zip(actual, expected):
+    for a, e in zip(actual, expected, strict=True):
         np.testing.assert_allclose(a, e, rtol=0, atol=atol)
 
 
@@ -286,14 +290,14 @@ LR_CLOSED = {
 }
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", KINDS_FAST)
 @pytest.mark.parametrize("name", [n for n in LR_CLOSED if n.endswith("step")])
 def test_step_decay_counts_applied_updates(mixed_float16, name, kind):
     recorder = run(name, kind).recorder
     closed = LR_CLOSED[name]
     # between steps the inner optimizer holds the rate of the next update,
     # lr(t) for t updates applied; a skipped step leaves it as it was
-    for it, rate in zip(recorder.iterations, recorder.rates):
+    for it, rate in zip(recorder.iterations, recorder.rates, strict=True):
         assert rate == pytest.approx(closed(it), rel=1e-6)
     for k in SKIPPED:
         assert recorder.rates[k] == recorder.rates[k - 1]
@@ -305,7 +309,7 @@ def test_epoch_decay_sets_the_inner_rate(mixed_float16, name):
     # step unit: the compile-wrapped optimizer is enough
     result = run(name, "auto")
     closed = LR_CLOSED[name]
-    for epoch, rate in zip(result.recorder.epochs, result.recorder.rates):
+    for epoch, rate in zip(result.recorder.epochs, result.recorder.rates, strict=True):
         assert rate == pytest.approx(closed(epoch), rel=1e-6)
     assert result.history["learning_rate"] == pytest.approx(
         [closed(e) for e in range(EPOCHS)], rel=1e-6
@@ -322,12 +326,13 @@ def numpy_ema(trajectory, decay, every):
     for step in range(every, len(trajectory), every):
         s = n * every
         d = min(decay, (1 + s) / (10 + s)) ** every
-        average = [d * a + (1 - d) * w for a, w in zip(average, trajectory[step])]
+        average = [d * a + (1 - d) * w for a, w in zip(average, trajectory[step],
+                                                       strict=True)]
         n += 1
     return average, n
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", KINDS_FAST)
 @pytest.mark.parametrize(
     "name, key, every",
     [("step_decay_step", "ema1", 1), ("exponential_decay_step", "ema3", 3)],
@@ -344,7 +349,7 @@ def test_ema_averages_the_float32_weights_of_applied_updates(
     assert_close(result.averages[key], expected)
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", KINDS_FAST)
 def test_swa_averages_every_epoch_even_when_its_last_step_is_skipped(
     mixed_float16, kind
 ):
@@ -362,7 +367,7 @@ def test_swa_averages_every_epoch_even_when_its_last_step_is_skipped(
 def test_swa_rate_and_average_at_end(mixed_float16, kind):
     result = run("swa_rate", kind)
     recorder, swa = result.recorder, result.callbacks["swa"]
-    for epoch, rate in zip(recorder.epochs, recorder.rates):
+    for epoch, rate in zip(recorder.epochs, recorder.rates, strict=True):
         assert rate == pytest.approx(LR0 if epoch == 0 else 0.01, rel=1e-6)
     ends = recorder.epoch_ends[1:]
     expected = [np.mean([end[i] for end in ends], axis=0)
@@ -375,7 +380,7 @@ def test_swa_rate_and_average_at_end(mixed_float16, kind):
 # -- ensembles ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", KINDS_FAST)
 def test_snapshot_cycles_count_applied_updates(mixed_float16, kind):
     result = run("snapshot", kind)
     recorder, snapshots = result.recorder, result.callbacks["snapshots"]
@@ -383,7 +388,7 @@ def test_snapshot_cycles_count_applied_updates(mixed_float16, kind):
     assert snapshots.cycle_steps == length
     # set before each update only: between steps the rate of the last
     # applied update, t = iterations - 1
-    for it, rate in zip(recorder.iterations, recorder.rates):
+    for it, rate in zip(recorder.iterations, recorder.rates, strict=True):
         t = it - 1
         expected = LR0 / 2 * (math.cos(math.pi * (t % length) / length) + 1)
         assert rate == pytest.approx(expected, rel=1e-5, abs=1e-9)
@@ -398,16 +403,17 @@ def test_snapshot_cycles_count_applied_updates(mixed_float16, kind):
         recorder.iterations[k] for k in expected_at
     ]
     assert snapshots.snapshot_steps == [8, 16, 18]
-    for snapshot, k in zip(snapshots.snapshots, expected_at):
+    for snapshot, k in zip(snapshots.snapshots, expected_at, strict=True):
         assert_close(snapshot, recorder.weights[k], atol=0)
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", KINDS_FAST)
 def test_checkpoints_are_float32_epoch_ends(mixed_float16, kind):
     result = run("step_decay_step", kind)
     recorder, checkpoints = result.recorder, result.callbacks["checkpoints"]
     assert checkpoints.snapshot_steps == recorder.epoch_end_iterations[-2:]
-    for snapshot, end in zip(checkpoints.snapshots, recorder.epoch_ends[-2:]):
+    for snapshot, end in zip(checkpoints.snapshots, recorder.epoch_ends[-2:],
+                             strict=True):
         assert all(w.dtype == np.float32 for w in snapshot)
         assert_close(snapshot, end, atol=0)
 
@@ -436,7 +442,7 @@ def loss_readings(recorder, every):
     return steps, losses
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", KINDS_FAST)
 @pytest.mark.parametrize(
     "name, key, every",
     [("step_decay_step", "loss1", 1), ("exponential_decay_step", "loss4", 4)],
@@ -450,7 +456,8 @@ def test_loss_monitor_steps_are_applied_updates(
     assert monitor.steps == steps
     assert len(set(monitor.steps)) == len(monitor.steps)
     np.testing.assert_allclose(monitor.losses, losses, rtol=1e-4)
-    rates = {it: rate for it, rate in zip(recorder.iterations, recorder.rates)}
+    rates = {it: rate for it, rate in zip(recorder.iterations, recorder.rates,
+                                          strict=True)}
     assert monitor.learning_rates == pytest.approx(
         [rates[s] for s in steps], rel=1e-6
     )
@@ -462,10 +469,10 @@ def update_ratios(recorder, step):
     before, after = trajectory[step - 1], trajectory[step]
     with np.errstate(divide="ignore"):  # a bias that starts at zero: inf
         return [float(np.linalg.norm(a - b) / np.linalg.norm(b))
-                for b, a in zip(before, after)]
+                for b, a in zip(before, after, strict=True)]
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", KINDS_FAST)
 @pytest.mark.parametrize(
     "name, key, every",
     [("step_decay_step", "ratio1", 1), ("exponential_decay_step", "ratio4", 4)],
@@ -485,11 +492,11 @@ def test_update_ratios_measure_applied_updates_of_float32_weights(
         np.testing.assert_allclose(measured, expected, rtol=1e-4, atol=1e-9)
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", KINDS_FAST)
 def test_overfitting_monitor_restores_float32_best_weights(mixed_float16, kind):
     result = run("step_decay_step", kind)
     monitor, history = result.callbacks["fit"], result.history
-    gaps = [v - t for t, v in zip(history["loss"], history["val_loss"])]
+    gaps = [v - t for t, v in zip(history["loss"], history["val_loss"], strict=True)]
     assert monitor.gaps == pytest.approx(gaps, rel=1e-6)
     best = int(np.argmin(history["val_loss"]))
     assert monitor.best_epoch == best
@@ -505,7 +512,7 @@ def float16_forward(weights, x):
     return hidden, hidden @ out_kernel + out_bias
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", KINDS_FAST)
 def test_activation_monitor_probes_the_trained_model(mixed_float16, kind):
     result = run("step_decay_step", kind)
     stats = result.callbacks["activations"].stats
@@ -518,7 +525,7 @@ def test_activation_monitor_probes_the_trained_model(mixed_float16, kind):
     assert stats["hidden"]["saturated_fraction"] == pytest.approx(saturated)
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", KINDS_FAST)
 def test_training_doctor_counts_applied_updates(mixed_float16, kind):
     result = run("inverse_time_decay_step", kind)
     recorder, doctor = result.recorder, result.callbacks["doctor"]
@@ -531,7 +538,7 @@ def test_training_doctor_counts_applied_updates(mixed_float16, kind):
     assert [s for s, _ in ratios] == list(range(1, applied + 1))
     assert doctor.monitors["fit"].gaps == pytest.approx(
         [v - t for t, v in zip(result.history["loss"],
-                               result.history["val_loss"])], rel=1e-6
+                               result.history["val_loss"], strict=True)], rel=1e-6
     )
     assert set(doctor.monitors["activations"].stats) == {"hidden", "out"}
     assert doctor.advice  # a verdict was reached
@@ -540,7 +547,7 @@ def test_training_doctor_counts_applied_updates(mixed_float16, kind):
 # -- the helpers outside callbacks --------------------------------------------
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", KINDS_FAST)
 def test_nesterov_sgd_updates_the_float32_weights(mixed_float16, kind):
     mu = 0.9
     model = build_model(kind, nesterov_sgd(LR0, momentum=mu))
@@ -565,19 +572,19 @@ def test_nesterov_sgd_updates_the_float32_weights(mixed_float16, kind):
     assert recorder.skipped() == SKIPPED[:4]
     previous_w = recorder.initial
     previous_m = [np.zeros_like(w) for w in previous_w]
-    for k, (w, m) in enumerate(zip(recorder.weights, momentum.rows)):
+    for k, (w, m) in enumerate(zip(recorder.weights, momentum.rows, strict=True)):
         if k in SKIPPED:  # nothing moves
             assert_close(w, previous_w, atol=0)
             assert_close(m, previous_m, atol=0)
         else:  # Keras' Nesterov form: w += (1 + mu) m - mu m_prev
             expected = [pw + (1 + mu) * nm - mu * pm
-                        for pw, nm, pm in zip(previous_w, m, previous_m)]
+                        for pw, nm, pm in zip(previous_w, m, previous_m, strict=True)]
             assert_close(w, expected, atol=1e-6)
-            assert any(np.any(a != b) for a, b in zip(w, previous_w))
+            assert any(np.any(a != b) for a, b in zip(w, previous_w, strict=True))
         previous_w, previous_m = w, m
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", KINDS_FAST)
 def test_find_learning_rate_applies_every_rate_once(mixed_float16, kind):
     x, y = data(16, flagged=())
     # explicit: at this initial scale the first updates overflow

@@ -68,7 +68,7 @@ def test_two_writers_fail_at_train_begin_naming_both(case):
     ):
         fit(model, make())
     assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 0
-    for a, b in zip(weights_of(model), before):
+    for a, b in zip(weights_of(model), before, strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -97,12 +97,12 @@ def test_swa_without_a_rate_follows_a_step_decay():
     model = tiny_model(keras.optimizers.SGD(LR0))
     swa = kt.StochasticWeightAveraging(start_epoch=1, apply_at_end=False)
     fit(model, [kt.StepDecay(factor=0.5, every=2, unit="step"), swa])
-    for a, b in zip(weights_of(model), weights_of(reference)):
+    for a, b in zip(weights_of(model), weights_of(reference), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     assert swa.num_averaged == EPOCHS - 1
     mean = [np.mean([e[i] for e in recorder.epoch_ends[1:]], axis=0)
             for i in range(len(recorder.epoch_ends[0]))]
-    for a, m in zip(swa.averaged_weights(), mean):
+    for a, m in zip(swa.averaged_weights(), mean, strict=True):
         np.testing.assert_allclose(a, m, rtol=1e-5, atol=1e-6)
 
 

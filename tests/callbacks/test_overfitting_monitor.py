@@ -24,15 +24,15 @@ def test_memorizing_random_labels_is_overfitting(tmp_path):
     y = rng.integers(0, 2, 200)
     monitor = OverfittingMonitor(log_dir=str(tmp_path), verbose=0)
     history = classifier(30, hidden=256).fit(
-        x, y, validation_split=0.5, epochs=40, batch_size=20,
+        x, y, validation_split=0.5, epochs=10, batch_size=20,
         callbacks=[monitor], verbose=0,
     )
     assert monitor.diagnosis == "overfitting", monitor.reason
     h = history.history
-    expected = [a - v for a, v in zip(h["accuracy"], h["val_accuracy"])]
+    expected = [a - v for a, v in zip(h["accuracy"], h["val_accuracy"], strict=True)]
     np.testing.assert_allclose(h["generalization_gap"], expected, atol=1e-7)
     written = tb.scalars(str(tmp_path / "monitors"), "generalization_gap")
-    assert [s for s, _ in written] == list(range(40))
+    assert [s for s, _ in written] == list(range(10))
     np.testing.assert_allclose([v for _, v in written], expected, atol=1e-6)
 
 
@@ -50,7 +50,7 @@ def test_a_good_fit():
     x, y = sklearn.make_circles(400, noise=0.05, factor=0.5, random_state=0)
     monitor = OverfittingMonitor(verbose=0)
     classifier(2, hidden=32).fit(x.astype("float32"), y, validation_split=0.5,
-                                 epochs=40, callbacks=[monitor], verbose=0)
+                                 epochs=15, callbacks=[monitor], verbose=0)
     assert monitor.diagnosis == "good_fit", monitor.reason
 
 
@@ -85,7 +85,7 @@ def test_stop_and_restore_best_weights():
     history = model.fit(x, y, validation_split=0.5, epochs=100, batch_size=20,
                         callbacks=[KeepBest(), monitor], verbose=0)
     assert len(history.epoch) < 100
-    for got, want in zip(model.get_weights(), best["weights"]):
+    for got, want in zip(model.get_weights(), best["weights"], strict=True):
         np.testing.assert_array_equal(got, want)
 
 
@@ -166,6 +166,7 @@ def test_epochs_without_validation_after_a_validated_one_are_skipped():
 # -- issue 18 ------------------------------------------------------------------
 
 
+@pytest.mark.slow  # 60 epochs, validated on 797 digits: about 10 s
 def test_issue_18_small_data_big_model_is_overfitting_under_the_gap():
     # 80 training digits, 512 hidden units, 60 epochs: train accuracy 1.0,
     # validation ~0.9; the gap may sit under 0.1, the losses tell.

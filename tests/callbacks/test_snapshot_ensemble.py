@@ -48,8 +48,9 @@ def test_snapshots_are_the_weights_at_each_cycle_end():
     snapshots = SnapshotEnsemble(4)  # L = 8: after steps 8, 16, 24 and 30
     fit(model, [recorder, snapshots])
     assert snapshots.snapshot_steps == [8, 16, 24, 30]
-    for step, snapshot in zip(snapshots.snapshot_steps, snapshots.snapshots):
-        for a, b in zip(snapshot, recorder.trajectory[step]):
+    for step, snapshot in zip(snapshots.snapshot_steps, snapshots.snapshots,
+                              strict=True):
+        for a, b in zip(snapshot, recorder.trajectory[step], strict=True):
             np.testing.assert_array_equal(a, b)
 
 
@@ -86,7 +87,7 @@ def test_snapshots_are_written_to_the_directory(tmp_path):
                      "snapshot-step000000030.weights.h5"]
     check = tiny_model()
     check.load_weights(str(tmp_path / "snaps" / files[0]))
-    for a, b in zip(check.get_weights(), snapshots.snapshots[0]):
+    for a, b in zip(check.get_weights(), snapshots.snapshots[0], strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -104,8 +105,8 @@ def test_resumed_run_has_the_same_snapshots(tmp_path):
         run([Interrupt(3)])
     resumed = run()  # a new callback, as in a new process
     assert resumed.snapshot_steps == reference.snapshot_steps == [10, 20, 30]
-    for ours, theirs in zip(resumed.snapshots, reference.snapshots):
-        for a, b in zip(ours, theirs):
+    for ours, theirs in zip(resumed.snapshots, reference.snapshots, strict=True):
+        for a, b in zip(ours, theirs, strict=True):
             np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
 
 

@@ -43,8 +43,8 @@ def test_recompile_keeps_the_earlier_checkpoints(tmp_path):
     expected = [first.epoch_ends[e] for e in range(3)] + [
         second.epoch_ends[e] for e in range(2)
     ]
-    for snapshot, weights in zip(checkpoints.snapshots, expected):
-        for a, b in zip(snapshot, weights):
+    for snapshot, weights in zip(checkpoints.snapshots, expected, strict=True):
+        for a, b in zip(snapshot, weights, strict=True):
             np.testing.assert_array_equal(a, b)
     assert files(tmp_path) == [
         f"snapshot-step{s:09d}.weights.h5" for s in (8, 16, 24, 32, 40)
@@ -52,7 +52,7 @@ def test_recompile_keeps_the_earlier_checkpoints(tmp_path):
     # the first run's files were not overwritten by the second run's steps
     clone = keras.models.clone_model(model)
     clone.load_weights(os.path.join(tmp_path, "snapshot-step000000008.weights.h5"))
-    for a, b in zip(clone.get_weights(), first.epoch_ends[0]):
+    for a, b in zip(clone.get_weights(), first.epoch_ends[0], strict=True):
         np.testing.assert_array_equal(a, b)
 
 

@@ -18,11 +18,11 @@ def fit(model, callbacks, epochs=5, **kwargs):
 
 
 def plain_mean(epoch_ends):
-    return [np.mean(np.stack(ws), axis=0) for ws in zip(*epoch_ends)]
+    return [np.mean(np.stack(ws), axis=0) for ws in zip(*epoch_ends, strict=True)]
 
 
 def assert_close(actual, expected, atol=1e-6):
-    for a, e in zip(actual, expected):
+    for a, e in zip(actual, expected, strict=True):
         np.testing.assert_allclose(a, e, rtol=0, atol=atol)
 
 
@@ -43,7 +43,7 @@ def test_the_model_holds_the_mean_at_end():
     swa = StochasticWeightAveraging(1)
     fit(model, [recorder, swa])
     assert_close(weights_of(model), plain_mean(recorder.epoch_ends[1:]))
-    for raw, last in zip(swa.raw_weights(), recorder.epoch_ends[-1]):
+    for raw, last in zip(swa.raw_weights(), recorder.epoch_ends[-1], strict=True):
         np.testing.assert_array_equal(raw, last)
 
 
@@ -102,7 +102,7 @@ def test_no_average_yet_leaves_the_model_alone():
     swa = StochasticWeightAveraging(9)
     with pytest.warns(UserWarning, match="no weights were averaged"):
         fit(model, [recorder, swa], epochs=2)
-    for now, last in zip(weights_of(model), recorder.epoch_ends[-1]):
+    for now, last in zip(weights_of(model), recorder.epoch_ends[-1], strict=True):
         np.testing.assert_array_equal(now, last)
 
 
@@ -122,13 +122,16 @@ def test_unknown_epoch_length_is_refused_before_the_first_step(start_epoch):
     with pytest.raises(ValueError, match="Pass `steps_per_epoch`.*repeat"):
         model.fit(batches(), epochs=2, verbose=0, shuffle=False,
                   callbacks=[StochasticWeightAveraging(start_epoch)])
-    for now, then in zip(weights_of(model), before):
+    for now, then in zip(weights_of(model), before, strict=True):
         np.testing.assert_array_equal(now, then)  # not one update
     plain = tiny_model()
     assert len(model.optimizer.variables) == len(plain.optimizer.variables)
 
 
-@pytest.mark.parametrize("backup_first", [True, False])
+# the other order of the two callbacks under `slow` (`.ci/run`)
+@pytest.mark.parametrize(
+    "backup_first", [pytest.param(True, marks=pytest.mark.slow), False]
+)
 def test_resumed_with_backup_and_restore_equals_uninterrupted(
     backup_first, tmp_path
 ):

@@ -111,7 +111,8 @@ def test_the_gap_reaches_history_and_ratios_follow_their_own_period():
     history = model.fit(x, y, validation_split=0.25, epochs=3, batch_size=32,
                         verbose=0, callbacks=[doctor])
     gaps = [train - val for train, val in zip(history.history["accuracy"],
-                                              history.history["val_accuracy"])]
+                                              history.history["val_accuracy"],
+                                              strict=True)]
     np.testing.assert_allclose(history.history["generalization_gap"], gaps,
                                atol=1e-6)
     assert doctor.monitors["update_ratio"].every == 2

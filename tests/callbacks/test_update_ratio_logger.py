@@ -49,7 +49,7 @@ def reference_ratios(trajectory, t):
     """cs231n's ratio across update t, from recorded weights, in NumPy."""
     before, after = trajectory.weights[t], trajectory.weights[t + 1]
     return [np.linalg.norm(a - b) / np.linalg.norm(b)
-            for b, a in zip(before, after)]
+            for b, a in zip(before, after, strict=True)]
 
 
 KEYS = ["hidden/kernel", "hidden/bias", "out/kernel", "out/bias"]
@@ -99,11 +99,13 @@ class Staleness(keras.callbacks.Callback):
         self.seen.append((batch + 1, self.logger.step))
 
 
-@pytest.mark.parametrize(
-    "steps_per_execution",
-    [1, pytest.param(40, marks=needs_steps_per_execution)],
-)
-@pytest.mark.parametrize("every", [1, 3])
+@pytest.mark.parametrize("every, steps_per_execution", [
+    (1, 1),
+    pytest.param(3, 40, marks=needs_steps_per_execution),
+    # the other two cells under `slow` (`.ci/run`): each about 3 s
+    pytest.param(3, 1, marks=pytest.mark.slow),
+    pytest.param(1, 40, marks=[needs_steps_per_execution, pytest.mark.slow]),
+])
 def test_long_epochs_keep_every_measurement(every, steps_per_execution):
     # 100 updates per epoch: the buffer is read several times an epoch, and
     # with 40 steps per execution one execution measures up to 40 updates.
@@ -154,7 +156,7 @@ def test_training_is_unchanged_and_the_wrapper_removed():
     watched = model(momentum=0.9)
     watched.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0,
                 callbacks=[UpdateRatioLogger(every=3, verbose=0)])
-    for a, b in zip(plain.get_weights(), watched.get_weights()):
+    for a, b in zip(plain.get_weights(), watched.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     assert "apply" not in vars(watched.optimizer)
     watched.fit(x, y, batch_size=8, epochs=1, verbose=0)  # no stale probe

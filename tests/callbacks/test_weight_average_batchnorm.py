@@ -77,8 +77,9 @@ def test_nested_batchnorm_recomputed_for_the_average():
                         verbose=0)
     assert len(history.history["loss"]) == 2
     for w, a in zip(model.trainable_weights,
-                    [a for v, a in zip(model.weights, swa.averaged_weights())
-                     if v.trainable]):
+                    [a for v, a in zip(model.weights, swa.averaged_weights(),
+                                       strict=True)
+                     if v.trainable], strict=True):
         np.testing.assert_array_equal(_f64(w), np.asarray(a, "float64"))
     nested_reference(model, x)
     assert _no_state_left(model, "swa")

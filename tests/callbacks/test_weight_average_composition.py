@@ -77,14 +77,14 @@ def plain():
     recorder, _ = fit(make_model(), [])
     ema = [np.asarray(w, "float64") for w in recorder.begin]
     for step in recorder.steps:
-        ema = [DECAY * a + (1 - DECAY) * w for a, w in zip(ema, step)]
-    swa = [np.mean(ws, axis=0) for ws in zip(*recorder.epochs[START:])]
+        ema = [DECAY * a + (1 - DECAY) * w for a, w in zip(ema, step, strict=True)]
+    swa = [np.mean(ws, axis=0) for ws in zip(*recorder.epochs[START:], strict=True)]
     return recorder, ema, swa
 
 
 def assert_weights(actual, expected, rtol=1e-5, atol=1e-6):
     assert len(actual) == len(expected)
-    for a, e in zip(actual, expected):
+    for a, e in zip(actual, expected, strict=True):
         np.testing.assert_allclose(np.asarray(a, "float64"), e, rtol=rtol,
                                    atol=atol)
 

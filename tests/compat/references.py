@@ -124,7 +124,8 @@ class Recorder(keras.callbacks.Callback):
     def step_losses(self):
         """The loss of each batch, from Keras' running means."""
         losses = []
-        for k, (mean, batch) in enumerate(zip(self.running_loss, self.batch_in_epoch)):
+        for k, (mean, batch) in enumerate(zip(self.running_loss, self.batch_in_epoch,
+                                              strict=True)):
             if batch == 0:
                 losses.append(mean)
             else:
@@ -134,7 +135,7 @@ class Recorder(keras.callbacks.Callback):
 
     def weights_at(self, step, optimizer=0):
         """The weights after `step` applied updates of an optimizer."""
-        for weights, counts in zip(self.trajectory, self.iterations):
+        for weights, counts in zip(self.trajectory, self.iterations, strict=True):
             if counts[optimizer] == step:
                 return weights
         raise AssertionError(f"no recorded weights after step {step}")
@@ -152,7 +153,7 @@ def weight_key(variable):
 
 def assert_weights_close(actual, expected, mask=None, rtol=1e-5, atol=1e-6):
     assert len(actual) == len(expected)
-    for i, (a, e) in enumerate(zip(actual, expected)):
+    for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
         if mask is None or mask[i]:
             np.testing.assert_allclose(a, e, rtol=rtol, atol=atol,
                                        err_msg=f"weight {i}")
@@ -160,7 +161,7 @@ def assert_weights_close(actual, expected, mask=None, rtol=1e-5, atol=1e-6):
 
 def assert_weights_equal(actual, expected):
     assert len(actual) == len(expected)
-    for i, (a, e) in enumerate(zip(actual, expected)):
+    for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
         np.testing.assert_array_equal(a, e, err_msg=f"weight {i}")
 
 
@@ -262,8 +263,8 @@ def check_step_decay(case, rec, formula, caught):
     if len(case.optimizers) > 1 and warned_about(caught, "optimizer"):
         return
     lr0 = case.initial_rates
-    for rates, counts in zip(rec.batch_rates, rec.iterations[1:]):
-        for i, (rate, step) in enumerate(zip(rates, counts)):
+    for rates, counts in zip(rec.batch_rates, rec.iterations[1:], strict=True):
+        for i, (rate, step) in enumerate(zip(rates, counts, strict=True)):
             assert math.isclose(rate, formula(lr0[i], step), rel_tol=1e-5), (
                 f"optimizer {i} after step {step}: {rate} != {formula(lr0[i], step)}"
             )
@@ -273,12 +274,12 @@ def numpy_ema(rec, mask, decay, optimizer=0):
     """EMA over the weights after each applied update, from train begin."""
     ema = [w.astype("float64") for w in rec.trajectory[0]]
     last = rec.iterations[0][optimizer]
-    for weights, counts in zip(rec.trajectory[1:], rec.iterations[1:]):
+    for weights, counts in zip(rec.trajectory[1:], rec.iterations[1:], strict=True):
         if counts[optimizer] == last:
             continue  # a skipped (loss-scaled) step: no update
         last = counts[optimizer]
-        ema = [decay * e + (1 - decay) * w for e, w in zip(ema, weights)]
-    return [e if m else None for e, m in zip(ema, mask)]
+        ema = [decay * e + (1 - decay) * w for e, w in zip(ema, weights, strict=True)]
+    return [e if m else None for e, m in zip(ema, mask, strict=True)]
 
 
 def check_ema(case, ema, rec, caught, decay=0.9):
@@ -310,7 +311,8 @@ def check_swa(case, swa, rec, caught, start_epoch=0):
 
 def check_snapshots(case, snapshots, rec, expected_steps):
     assert snapshots.snapshot_steps == expected_steps
-    for step, weights in zip(snapshots.snapshot_steps, snapshots.snapshots):
+    for step, weights in zip(snapshots.snapshot_steps, snapshots.snapshots,
+                             strict=True):
         assert_weights_equal(weights, rec.weights_at(step))
 
 
@@ -323,7 +325,8 @@ def check_loss_monitor(case, monitor, rec):
 
 def check_gaps(case, gaps, history):
     m = case.metric
-    expected = [a - b for a, b in zip(history.history[m], history.history["val_" + m])]
+    expected = [a - b for a, b in zip(history.history[m], history.history["val_" + m],
+                                      strict=True)]
     np.testing.assert_allclose(gaps, expected, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(history.history["generalization_gap"], expected,
                                rtol=1e-6, atol=1e-7)
@@ -340,7 +343,7 @@ def check_update_ratios(case, logger, rec):
     step = logger.step
     after, before = rec.weights_at(step), rec.weights_at(step - 1)
     index = {id(v): i for i, v in enumerate(case.model.weights)}
-    for key, variable in zip(keys, variables):
+    for key, variable in zip(keys, variables, strict=True):
         if keys.count(key) > 1:
             continue  # two weights share the key: no single reference
         i = index[id(variable)]
@@ -504,7 +507,8 @@ def run_backup_and_restore(case, tmp_path, inputs, rebuild):
     fit(case, [backup], inputs)
     assert backup.restored_epoch is not None
     assert not any(
-        np.array_equal(a, b) for a, b in zip(interrupted, weights_of(case.model))
+        np.array_equal(a, b) for a, b in zip(interrupted, weights_of(case.model),
+                                             strict=True)
         if a.size > 1
     ), "the resumed fit did not train"
     assert_weights_close(weights_of(case.model), weights_of(reference.model),

@@ -230,7 +230,7 @@ def test_two_fits(model, callback, mode, tmp_path):
         # the first fit's snapshots are kept, the second fit's added
         expected = first_rec.epoch_ends + rec.epoch_ends
         assert len(second.snapshots) == len(expected)
-        for got, want in zip(second.snapshots, expected):
+        for got, want in zip(second.snapshots, expected, strict=True):
             ref.assert_weights_equal(got, want)
 
 
@@ -258,7 +258,7 @@ def test_ema_and_swa_together():
     held = weights_of(case.model)
     assert any(
         all(np.allclose(h, r, rtol=1e-5, atol=1e-6)
-            for h, r, m in zip(held, reference, mask) if m)
+            for h, r, m in zip(held, reference, mask, strict=True) if m)
         for reference in (ema_ref, swa_ref)
     ), "the model holds neither average"
     again = ref.Recorder(case.optimizers)

@@ -340,8 +340,8 @@ def test_tensorboard_logs_are_readable_and_equal(runs):
                         "update_ratio/hidden/kernel")
         }
     for tag, points in by_mode["single"].items():
-        steps, values = zip(*points)
-        other_steps, other_values = zip(*by_mode["mirrored"][tag])
+        steps, values = zip(*points, strict=True)
+        other_steps, other_values = zip(*by_mode["mirrored"][tag], strict=True)
         assert other_steps == steps
         np.testing.assert_allclose(other_values, values, rtol=0, atol=ATOL)
 

@@ -85,7 +85,7 @@ def assert_same_facts(expected, actual, path=""):
             assert_same_facts(expected[key], actual[key], f"{path}/{key}")
     elif isinstance(expected, list):
         assert len(expected) == len(actual), path
-        for i, (e, a) in enumerate(zip(expected, actual)):
+        for i, (e, a) in enumerate(zip(expected, actual, strict=True)):
             assert_same_facts(e, a, f"{path}[{i}]")
     elif isinstance(expected, float):
         np.testing.assert_allclose(actual, expected, rtol=0, atol=ATOL,

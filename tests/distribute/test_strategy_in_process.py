@@ -107,15 +107,15 @@ def test_replica_code_paths_equal_the_plain_ones():
             tf.VariableAggregation.ONLY_FIRST_REPLICA)
     assert list(s_ratios.history) == list(ratios.history)
     for key, points in ratios.history.items():
-        steps, values = zip(*points)
+        steps, values = zip(*points, strict=True)
         assert steps == (1, 4, 7, 10)
-        s_steps, s_values = zip(*s_ratios.history[key])
+        s_steps, s_values = zip(*s_ratios.history[key], strict=True)
         assert s_steps == steps
         np.testing.assert_allclose(s_values, values, rtol=0, atol=1e-6)
     assert s_loss.steps == loss.steps
     np.testing.assert_allclose(s_loss.losses, loss.losses, rtol=0, atol=1e-6)
     assert s_ema.num_averaged == ema.num_averaged == 6
-    for a, b in zip(s_ema.averaged_weights(), ema.averaged_weights()):
+    for a, b in zip(s_ema.averaged_weights(), ema.averaged_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
 
 
@@ -185,7 +185,7 @@ def test_backup_and_restore_resumes_under_a_strategy(tmp_path):
         return model.get_weights(), ema.averaged_weights(), monitor.losses
 
     plain, resumed = run(False), run(True)
-    for got, want in zip(resumed[0] + resumed[1], plain[0] + plain[1]):
+    for got, want in zip(resumed[0] + resumed[1], plain[0] + plain[1], strict=True):
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
     np.testing.assert_allclose(resumed[2], plain[2], rtol=0, atol=1e-6)
 
@@ -221,6 +221,7 @@ def _fit_mixed_precision(strategy=None):
     return model, callbacks
 
 
+@pytest.mark.slow  # two mixed-precision fits with every callback
 def test_mixed_precision_replica_paths_equal_the_plain_ones():
     """`mixed_float16` in a replica context: the skipped steps of
     `LossScaleOptimizer` are skipped by every callback, as on one device."""
@@ -246,8 +247,8 @@ def test_mixed_precision_replica_paths_equal_the_plain_ones():
             s for s, _ in points] == list(range(1, applied + 1))
         np.testing.assert_allclose([v for _, v in theirs["ratios"].history[key]],
                                    [v for _, v in points], rtol=0, atol=1e-6)
-    for a, b in zip(model.get_weights(), plain.get_weights()):
+    for a, b in zip(model.get_weights(), plain.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
     for a, b in zip(theirs["ema"].averaged_weights(),
-                    ours["ema"].averaged_weights()):
+                    ours["ema"].averaged_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)

@@ -22,11 +22,11 @@ def test_members_are_the_models_each_seed_trains_on_its_own():
         build_model, X, Y, seeds=[3, 7], epochs=2, batch_size=8, verbose=0
     )
     assert len(histories) == 2
-    for member, seed in zip(ensemble.members, (3, 7)):
+    for member, seed in zip(ensemble.members, (3, 7), strict=True):
         keras.utils.set_random_seed(seed)
         alone = build_model()
         alone.fit(X, Y, epochs=2, batch_size=8, verbose=0)
-        for a, b in zip(member.get_weights(), alone.get_weights()):
+        for a, b in zip(member.get_weights(), alone.get_weights(), strict=True):
             np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
     first, second = (m.get_weights()[0] for m in ensemble.members)
     assert not np.allclose(first, second)  # different seeds, different models

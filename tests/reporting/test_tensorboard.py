@@ -54,7 +54,7 @@ def test_all_monitors_beside_keras_tensorboard(tmp_path):
                            "epoch_accuracy")
     gap = tb.scalars(monitors, "generalization_gap")
     assert [s for s, _ in gap] == [s for s, _ in keras_acc] == [0, 1, 2]
-    for (_, g), (_, a), (_, v) in zip(gap, keras_acc, keras_val):
+    for (_, g), (_, a), (_, v) in zip(gap, keras_acc, keras_val, strict=True):
         assert abs(g - (a - v)) < 1e-6
     # Keras records the rate we set (and the gap, placed before it).
     assert [round(v, 6) for _, v in tb.scalars(

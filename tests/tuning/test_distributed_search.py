@@ -111,7 +111,7 @@ def test_workers_take_the_fine_space_only_after_the_coarse_stage(job):
     for worker in ("tuner0", "tuner1"):
         report = reports[worker]
         assert len(report["spans"]) == len(report["trials"])
-        for row, span in zip(report["trials"], report["spans"]):
+        for row, span in zip(report["trials"], report["spans"], strict=True):
             spans.setdefault(row["stage"], []).append(span)
     assert max(end for _, end in spans["coarse"]) < min(
         start for start, _ in spans["fine"])

@@ -97,7 +97,7 @@ def test_runs_coarse_then_fine_trials(search):
 
 def test_each_trial_trains_with_its_sampled_values(search):
     result, runs, *_ = search
-    for row, run in zip(result.trials, runs):
+    for row, run in zip(result.trials, runs, strict=True):
         rates = [expected_rate(row, epoch) for epoch in range(3)]
         np.testing.assert_allclose(run["rates"], rates, rtol=1e-6)
         assert run["l2"] == pytest.approx(row["l2"], rel=1e-6)
@@ -106,7 +106,7 @@ def test_each_trial_trains_with_its_sampled_values(search):
 
 def test_a_trial_scores_its_best_epoch(search):
     result, runs, *_ = search
-    for row, run in zip(result.trials, runs):
+    for row, run in zip(result.trials, runs, strict=True):
         assert row["score"] == pytest.approx(max(run["val_accuracy"]))
         assert row["best_epoch"] == int(np.argmax(run["val_accuracy"]))
 
@@ -154,7 +154,7 @@ def test_hparams_records_read_back_with_tensorboards_reader(search):
     result, runs, _, _, log_dir = search
     assert sorted(tb.runs(log_dir)) == sorted(
         f"{t['stage']}-{t['trial']}" for t in result.trials)
-    for row, run in zip(result.trials, runs):
+    for row, run in zip(result.trials, runs, strict=True):
         accumulator = tb.load(os.path.join(log_dir,
                                            f"{row['stage']}-{row['trial']}"))
         content = accumulator.PluginTagToContent("hparams")
@@ -360,7 +360,8 @@ def test_a_second_search_into_the_same_log_dir_gets_its_own_folder(tmp_path):
 
 def test_each_trial_records_its_last_epochs_score(search):
     result, runs, _, _, _ = search
-    for row, run in zip(result.trials, runs):  # what each fit really logged
+    # what each fit really logged
+    for row, run in zip(result.trials, runs, strict=True):
         assert row["final_score"] == pytest.approx(run["val_accuracy"][-1])
         assert row["score"] == pytest.approx(max(run["val_accuracy"]))
 

@@ -80,7 +80,7 @@ def test_verdicts_and_the_recommended_rate(compared):
 def test_one_tensorboard_run_per_rate(compared):
     result, log_dir, *_ = compared
     assert tb.runs(log_dir) == ["lr=0.0001", "lr=0.05", "lr=5"]
-    for rate, run in zip(RATES, ["lr=0.0001", "lr=0.05", "lr=5"]):
+    for rate, run in zip(RATES, ["lr=0.0001", "lr=0.05", "lr=5"], strict=True):
         written = tb.scalars(f"{log_dir}/{run}", "loss_monitor/batch_loss")
         assert [step for step, _ in written] == result.steps[rate]
         np.testing.assert_allclose([v for _, v in written],

@@ -125,9 +125,9 @@ def test_everything_is_restored_afterwards():
     random.seed(5)
     np.random.seed(5)
     find_learning_rate(model, x, y, lr_min=1e-4, lr_max=10.0, steps=50)
-    for a, b in zip(weights_of(model), weights):
+    for a, b in zip(weights_of(model), weights, strict=True):
         np.testing.assert_array_equal(a, b)
-    for variable, value in zip(model.optimizer.variables, slots):
+    for variable, value in zip(model.optimizer.variables, slots, strict=True):
         np.testing.assert_array_equal(
             keras.ops.convert_to_numpy(variable.value), value)
     assert float(model.optimizer.learning_rate) == pytest.approx(0.003)
@@ -151,7 +151,7 @@ def test_restored_also_when_the_sweep_raises():
     with pytest.raises(RuntimeError, match="boom"):
         find_learning_rate(model, x, y, steps=50)
     del model.train_on_batch
-    for a, b in zip(weights_of(model), weights):
+    for a, b in zip(weights_of(model), weights, strict=True):
         np.testing.assert_array_equal(a, b)
     assert float(model.optimizer.learning_rate) == pytest.approx(0.01)
     assert int(model.optimizer.iterations) == 0
@@ -226,7 +226,7 @@ def test_bad_arguments_are_refused_before_any_step(kwargs, error, text):
         find_learning_rate(model, x, y, **kwargs)
     assert text in str(info.value)
     assert int(model.optimizer.iterations) == 0
-    for a, b in zip(weights_of(model), weights):
+    for a, b in zip(weights_of(model), weights, strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -257,7 +257,7 @@ def test_layer_seed_generators_are_restored():
     after = [np.array(keras.ops.convert_to_numpy(v.value))
              for v in model.variables]
     assert len(before) == len(after) == 3  # seed state, kernel, bias
-    for a, b in zip(after, before):
+    for a, b in zip(after, before, strict=True):
         np.testing.assert_array_equal(a, b)
 
 

@@ -158,7 +158,7 @@ def test_a_registry_entry_added_alone_becomes_searchable(monkeypatch,
                       "l2": None, "dropout": None},
         directory=str(tmp_path), seed=0, verbose=0)
     assert len(Rates.runs) == 3
-    for row, rates in zip(result.trials, Rates.runs):
+    for row, rates in zip(result.trials, Rates.runs, strict=True):
         assert row["schedule"] == "halving"
         every = row["halving_every"]
         assert 1 <= every <= 4
