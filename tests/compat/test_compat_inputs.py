@@ -114,10 +114,24 @@ REFUSED = {
 XFAIL = {}
 
 
-def _params(pairs, xfail):
+# the cells of `test_alone` in the default test run: every callback on
+# NumPy arrays, and every other input kind once; `.ci/run` runs the rest
+# (`slow`)
+FAST = {
+    ("tf_data", "SnapshotEnsemble"),
+    ("tf_data_repeat", "ExponentialDecay"),
+    ("tf_data_unknown", "SnapshotEnsemble"),
+    ("py_dataset", "StochasticWeightAveraging"),
+    ("generator", "LossMonitor"),
+}
+
+
+def _params(pairs, xfail, fast=None):
     out = []
     for inputs, callback in pairs:
         marks = []
+        if fast is not None and inputs != "numpy" and (inputs, callback) not in fast:
+            marks.append(pytest.mark.slow)
         if (inputs, callback) in xfail:
             marks.append(pytest.mark.xfail(
                 strict=True, reason=xfail[(inputs, callback)]))
@@ -128,7 +142,7 @@ def _params(pairs, xfail):
 
 @pytest.mark.parametrize(
     "inputs, callback",
-    _params([(i, c) for i, cs in ALONE.items() for c in cs], XFAIL),
+    _params([(i, c) for i, cs in ALONE.items() for c in cs], XFAIL, FAST),
 )
 def test_alone(inputs, callback, tmp_path):
     if (inputs, callback) in REFUSED:

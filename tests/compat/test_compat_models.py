@@ -89,10 +89,26 @@ def _skip_reason(model):
     return None
 
 
-def _params(pairs):
+# the cells of `test_alone` in the default test run: every model kind once
+# (each callback alone on every input kind is in test_compat_inputs.py);
+# `.ci/run` runs the rest (`slow`)
+FAST = {
+    ("sequential", "ActivationMonitor"),
+    ("subclassed", "TrainingDoctor"),
+    ("subclassed_unbuilt", "ExponentialMovingAverage"),
+    ("multi_io", "LossMonitor"),
+    ("custom_train_step", "ExponentialMovingAverage"),
+    ("two_optimizers", "UpdateRatioLogger"),
+    ("mixed_precision", "StochasticWeightAveraging"),
+}
+
+
+def _params(pairs, fast=None):
     out = []
     for model, callback in pairs:
         marks = []
+        if fast is not None and (model, callback) not in fast:
+            marks.append(pytest.mark.slow)
         reason = _skip_reason(model)
         if reason:
             marks.append(pytest.mark.skip(reason=reason))
@@ -105,7 +121,7 @@ def _params(pairs):
 
 @pytest.mark.parametrize(
     "model, callback",
-    _params([(m, c) for m, cs in ALONE.items() for c in cs]),
+    _params([(m, c) for m, cs in ALONE.items() for c in cs], FAST),
 )
 def test_alone(model, callback, tmp_path):
     factory = models.FACTORIES[model]
