@@ -33,8 +33,11 @@ replica.
 
 The host reads the rows (`read`) at most once per `READ_SPAN` steps, or
 once `READ_SECONDS` of wall time have passed on slow steps
-(`read_due`); the buffer holds every reading that can happen in between
-(`capacity`), so none is lost.
+(`read_due`), and at each epoch's end; the buffer holds every reading that
+can happen in between (`capacity`), so none is lost. On JAX a read in the
+middle of an epoch takes the copy of the buffer made at the previous read
+and dispatches a new copy, so that it never waits for the steps in flight:
+its readings arrive one read later.
 """
 
 import math
@@ -96,6 +99,7 @@ class LossBuffer(apply_hooks.HookOwner):
         self._jax = backend.is_jax()
         self._hook = apply_hooks.Hook(after_step=self._after_step)
         self._delivered = 0  # the step of the newest reading read
+        self._behind = None  # on JAX, the copies made at the last read
         self._read_steps = 0  # steps run in the epoch at the last read
         self._read_time = 0.0
 
@@ -188,6 +192,7 @@ class LossBuffer(apply_hooks.HookOwner):
         self._mark.assign(np.array(step, "int32"))
         self._rows.assign(np.array(0, "int32"))
         self._delivered = step
+        self._behind = None
         self.epoch_begins()
 
     def mark(self, step):
@@ -211,23 +216,51 @@ class LossBuffer(apply_hooks.HookOwner):
     def read(self, steps_run=None):
         """`[(step, total, count, rate), ...]` recorded since the last read.
 
-        `steps_run`: the steps run in the epoch now (paces `read_due`).
+        Args:
+            steps_run: the steps run in the epoch now, in the middle of one
+                (paces `read_due`); `None` at its end: then everything
+                recorded is read.
         """
         if steps_run is not None:
             self._read_steps = steps_run
         self._read_time = time.monotonic()
-        steps, sums, rates = training.read_live(
-            self.model, [self._steps, self._sums, self._rates]
+        variables = [self._steps, self._sums, self._rates]
+        behind, self._behind = self._behind, None
+        found = [] if behind is None else [[np.asarray(v) for v in behind]]
+        if self._jax and steps_run is not None:
+            self._behind = self._copy_live(variables)
+        if self._behind is None:
+            found.append(training.read_live(self.model, variables))
+        readings = []
+        for steps, sums, rates in found:
+            new = [i for i in np.argsort(steps, kind="stable")
+                   if steps[i] > self._delivered]
+            if new:
+                self._delivered = int(steps[new[-1]])
+            readings += [
+                (int(steps[i]), float(sums[i, 0]), float(sums[i, 1]),
+                 optimizers.as_learning_rate(rates[i]))
+                for i in new
+            ]
+        return readings
+
+    def _copy_live(self, variables):
+        """On JAX: copies of the live values, to read at the next read.
+
+        A read of JAX's live state waits for the steps dispatched ahead (it
+        drains the asynchronous queue). A copy is dispatched like a step
+        and waits for nothing (the state itself is donated to the next
+        step, so it cannot be kept); by the next read it has long been
+        computed. `None` when the state is synced (then the variables are
+        read as they are).
+        """
+        live = dict(
+            (id(ref), value)
+            for ref, value in training.live_values(self.model, variables)
         )
-        new = [i for i in np.argsort(steps, kind="stable")
-               if steps[i] > self._delivered]
-        if new:
-            self._delivered = int(steps[new[-1]])
-        return [
-            (int(steps[i]), float(sums[i, 0]), float(sums[i, 1]),
-             optimizers.as_learning_rate(rates[i]))
-            for i in new
-        ]
+        if len(live) < len(variables):
+            return None
+        return [ops.copy(live[id(v)]) for v in variables]
 
     def get_state(self):
         """The buffer and the newest step read (a mid-epoch backup)."""
@@ -243,5 +276,6 @@ class LossBuffer(apply_hooks.HookOwner):
         for variable, value in zip(self.variables, state["variables"]):
             variable.assign(np.asarray(value, variable.dtype))
         self._delivered = int(state["delivered"])
+        self._behind = None
         self._read_steps = int(state["read_steps"])
         self._read_time = time.monotonic()

@@ -44,7 +44,10 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
     the next read, and the execution under way then still runs: training
     stops at most 32 + 2 * `steps_per_execution` - 1 updates (or about a
     second) after the reading, or at the epoch's end if that comes first;
-    the readings between are recorded too.
+    the readings between are recorded too. On JAX a read in the middle of
+    an epoch takes the copy of the buffer made at the previous read (a read
+    of the newest one would wait for the steps in flight), so add another
+    32 + `steps_per_execution` - 1 updates (or second) there.
     The loss comes from the model's loss tracker; a model without one (a
     custom `train_step` that updates no `loss` metric) gets a `ValueError`
     when training begins.

@@ -303,9 +303,10 @@ def test_a_nan_stops_training_within_the_read_span():
     linear_model(0.01).fit(x, y, batch_size=8, epochs=1, shuffle=False,
                            callbacks=[monitor, counter], verbose=0)
     assert monitor.diverged_at_step == 51
-    # read at least every READ_SPAN updates: stopped well before the end,
-    # with every update read
-    assert 51 <= counter.batches <= 51 + loss_buffer.READ_SPAN
+    # read at least every READ_SPAN updates (on JAX a read takes what the
+    # previous one copied): stopped well before the end, every update read
+    spans = 2 if keras.backend.backend() == "jax" else 1
+    assert 51 <= counter.batches <= 51 + spans * loss_buffer.READ_SPAN
     assert monitor.steps == list(range(1, counter.batches + 1))
     assert np.isnan(monitor.losses[50:]).all()
 
