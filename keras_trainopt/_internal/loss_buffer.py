@@ -97,6 +97,8 @@ class LossBuffer(apply_hooks.HookOwner):
             model, dtype="int32", name="loss_reading_rows", backed_up=False,
         )
         self._jax = backend.is_jax()
+        self._eager = backend.runs_step_eagerly(model)
+        self._eager_steps = self._eager_mark = 0  # steps, eager runs only
         self._hook = apply_hooks.Hook(after_step=self._after_step)
         self._delivered = 0  # the step of the newest reading read
         self._behind = None  # on JAX, the copies made at the last read
@@ -129,6 +131,20 @@ class LossBuffer(apply_hooks.HookOwner):
         )
 
     def _after_step(self):
+        if self._eager:
+            # PyTorch runs the step op by op: skip the device check (a sync,
+            # and a few kernels) while the steps run since the last reading,
+            # which bound the updates applied, say none can be due.
+            self._eager_steps += 1
+            if self._eager_steps - self._eager_mark < self.every:
+                return
+            if self._record():
+                self._eager_mark = self._eager_steps
+            return
+        self._record()
+
+    def _record(self):
+        """Writes a reading if one is due; returns whether (when eager)."""
         optimizer = optimizers.unwrap(self.model.optimizer)
         step = ops.cast(optimizer.iterations.value, "int32")
         due = ops.greater_equal(step - self._mark.value, self.every)
@@ -142,7 +158,7 @@ class LossBuffer(apply_hooks.HookOwner):
             )
             for variable, value in zip(variables, values):
                 variable.assign(value)
-            return
+            return None
 
         def write():
             for variable, value in zip(
@@ -151,7 +167,8 @@ class LossBuffer(apply_hooks.HookOwner):
                 variable.assign(value)
             return ops.convert_to_tensor(True)
 
-        ops.cond(due, write, lambda: ops.convert_to_tensor(False))
+        written = ops.cond(due, write, lambda: ops.convert_to_tensor(False))
+        return bool(written) if self._eager else None
 
     # -- between steps -------------------------------------------------------
 
@@ -163,6 +180,7 @@ class LossBuffer(apply_hooks.HookOwner):
                 `apply_hooks.HookOwner.install_hook`).
         """
         self.remove_hook()  # left over by a `fit` that raised
+        self._eager = backend.runs_step_eagerly(self.model)
         step = optimizers.get_iterations(self.model.optimizer)
         self.restart(step)
         if self._jax:
@@ -193,6 +211,7 @@ class LossBuffer(apply_hooks.HookOwner):
         self._rows.assign(np.array(0, "int32"))
         self._delivered = step
         self._behind = None
+        self._eager_mark = self._eager_steps
         self.epoch_begins()
 
     def mark(self, step):
@@ -200,6 +219,7 @@ class LossBuffer(apply_hooks.HookOwner):
         one in the step ends `every` updates later. Between epochs."""
         training.sync_state(self.model)
         self._mark.assign(np.array(step, "int32"))
+        self._eager_mark = self._eager_steps
         self._delivered = max(self._delivered, step)
 
     def epoch_begins(self):
@@ -277,5 +297,8 @@ class LossBuffer(apply_hooks.HookOwner):
             variable.assign(np.asarray(value, variable.dtype))
         self._delivered = int(state["delivered"])
         self._behind = None
+        # the steps since the restored mark are unknown: check every step
+        # until the next reading
+        self._eager_mark = self._eager_steps - self.every
         self._read_steps = int(state["read_steps"])
         self._read_time = time.monotonic()
