@@ -69,7 +69,8 @@ def decay_suite(steps):
 def monitors_suite(steps, x_probe, log_dir):
     """Issue 3: each monitor at its defaults, all four, the doctor (which runs
     them all, with the loss as its metric: the benchmark models compile no
-    accuracy), and the ratio every step.
+    accuracy), and the ratio every step; an identical plain model of its own
+    shows the noise.
 
     Epochs validate on 5 batches here (for OverfittingMonitor), the baseline
     too; monitors write TensorBoard files to a temporary folder.
@@ -83,6 +84,7 @@ def monitors_suite(steps, x_probe, log_dir):
         ]
 
     return [
+        harness.Variant("plain fit (own model, control)", sgd, own_model=True),
         harness.Variant("LossMonitor()", sgd,
                         lambda: [kt.LossMonitor(log_dir, verbose=0)]),
         harness.Variant(

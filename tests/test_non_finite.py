@@ -43,21 +43,22 @@ def test_a_diverging_run_keeps_averages_finite_and_stops_with_good_weights():
     ratios = kt.UpdateRatioLogger(every=1, verbose=0)
     model, history, recorder = exploding_run(ema, swa, monitor, ratios)
 
-    # stopped in the first epoch, one update after the one whose loss was
-    # not finite (the monitor reads before an execution: the one under way
-    # when it sees the loss still runs)
+    # stopped in the first epoch (the monitor reads its readings at most
+    # once per 32 updates, and at the epoch's end); the first non-finite
+    # loss is that of the first update that left non-finite weights
     assert len(history.epoch) == 1 < 5
-    assert monitor.diverged_at_step == len(recorder.trajectory) - 2
+    blown = [not finite(w) for w in recorder.trajectory[1:]]
+    assert monitor.diverged_at_step == blown.index(True) + 1
     assert monitor.diagnosis == "learning_rate_too_high"
     assert "inf" in monitor.reason or "nan" in monitor.reason
     assert "restored" in monitor.reason
     # the EMA left the non-finite updates out, and counted them; SWA averages
-    # at the last update of an epoch, which this stopped epoch never reached
+    # at the last update of an epoch (the 8th), skipped if not finite
     assert finite(ema.averaged_weights())
-    assert ema.num_skipped == 2
+    assert ema.num_skipped == sum(blown) >= 2
     assert ema.num_averaged + ema.num_skipped == len(recorder.trajectory) - 1
     assert finite(swa.averaged_weights())
-    assert swa.num_skipped == 0
+    assert swa.num_skipped == int(len(blown) == 8 and blown[-1])
     # the model ends with the weights from the start of the epoch
     assert finite(weights_of(model))
     for got, want in zip(weights_of(model), recorder.trajectory[0], strict=True):

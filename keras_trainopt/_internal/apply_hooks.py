@@ -8,6 +8,13 @@ here, and one wrapper on the optimizer instance's `apply` runs them:
 
     before hooks  ->  around hooks wrapping the real apply  ->  after hooks
 
+A hook may also run once after each whole train step (`after_step`), for
+what the optimizer never sees: on JAX, Keras updates the loss tracker after
+`stateless_apply`, outside the optimizer. The train step is then wrapped
+(see `_build_train_function`); on JAX the hook runs in a
+`keras.StatelessScope` over the step's returned optimizer and metrics state,
+and what it assigns to the optimizer's variables goes back into that state.
+
 `apply` is what Keras' TensorFlow and PyTorch train steps call, and what
 `stateless_apply` calls under JAX, so hooks that only touch the optimizer's
 own variables (its learning rate) run on every backend. The wrapper sits on
@@ -46,6 +53,9 @@ error that names both.
 import dataclasses
 import weakref
 
+import keras
+
+from keras_trainopt._internal import backend
 from keras_trainopt._internal import optimizers
 
 # model -> {"plain": Keras' train function, "hooked": {hook ids: function}}
@@ -57,12 +67,15 @@ class Hook:
     """What a callback runs in the step; `None` fields are skipped.
 
     before(): called before each update; after(): after it;
-    around(apply) -> apply: wraps the update itself.
+    around(apply) -> apply: wraps the update itself; after_step(): called
+    once after each train step, applied update or not (on JAX it may read
+    the optimizer's and the metrics' variables, and write the optimizer's).
     """
 
     before: callable = None
     after: callable = None
     around: callable = None
+    after_step: callable = None
 
 
 class _Wrapper:
@@ -118,28 +131,68 @@ def _select_function(model, wrapper):
     if cached is not None:
         model.train_function = cached
     else:
-        _build_train_function(model)
+        _build_train_function(model, wrapper.hooks)
         state["hooked"][key] = model.train_function
 
 
-def _build_train_function(model):
+def _build_train_function(model, hooks=()):
     """Builds a train function that is traced with the current hooks.
 
     JAX caches traces by the step function, so a function jitted from Keras'
     own bound `train_step` could pick up a trace made with other hooks (or
     leave one behind for Keras' own function). Building from a fresh wrapper
-    gives the hooked function a trace of its own.
+    gives the hooked function a trace of its own. The wrapper also runs the
+    hooks' `after_step`.
     """
     train_step = type(model).train_step
+    after_step = [hook.after_step for hook in hooks if hook.after_step]
 
     def hooked_train_step(*args, **kwargs):
-        return train_step(model, *args, **kwargs)
+        out = train_step(model, *args, **kwargs)
+        if not after_step:
+            return out
+        if backend.is_jax():
+            return _after_step_stateless(model, out, after_step)
+        for run in after_step:
+            run()
+        return out
 
     model.train_step = hooked_train_step
     try:
         model.make_train_function(force=True)
     finally:
         del model.train_step
+    if after_step and backend.is_torch():
+        # Keras' PyTorch step looks `train_step` up at each call, so the
+        # function built above runs Keras' own: run the hooks after it.
+        train_function = model.train_function
+
+        def hooked_train_function(data):
+            logs = train_function(data)
+            for run in after_step:
+                run()
+            return logs
+
+        model.train_function = hooked_train_function
+
+
+def _after_step_stateless(model, out, after_step):
+    """Runs `after_step` on JAX's returned state; returns the new state.
+
+    Keras' JAX `train_step(state, data)` returns `(logs, state)` with `state`
+    = (trainable, non-trainable, optimizer, metrics variables' values).
+    """
+    logs, (trainable, non_trainable, optimizer_values, metrics_values) = out
+    optimizer_variables = list(model.optimizer.variables)
+    mapping = list(zip(optimizer_variables, optimizer_values))
+    mapping += list(zip(model.metrics_variables, metrics_values))
+    with keras.StatelessScope(state_mapping=mapping) as scope:
+        for run in after_step:
+            run()
+    optimizer_values = [
+        scope.get_current_value(variable) for variable in optimizer_variables
+    ]
+    return logs, (trainable, non_trainable, optimizer_values, metrics_values)
 
 
 def _clean_at_fit_start(model):

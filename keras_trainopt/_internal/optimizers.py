@@ -293,14 +293,18 @@ def build_optimizer(model):
 
 
 def add_state_variable(
-    model, reference=None, *, shape=(), dtype="int64", name, backed_up=True
+    model, reference=None, *, shape=(), dtype="int64", name, backed_up=True,
+    per_replica_sum=False,
 ):
     """A new variable for state kept in `model.optimizer` (see above).
 
     Shaped like `reference` when it is given. The variable is created under
     the model's distribution strategy and aggregated "only first replica":
     every replica computes the same value, so the first replica's is kept.
-    It is not attached to the optimizer yet (`attach_state_variables`).
+    With `per_replica_sum` it is instead kept per replica and read as the
+    sum over them (and the workers), as a metric's running total
+    ("on read", "sum"). It is not attached to the optimizer yet
+    (`attach_state_variables`).
 
     `backed_up=False` marks scratch state that a restart does not need (a
     measurement the step hands to a callback): `BackupAndRestore` leaves it
@@ -314,7 +318,8 @@ def add_state_variable(
             initializer=np.zeros(shape, dtype=dtype),
             dtype=dtype,
             trainable=False,
-            aggregation="only_first_replica",
+            aggregation="sum" if per_replica_sum else "only_first_replica",
+            synchronization="on_read" if per_replica_sum else "auto",
             name=name,
         )
     variable._keras_trainopt_backed_up = backed_up

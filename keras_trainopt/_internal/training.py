@@ -9,13 +9,26 @@ from keras import ops
 from keras_trainopt._internal import optimizers
 
 
-def _loss_tracker(model):
+def loss_tracker(model):
+    """The model's loss tracker: the metric `loss` with `total` and `count`.
+
+    Raises:
+        ValueError: the model has none (see `BatchLossReader`).
+    """
     for metric in getattr(model, "metrics", []):
         if metric.name == "loss" and hasattr(metric, "total") and hasattr(
             metric, "count"
         ):
             return metric
-    return None
+    names = [metric.name for metric in getattr(model, "metrics", [])]
+    raise ValueError(
+        "The model has no loss tracker, so its batch loss cannot be "
+        "read: expected a metric named `loss` with a running `total` "
+        "and `count` in `model.metrics` (Keras adds one when "
+        "compiled with a `loss`; a custom `train_step` can update a "
+        '`keras.metrics.Mean(name="loss")` listed in its `metrics` '
+        f"property). Received: model.metrics names={names}"
+    )
 
 
 class BatchLossReader:
@@ -37,17 +50,7 @@ class BatchLossReader:
 
     def __init__(self, model):
         self._model = model
-        self._tracker = _loss_tracker(model)
-        if self._tracker is None:
-            names = [metric.name for metric in getattr(model, "metrics", [])]
-            raise ValueError(
-                "The model has no loss tracker, so its batch loss cannot be "
-                "read: expected a metric named `loss` with a running `total` "
-                "and `count` in `model.metrics` (Keras adds one when "
-                "compiled with a `loss`; a custom `train_step` can update a "
-                '`keras.metrics.Mean(name="loss")` listed in its `metrics` '
-                f"property). Received: model.metrics names={names}"
-            )
+        self._tracker = loss_tracker(model)
         self.reset()
 
     @property
@@ -75,6 +78,12 @@ class BatchLossReader:
         # tf.distribute strategy by conversion: their sum over the replicas,
         # and over the workers of a multi-worker run.
         total, count = map(float, read_live(self._model, self.variables))
+        return self.advance(total, count)
+
+    def advance(self, total, count):
+        """The mean loss from the previous read to the tracker's `total` and
+        `count` (read elsewhere, e.g. recorded in the step); `None` if no
+        new update."""
         if count <= self._count:  # nothing new since the previous read
             return None
         loss = (total - self._total) / (count - self._count)

@@ -13,9 +13,12 @@ The step writes each measurement into a row of a small ring buffer kept in
 two variables, the ratios (`capacity x weights`) and the step count after the
 update (`t + 1`) beside them, at row `(t // every) % capacity`. The callback
 reads the buffer only now and then (`read_due`): a host read stalls the step
-pipeline (on JAX it reads from JAX's live state, `training.read_live`). The
-buffer holds every measurement that can happen between two reads
-(`capacity`), so none is lost, whatever `every` and `steps_per_execution`.
+pipeline (on JAX it reads from JAX's live state, `training.read_live`, and
+waits for the steps in flight). When an epoch's measurements fit in
+`MAX_ROWS` rows it is read at the epoch's end only, else at most once per
+`READ_SPAN` steps (`read_span`). The buffer holds every measurement that can
+happen between two reads (`capacity`), so none is lost, whatever `every`
+and `steps_per_execution`.
 
 On JAX the update runs statelessly inside `jax.jit`, where only the model's
 and the optimizer's variables can be written: there the two variables are
@@ -46,6 +49,19 @@ from keras_trainopt._internal import training
 
 # Updates between two reads of the buffer, at least (unless an epoch ends).
 READ_SPAN = 32
+# The rows a buffer may have so that it is read only at an epoch's end.
+MAX_ROWS = 64
+
+
+def read_span(steps_per_epoch, every):
+    """Steps between two reads of the buffer in the middle of an epoch.
+
+    The whole epoch (no read before its end, so none waits for the steps in
+    flight) when its measurements fit in `MAX_ROWS` rows, else `READ_SPAN`.
+    """
+    if steps_per_epoch and math.ceil(int(steps_per_epoch) / every) <= MAX_ROWS:
+        return max(READ_SPAN, int(steps_per_epoch))
+    return READ_SPAN
 
 
 class UpdateProbe(apply_hooks.HookOwner):
@@ -55,23 +71,27 @@ class UpdateProbe(apply_hooks.HookOwner):
         model: the compiled model.
         every: measure the updates whose index is a multiple of `every`.
         steps_per_execution: the model's; sizes the buffer.
+        read_span: steps between two reads, at least (`read_span`); sizes
+            the buffer.
     """
 
-    def __init__(self, model, every, steps_per_execution=1):
+    def __init__(self, model, every, steps_per_execution=1,
+                 read_span=READ_SPAN):
         self.model = model
         self.every = every
         self.steps_per_execution = steps_per_execution
+        self.read_span = read_span
         self.variables = list(model.trainable_variables)
         if not self.variables:
             raise ValueError(
                 "UpdateRatioLogger: the model has no trainable weights."
             )
-        # Reads come at the first hook call at least READ_SPAN updates after
-        # the previous read, so at most READ_SPAN + s - 1 updates pass
-        # between two reads, and a window of w updates holds at most
+        # Reads come at the first hook call at least `read_span` updates
+        # after the previous read, so at most read_span + s - 1 updates
+        # pass between two reads, and a window of w updates holds at most
         # ceil(w / every) measured ones.
         self.capacity = math.ceil(
-            (READ_SPAN + steps_per_execution) / every
+            (read_span + steps_per_execution) / every
         )
         self._jax = backend.is_jax()
         self._torch = backend.torch_ops()  # PyTorch's fused ops, or None
@@ -216,7 +236,7 @@ class UpdateProbe(apply_hooks.HookOwner):
                 most (steps run: a skipped loss-scaled step counts too).
             measured_since_read: whether one of them may have been measured.
         """
-        return measured_since_read and updates_since_read >= READ_SPAN
+        return measured_since_read and updates_since_read >= self.read_span
 
     def get_state(self):
         """The buffers and the newest step read (a mid-epoch backup).

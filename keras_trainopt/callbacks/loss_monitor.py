@@ -8,8 +8,8 @@ import keras
 
 from keras_trainopt._internal import callback_state
 from keras_trainopt._internal import console
+from keras_trainopt._internal import loss_buffer
 from keras_trainopt._internal import model_facts
-from keras_trainopt._internal import optimizers
 from keras_trainopt._internal import training
 from keras_trainopt._internal import validation
 from keras_trainopt.diagnostics import loss_curve
@@ -31,15 +31,26 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
     the start of the epoch, and leaves a verdict in `diagnosis` with the
     reason in `reason`.
 
-    Readings are taken between executions, in `on_train_batch_begin` (of the
-    steps run before it) and once after an epoch's last execution, never in
-    `on_train_batch_end`: a batch-end hook makes Keras, on JAX and PyTorch,
-    dispatch every callback synchronously and wait for each step's logs
-    (about 2% of a small step on JAX). So the execution under way when a
-    divergence is seen still runs before training stops. The loss comes
-    from the model's loss tracker; a model without one (a custom
-    `train_step` that updates no `loss` metric) gets a `ValueError` when
-    training begins.
+    The compiled train step records each reading itself, into a small ring
+    buffer (`_internal/loss_buffer.py`): the tracker's running total and
+    count, the step count and the learning rate, once per `every` applied
+    updates. The callback reads the buffer, in one go, before an execution
+    at most once per 32 steps (or once a second of wall time, when steps are
+    slow) and at each epoch's end: every host read of a device value is a
+    round trip, and on JAX it waits for the steps dispatched ahead. Nothing
+    runs in `on_train_batch_end`: a batch-end hook makes Keras, on JAX and
+    PyTorch, dispatch every callback synchronously and wait for each step's
+    logs. **Detection delay:** a non-finite or diverged reading is seen at
+    the next read, and the execution under way then still runs: training
+    stops at most 32 + 2 * `steps_per_execution` - 1 updates (or about a
+    second) after the reading, or at the epoch's end if that comes first;
+    the readings between are recorded too. On JAX a read in the middle of
+    an epoch takes the copy of the buffer made at the previous read (a read
+    of the newest one would wait for the steps in flight), so add another
+    32 + `steps_per_execution` - 1 updates (or second) there.
+    The loss comes from the model's loss tracker; a model without one (a
+    custom `train_step` that updates no `loss` metric) gets a `ValueError`
+    when training begins.
 
     Divergence: with `smooth` the bias-corrected moving average of the loss
     (`beta = 0.98`, as in learning-rate finders), training has diverged when
@@ -77,13 +88,10 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
             callback); `None` writes nothing.
         every: read the loss every `every` updates (int >= 1); each reading
             is the mean loss of the train steps since the previous one, at
-            the optimizer's step count after them. 10 costs about 0.3% of a
-            small step; 1 gives the finest curve. Readings happen between
-            executions: with `steps_per_execution = s > every` each reading
-            is the mean over the `s` updates of one execution (fewer for
-            the last, shorter one of an epoch), at the step count that ends
-            it, not one update's loss. An epoch's last execution is read
-            too (before validation, which resets the loss tracker).
+            the optimizer's step count after them. Readings are taken in the
+            step, so they end every `every` applied updates whatever
+            `steps_per_execution`; an epoch's last, shorter span is read at
+            its end too (before validation, which resets the loss tracker).
             Under mixed precision the updates `LossScaleOptimizer` skips do
             not count towards `every`; their losses join the next reading's
             mean (at an epoch's end, with no update since, they are dropped).
@@ -183,6 +191,8 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
         self._written = 0
         self._writer = None
         self._reader = None
+        self._buffer = None
+        self._last_step = 0
         self._good_weights = None
         self._restore_due = False
 
@@ -225,18 +235,21 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
             return {}
         return {
             "reader": self._reader.position,
-            "last_read": self._last_read,
             "last_step": self._last_step,
             "epoch_read": self._epoch_read,
+            "buffer": self._buffer.get_state(),  # readings not read yet
         }
 
     def set_epoch_state(self, state: dict[str, Any]) -> None:
         if not state or self._reader is None:
             return
         self._reader.position = state["reader"]
-        self._last_read = state["last_read"]
-        self._last_step = state["last_step"]
+        self._last_step = int(state["last_step"])
         self._epoch_read = state["epoch_read"]
+        if "buffer" in state:
+            self._buffer.set_state(state["buffer"])
+        else:  # a backup made before the buffer: no reading pending
+            self._buffer.restart(self._last_step)
 
     # -- Keras hooks -----------------------------------------------------------
 
@@ -253,7 +266,21 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
         return None if math.isnan(peak) else peak
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-        self._reader = training.BatchLossReader(self.model)
+        model = self.model
+        self._reader = training.BatchLossReader(model)
+        spe = int(getattr(model, "steps_per_execution", 1) or 1)
+        if self._buffer is not None and (
+            self._buffer.model is not model
+            or self._buffer.steps_per_execution != spe
+            or self._buffer.tracker is not training.loss_tracker(model)
+        ):
+            self._buffer.remove_hook()
+            self._buffer = None
+        if self._buffer is None:
+            # Kept across `fit` calls: its hook is then the same, and the
+            # train function traced with it is reused.
+            self._buffer = loss_buffer.LossBuffer(model, self.every, spe)
+        self._last_step = self._buffer.install(fit=self.params)
         if self.chance_loss == "auto":
             self.chance_level = model_facts.describe(self.model)["chance_loss"]
         self._writer = tensorboard.open_run(self.log_dir, "monitors")
@@ -263,21 +290,22 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
         self, epoch: int, logs: dict[str, Any] | None = None
     ) -> None:
         self._reader.reset()
-        self._last_read = 0  # steps run in this epoch at the last reading
-        self._last_step = optimizers.get_iterations(self.model.optimizer)
+        self._buffer.epoch_begins()
         self._epoch_read = False
         if self.restore_weights and self._looks_healthy():
             self._good_weights = training.copy_weights(self.model)
 
-    # Readings are taken before an execution, of the steps run before it, and
-    # once after the epoch's last one: a `on_train_batch_end` hook would make
-    # Keras (on JAX and PyTorch) dispatch every callback synchronously and
-    # wait for the logs of each step.
+    # The step records a reading every `every` updates (`LossBuffer`); they
+    # are read before an execution, at most once per READ_SPAN steps (or a
+    # second), and after the epoch's last one: a `on_train_batch_end` hook
+    # would make Keras (on JAX and PyTorch) dispatch every callback
+    # synchronously and wait for the logs of each step.
 
     def on_train_batch_begin(
         self, batch: int, logs: dict[str, Any] | None = None
     ) -> None:
-        self._maybe_read(done=batch, last=False)
+        if self._buffer.read_due(batch):
+            self._drain(batch)
 
     def on_test_begin(self, logs: dict[str, Any] | None = None) -> None:
         # Validation during `fit` resets the loss tracker: read it first.
@@ -292,7 +320,17 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
         if self._epoch_read or self._reader is None:
             return  # outside `fit`, or already done at `on_test_begin`
         self._epoch_read = True
-        self._maybe_read(done=None, last=True)
+        self._drain()
+        # The epoch's last span, shorter than `every` updates (none if loss
+        # scaling skipped them all: their losses are dropped).
+        model = training.unsynced_model(self)  # reads a few values only
+        step = training.applied_updates(model)
+        if step > self._last_step:
+            self._last_step = step
+            self._buffer.mark(step)
+            loss = self._reader.read()
+            if loss is not None:
+                self._record(step, loss, training.learning_rate(model))
         if self._restore_due:
             self._restore_due = False
             training.sync_state(self.model)
@@ -301,34 +339,24 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
             self._judge_shape()
         self._flush()
 
-    def _maybe_read(self, done, last):
-        """Records the loss since the last reading if `every` updates ran.
+    def _drain(self, steps_run=None):
+        """Records the readings the step has made since the last drain."""
+        for step, total, count, rate in self._buffer.read(steps_run):
+            self._last_step = step
+            loss = self._reader.advance(total, count)
+            if loss is not None:
+                self._record(step, loss, rate)
 
-        `every` counts applied updates (the optimizer's count), not batches:
-        under mixed precision the updates LossScaleOptimizer skips are not
-        counted. Updates applied never exceed steps run, so the device is
-        read only once `every` steps (`done`) have run since the last
-        reading, or at the epoch's end (`last`).
-        """
-        if not last and done - self._last_read < self.every:
-            return
-        model = training.unsynced_model(self)  # reads a few values only
-        step = training.applied_updates(model)
-        if step - self._last_step < self.every and not (
-            last and step > self._last_step
-        ):
-            return  # skipped updates: wait for `every` applied ones
-        self._last_read, self._last_step = done, step
-        loss = self._reader.read()
-        if loss is None:
-            return
+    def _record(self, step, loss, rate):
         self.steps.append(step)
         self.losses.append(loss)
-        self.learning_rates.append(training.learning_rate(model))
+        self.learning_rates.append(rate)
         self._watch(loss)
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         self._reader = None
+        if self._buffer is not None:
+            self._buffer.remove_hook()
         if self.diverged_at_step is None:
             self._judge_shape()
         self._flush()
@@ -423,9 +451,8 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
             tags.LOSS_BATCH, self.steps[start:], self.losses[start:],
             description=(
                 "Mean training loss of the train steps since the previous "
-                f"point, read every {self.every} optimizer update(s); with "
-                "`steps_per_execution` > every, once per execution (the mean "
-                "over its steps). x: optimizer updates applied (steps that "
+                f"point, read every {self.every} optimizer update(s) and at "
+                "each epoch's end. x: optimizer updates applied (steps that "
                 "`LossScaleOptimizer` skipped are in the mean, not on x)."
             ),
         )

@@ -41,9 +41,10 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
     steps are not measured), on the TensorFlow, JAX and PyTorch backends.
     `every` counts applied updates (the optimizer's `iterations`), and every
     measured update is kept, whatever `steps_per_execution`: the step writes
-    each measurement into a small buffer that the callback reads at most
-    once per 32 updates and at each epoch's end (a host read stalls the
-    step pipeline). The latest values are in `ratios`, keyed
+    each measurement into a small buffer that the callback reads at each
+    epoch's end, and in its middle only when the epoch's measurements
+    would not fit in 64 rows, then at most once per 32 updates (a host read
+    stalls the step pipeline). The latest values are in `ratios`, keyed
     `"<layer>/<weight>"`; with `log_dir` they go to TensorBoard as scalars
     `update_ratio/<layer>/<weight>`, with a per-layer summary: one scalar
     per layer, `update_ratio_by_layer/<layer>`, and its log10,
@@ -84,8 +85,8 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
         verbose: 1 prints a warning for each layer outside the band, at the
             end of each epoch.
 
-    Attributes (current at each epoch's end; during an epoch, at most
-    about 32 updates behind):
+    Attributes (current at each epoch's end; during an epoch, as of the
+    last read):
         ratios: `{"<layer>/<weight>": ratio}` of the latest measurement.
         layer_ratios: `{layer: ratio of its largest weight}`.
         step: the optimizer step count after the measured update.
@@ -181,9 +182,12 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
             "model's weights",
         )
         spe = int(getattr(self.model, "steps_per_execution", 1) or 1)
+        span = update_probe.read_span((self.params or {}).get("steps"),
+                                      self.every)
         if self._probe is not None and (
             self._probe.model is not self.model
             or self._probe.steps_per_execution != spe
+            or self._probe.read_span != span
             # layers frozen or unfrozen since: measure the weights trained now
             or [id(v) for v in self._probe.variables]
             != [id(v) for v in self.model.trainable_variables]
@@ -193,7 +197,8 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
         if self._probe is None:
             # Kept across `fit` calls: its hook is then the same, and the
             # train function traced with it is reused.
-            self._probe = update_probe.UpdateProbe(self.model, self.every, spe)
+            self._probe = update_probe.UpdateProbe(
+                self.model, self.every, spe, read_span=span)
         self._keys = [weight_key(v) for v in self._probe.variables]
         self._largest = {}
         for key, variable in zip(self._keys, self._probe.variables, strict=True):

@@ -217,3 +217,40 @@ def test_a_writer_and_a_reader_share_a_fit():
               callbacks=[writer, reader])
     assert (writer.calls, reader.calls) == (4, 4)
     np.testing.assert_equal(iterations(model), 4)
+
+
+@pytest.mark.parametrize("train_batches", [False, True])
+def test_after_step_runs_once_per_train_step_with_its_state(train_batches):
+    # The hook counts steps in a variable attached to the optimizer (on JAX
+    # it runs on the state the step returns, and its writes go back there)
+    # and records the loss tracker's count after each step.
+    from keras_trainopt._internal import optimizers
+
+    model = tiny_model()
+    x, y = tiny_data(64)
+    model.fit(x[:8], y[:8], batch_size=8, epochs=1, verbose=0)  # builds all
+    steps = optimizers.add_state_variable(
+        model, dtype="int32", name="steps_seen", backed_up=False)
+    seen = optimizers.add_state_variable(
+        model, dtype="float32", name="samples_seen", backed_up=False)
+    optimizers.attach_state_variables(model.optimizer, [steps, seen])
+    tracker = next(m for m in model.metrics if m.name == "loss")
+
+    def after_step():
+        steps.assign(steps.value + 1)
+        seen.assign(seen.value + keras.ops.cast(tracker.count.value, "float32"))
+
+    owner = apply_hooks.HookOwner()
+    owner.install_hook(model, apply_hooks.Hook(after_step=after_step))
+    if train_batches:
+        for start in range(0, 64, 8):
+            model.train_on_batch(x[start:start + 8], y[start:start + 8])
+        expected_seen = 8 * 8  # train_on_batch resets the tracker each time
+    else:
+        model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+        # the tracker's count after each step: 8, 16, ... 64, per epoch
+        expected_seen = 2 * sum(8 * k for k in range(1, 9))
+    owner.remove_hook()
+    optimizers.detach_state_variables(model.optimizer, [steps, seen])
+    assert int(keras.ops.convert_to_numpy(steps)) == (8 if train_batches else 16)
+    assert float(keras.ops.convert_to_numpy(seen)) == expected_seen

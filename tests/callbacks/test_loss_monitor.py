@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 from keras_trainopt import LossMonitor
+from keras_trainopt._internal import loss_buffer
 from tests import tb
+from tests.callbacks.helpers import needs_steps_per_execution
 
 
 def linear_problem(n=256, seed=0):
@@ -229,3 +231,90 @@ def test_chance_loss_is_checked():
         LossMonitor(chance_loss=-1.0)
     with pytest.raises(TypeError, match="chance_loss"):
         LossMonitor(chance_loss="ln10")
+
+
+# -- the readings the train step records (`_internal.loss_buffer`) ------------
+
+
+def schedule_model(steps_per_execution=1, seed=0):
+    """A linear model whose learning rate falls every update (a schedule)."""
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    rate = keras.optimizers.schedules.ExponentialDecay(
+        0.05, decay_steps=1, decay_rate=0.99)
+    model.compile(keras.optimizers.SGD(rate), loss="mse",
+                  steps_per_execution=steps_per_execution)
+    return model
+
+
+def batch_losses(x, y, batch_size, epochs):
+    """The loss of each update, from a plain run with `train_on_batch`."""
+    model = schedule_model()
+    losses = []
+    for _ in range(epochs):
+        for start in range(0, len(x), batch_size):
+            logs = model.train_on_batch(
+                x[start:start + batch_size], y[start:start + batch_size],
+                return_dict=True)
+            losses.append(float(logs["loss"]))
+    return losses
+
+
+def expected_readings(losses, every, steps_per_epoch):
+    """A reading per `every` updates and at each epoch's end: (step, mean)."""
+    steps, means, last = [], [], 0
+    for step in range(1, len(losses) + 1):
+        if step - last >= every or step % steps_per_epoch == 0:
+            steps.append(step)
+            means.append(float(np.mean(losses[last:step])))
+            last = step
+    return steps, means
+
+
+@pytest.mark.parametrize(
+    "every, steps_per_execution",
+    [(1, 1), (3, 1),
+     pytest.param(3, 4, marks=needs_steps_per_execution),
+     pytest.param(5, 2, marks=needs_steps_per_execution)],
+)
+def test_readings_match_train_on_batch_losses(every, steps_per_execution):
+    # 80 updates per epoch: more than the buffer holds, so it is read (and
+    # wraps around) in the middle of the epoch.
+    x, y = linear_problem(n=640)
+    losses = batch_losses(x, y, batch_size=8, epochs=2)
+    monitor = LossMonitor(every=every, verbose=0)
+    schedule_model(steps_per_execution).fit(
+        x, y, batch_size=8, epochs=2, shuffle=False, callbacks=[monitor],
+        verbose=0)
+    steps, means = expected_readings(losses, every, steps_per_epoch=80)
+    assert monitor.steps == steps
+    # a difference of the tracker's float32 running totals (up to ~2000)
+    np.testing.assert_allclose(monitor.losses, means, rtol=1e-4, atol=1e-4)
+    # the rate of the next update: the schedule's value at the step count
+    np.testing.assert_allclose(
+        monitor.learning_rates, [0.05 * 0.99 ** s for s in steps], rtol=1e-5)
+
+
+def test_a_nan_stops_training_within_the_read_span():
+    x, y = linear_problem(n=2000)
+    y[400] = np.nan  # in update 51 of 250
+    counter = BatchCounter()
+    monitor = LossMonitor(every=1, verbose=0)
+    linear_model(0.01).fit(x, y, batch_size=8, epochs=1, shuffle=False,
+                           callbacks=[monitor, counter], verbose=0)
+    assert monitor.diverged_at_step == 51
+    # read at least every READ_SPAN updates (on JAX a read takes what the
+    # previous one copied): stopped well before the end, every update read
+    spans = 2 if keras.backend.backend() == "jax" else 1
+    assert 51 <= counter.batches <= 51 + spans * loss_buffer.READ_SPAN
+    assert monitor.steps == list(range(1, counter.batches + 1))
+    assert np.isnan(monitor.losses[50:]).all()
+
+
+class BatchCounter(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.batches = 0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.batches += 1

@@ -1,0 +1,304 @@
+"""The batch loss, recorded inside the compiled train step for `LossMonitor`.
+
+Reading the loss tracker between steps costs a device read per value (the
+tracker's total and count, the step count, the learning rate): on
+TensorFlow each is an eager op, and on JAX each waits for the steps
+dispatched ahead (it drains the asynchronous queue). So the step records
+its readings itself, and the monitor reads them now and then, in one go.
+
+After every train step (`apply_hooks.Hook.after_step`, which on JAX runs
+on the state the step returns: Keras updates the loss tracker there after
+the optimizer's update), with `t` the optimizer's step count (updates
+applied; an update that `LossScaleOptimizer` skips is not counted) and
+`m` the step count at the previous reading:
+
+    if t - m >= every:  write (t, tracker total, tracker count,
+                               learning rate) into row r % capacity,
+                        r += 1, m = t
+
+So a reading ends every span of `every` applied updates, whatever
+`steps_per_execution`; its loss is `(total - total') / (count - count')`
+from the previous reading's `total'`, `count'` (the reader's position,
+`training.BatchLossReader.advance`), and the learning rate is the one the
+next update uses (a schedule's value at `t`). The epoch's last, shorter
+span is read on the host at its end (`mark` then moves `m` there).
+
+The variables (the rows of `(total, count)`, of `t` and of the rate; `m`;
+`r`) are scratch state (`BackupAndRestore` leaves them out;
+a mid-epoch backup saves them through `get_state`). On JAX they are
+attached to the optimizer while installed, as `UpdateProbe`'s buffer.
+Under a `tf.distribute` strategy the totals are kept per replica and read
+as their sum, like the tracker's own; the others are the same on every
+replica.
+
+The host reads the rows (`read`) at most once per `READ_SPAN` steps, or
+once `READ_SECONDS` of wall time have passed on slow steps
+(`read_due`), and at each epoch's end; the buffer holds every reading that
+can happen in between (`capacity`), so none is lost. On JAX a read in the
+middle of an epoch takes the copy of the buffer made at the previous read
+and dispatches a new copy, so that it never waits for the steps in flight:
+its readings arrive one read later.
+"""
+
+import math
+import time
+
+import numpy as np
+from keras import ops
+
+from keras_trainopt._internal import apply_hooks
+from keras_trainopt._internal import backend
+from keras_trainopt._internal import optimizers
+from keras_trainopt._internal import training
+from keras_trainopt._internal.update_probe import READ_SPAN
+
+# Read at least this often (seconds) when steps are slow.
+READ_SECONDS = 1.0
+
+
+class LossBuffer(apply_hooks.HookOwner):
+    """Records a reading of the loss tracker every `every` applied updates.
+
+    Args:
+        model: the compiled model.
+        every: applied updates per reading.
+        steps_per_execution: the model's; sizes the buffer.
+
+    Raises:
+        ValueError: the model has no loss tracker.
+    """
+
+    def __init__(self, model, every, steps_per_execution=1):
+        self.model = model
+        self.every = every
+        self.steps_per_execution = steps_per_execution
+        self.tracker = training.loss_tracker(model)
+        # Reads come at the first batch hook at least READ_SPAN steps after
+        # the previous read: at most READ_SPAN + s - 1 steps pass between
+        # two, and readings are `every` updates apart.
+        self.capacity = math.ceil((READ_SPAN + steps_per_execution) / every) + 1
+        add = optimizers.add_state_variable
+        self._sums = add(
+            model, shape=(self.capacity, 2), dtype="float32",
+            name="loss_reading_sums", backed_up=False, per_replica_sum=True,
+        )
+        self._steps = add(
+            model, shape=(self.capacity,), dtype="int32",
+            name="loss_reading_steps", backed_up=False,
+        )
+        self._rates = add(
+            model, shape=(self.capacity,), dtype="float32",
+            name="loss_reading_rates", backed_up=False,
+        )
+        self._mark = add(
+            model, dtype="int32", name="loss_reading_mark", backed_up=False,
+        )
+        self._rows = add(
+            model, dtype="int32", name="loss_reading_rows", backed_up=False,
+        )
+        self._jax = backend.is_jax()
+        self._eager = backend.runs_step_eagerly(model)
+        self._eager_steps = self._eager_mark = 0  # steps, eager runs only
+        self._hook = apply_hooks.Hook(after_step=self._after_step)
+        self._delivered = 0  # the step of the newest reading read
+        self._behind = None  # on JAX, the copies made at the last read
+        self._read_steps = 0  # steps run in the epoch at the last read
+        self._read_time = 0.0
+
+    @property
+    def variables(self):
+        return [self._sums, self._steps, self._rates, self._mark, self._rows]
+
+    # -- inside the step -----------------------------------------------------
+
+    def _with_reading(self, optimizer, step):
+        """The variables' new values with a reading at `step`."""
+        rows = self._rows.value
+        row = ops.mod(rows, self.capacity)
+        total = ops.cast(self.tracker.total.value, "float32")
+        count = ops.cast(self.tracker.count.value, "float32")
+        rate = optimizer.learning_rate  # a schedule's value at `step`
+        rate = ops.cast(getattr(rate, "value", rate), "float32")
+        return (
+            ops.slice_update(
+                self._sums.value, (row, 0),
+                ops.reshape(ops.stack([total, count]), (1, 2)),
+            ),
+            ops.slice_update(self._steps.value, (row,), ops.reshape(step, (1,))),
+            ops.slice_update(self._rates.value, (row,), ops.reshape(rate, (1,))),
+            step,
+            rows + 1,
+        )
+
+    def _after_step(self):
+        if self._eager:
+            # PyTorch runs the step op by op: skip the device check (a sync,
+            # and a few kernels) while the steps run since the last reading,
+            # which bound the updates applied, say none can be due.
+            self._eager_steps += 1
+            if self._eager_steps - self._eager_mark < self.every:
+                return
+            if self._record():
+                self._eager_mark = self._eager_steps
+            return
+        self._record()
+
+    def _record(self):
+        """Writes a reading if one is due; returns whether (when eager)."""
+        optimizer = optimizers.unwrap(self.model.optimizer)
+        step = ops.cast(optimizer.iterations.value, "int32")
+        due = ops.greater_equal(step - self._mark.value, self.every)
+        variables = self.variables
+        if backend.step_kind() == backend.FUNCTIONAL:
+            # JAX, a tf.distribute replica: no assignment in a branch.
+            values = ops.cond(
+                due,
+                lambda: self._with_reading(optimizer, step),
+                lambda: tuple(v.value for v in variables),
+            )
+            for variable, value in zip(variables, values):
+                variable.assign(value)
+            return None
+
+        def write():
+            for variable, value in zip(
+                variables, self._with_reading(optimizer, step)
+            ):
+                variable.assign(value)
+            return ops.convert_to_tensor(True)
+
+        written = ops.cond(due, write, lambda: ops.convert_to_tensor(False))
+        return bool(written) if self._eager else None
+
+    # -- between steps -------------------------------------------------------
+
+    def install(self, fit=None):
+        """Records from the next step on; returns the step count now.
+
+        Args:
+            fit: the `params` of the `fit` it records (see
+                `apply_hooks.HookOwner.install_hook`).
+        """
+        self.remove_hook()  # left over by a `fit` that raised
+        self._eager = backend.runs_step_eagerly(self.model)
+        step = optimizers.get_iterations(self.model.optimizer)
+        self.restart(step)
+        if self._jax:
+            optimizers.attach_state_variables(
+                self.model.optimizer, self.variables
+            )
+        self.install_hook(self.model, self._hook, fit=fit)
+        return step
+
+    def remove_hook(self):
+        """`HookOwner.remove_hook`, and on JAX the buffer leaves the state."""
+        if not self.hook_installed:
+            return
+        super().remove_hook()
+        if self._jax:
+            training.sync_state(self.model)  # before the state shrinks
+            optimizers.detach_state_variables(
+                self.model.optimizer, self.variables
+            )
+
+    def restart(self, step):
+        """Empties the buffer; the next reading ends `every` updates after
+        `step` (between steps, with the state synced)."""
+        self._sums.assign(np.zeros(self._sums.shape, "float32"))
+        self._steps.assign(np.zeros(self._steps.shape, "int32"))
+        self._rates.assign(np.zeros(self._rates.shape, "float32"))
+        self._mark.assign(np.array(step, "int32"))
+        self._rows.assign(np.array(0, "int32"))
+        self._delivered = step
+        self._behind = None
+        self._eager_mark = self._eager_steps
+        self.epoch_begins()
+
+    def mark(self, step):
+        """The host took a reading at `step` (an epoch's last span): the next
+        one in the step ends `every` updates later. Between epochs."""
+        training.sync_state(self.model)
+        self._mark.assign(np.array(step, "int32"))
+        self._eager_mark = self._eager_steps
+        self._delivered = max(self._delivered, step)
+
+    def epoch_begins(self):
+        self._read_steps = 0
+        self._read_time = time.monotonic()
+
+    def read_due(self, steps_run):
+        """Whether to `read` now, with `steps_run` steps run in the epoch."""
+        ran = steps_run - self._read_steps
+        return ran >= READ_SPAN or (
+            ran > 0 and time.monotonic() - self._read_time >= READ_SECONDS
+        )
+
+    def read(self, steps_run=None):
+        """`[(step, total, count, rate), ...]` recorded since the last read.
+
+        Args:
+            steps_run: the steps run in the epoch now, in the middle of one
+                (paces `read_due`); `None` at its end: then everything
+                recorded is read.
+        """
+        if steps_run is not None:
+            self._read_steps = steps_run
+        self._read_time = time.monotonic()
+        variables = [self._steps, self._sums, self._rates]
+        behind, self._behind = self._behind, None
+        found = [] if behind is None else [[np.asarray(v) for v in behind]]
+        if self._jax and steps_run is not None:
+            self._behind = self._copy_live(variables)
+        if self._behind is None:
+            found.append(training.read_live(self.model, variables))
+        readings = []
+        for steps, sums, rates in found:
+            new = [i for i in np.argsort(steps, kind="stable")
+                   if steps[i] > self._delivered]
+            if new:
+                self._delivered = int(steps[new[-1]])
+            readings += [
+                (int(steps[i]), float(sums[i, 0]), float(sums[i, 1]),
+                 optimizers.as_learning_rate(rates[i]))
+                for i in new
+            ]
+        return readings
+
+    def _copy_live(self, variables):
+        """On JAX: copies of the live values, to read at the next read.
+
+        A read of JAX's live state waits for the steps dispatched ahead (it
+        drains the asynchronous queue). A copy is dispatched like a step
+        and waits for nothing (the state itself is donated to the next
+        step, so it cannot be kept); by the next read it has long been
+        computed. `None` when the state is synced (then the variables are
+        read as they are).
+        """
+        live = dict(
+            (id(ref), value)
+            for ref, value in training.live_values(self.model, variables)
+        )
+        if len(live) < len(variables):
+            return None
+        return [ops.copy(live[id(v)]) for v in variables]
+
+    def get_state(self):
+        """The buffer and the newest step read (a mid-epoch backup)."""
+        values = training.read_live(self.model, self.variables)
+        return {
+            "variables": [value.tolist() for value in values],
+            "delivered": self._delivered,
+            "read_steps": self._read_steps,
+        }
+
+    def set_state(self, state):
+        """Puts back what `get_state` returned (between steps, synced)."""
+        for variable, value in zip(self.variables, state["variables"]):
+            variable.assign(np.asarray(value, variable.dtype))
+        self._delivered = int(state["delivered"])
+        self._behind = None
+        # the steps since the restored mark are unknown: check every step
+        # until the next reading
+        self._eager_mark = self._eager_steps - self.every
+        self._read_steps = int(state["read_steps"])
+        self._read_time = time.monotonic()
