@@ -184,8 +184,9 @@ def _after_step_stateless(model, out, after_step):
     """
     logs, (trainable, non_trainable, optimizer_values, metrics_values) = out
     optimizer_variables = list(model.optimizer.variables)
-    mapping = list(zip(optimizer_variables, optimizer_values))
-    mapping += list(zip(model.metrics_variables, metrics_values))
+    mapping = list(zip(optimizer_variables, optimizer_values, strict=True))
+    mapping += list(zip(model.metrics_variables, metrics_values,
+                        strict=True))
     with keras.StatelessScope(state_mapping=mapping) as scope:
         for run in after_step:
             run()

@@ -156,13 +156,13 @@ class LossBuffer(apply_hooks.HookOwner):
                 lambda: self._with_reading(optimizer, step),
                 lambda: tuple(v.value for v in variables),
             )
-            for variable, value in zip(variables, values):
+            for variable, value in zip(variables, values, strict=True):
                 variable.assign(value)
             return None
 
         def write():
             for variable, value in zip(
-                variables, self._with_reading(optimizer, step)
+                variables, self._with_reading(optimizer, step), strict=True
             ):
                 variable.assign(value)
             return ops.convert_to_tensor(True)
@@ -293,7 +293,8 @@ class LossBuffer(apply_hooks.HookOwner):
 
     def set_state(self, state):
         """Puts back what `get_state` returned (between steps, synced)."""
-        for variable, value in zip(self.variables, state["variables"]):
+        for variable, value in zip(self.variables, state["variables"],
+                                   strict=True):
             variable.assign(np.asarray(value, variable.dtype))
         self._delivered = int(state["delivered"])
         self._behind = None
