@@ -267,6 +267,13 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         model = self.model
+        validation.check_one_optimizer(
+            model, "LossMonitor", "counts its readings in the updates of",
+            "it records no reading",
+            "Log the batch loss of such a model with Keras' "
+            "`keras.callbacks.TensorBoard(log_dir, update_freq=10)` instead "
+            "(TrainingDoctor, which runs LossMonitor, cannot watch it either).",
+        )
         self._reader = training.BatchLossReader(model)
         spe = int(getattr(model, "steps_per_execution", 1) or 1)
         if self._buffer is not None and (

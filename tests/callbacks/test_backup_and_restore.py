@@ -676,9 +676,10 @@ def run_mid_epoch(tmp_path, kind, interrupt_at, save_freq=3, epochs=4):
 
 
 @pytest.mark.parametrize("kind", [
-    "arrays", "shuffled", "pydataset", "tf.data",
-    # a shuffled PyDataset, the longest cell, is `slow`; the
+    "arrays", "shuffled", "pydataset",
+    # a shuffled PyDataset and tf.data, the longest cells, are `slow`; the
     # shuffled order and the PyDataset each resume in a default cell
+    pytest.param("tf.data", marks=pytest.mark.slow),
     pytest.param("pydataset-shuffled", marks=pytest.mark.slow),
 ])
 def test_a_mid_epoch_backup_resumes_at_the_next_batch_exactly(tmp_path, kind):

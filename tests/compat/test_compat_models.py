@@ -57,21 +57,18 @@ REFUSED = {
         ValueError, OWN_STEP.format("UpdateRatioLogger", "applies one optimizer")),
     ("two_optimizers", "ExponentialMovingAverage"): (
         ValueError, OWN_STEP.format("ExponentialMovingAverage", "use_ema=True")),
+    ("two_optimizers", "LossMonitor"): (
+        ValueError, OWN_STEP.format("LossMonitor", "TensorBoard\\(log_dir, "
+                                    "update_freq=10\\)")),
 }
-# the combined set refused as a whole: its doctor runs UpdateRatioLogger
+# the combined set refused as a whole: its doctor runs LossMonitor and
+# UpdateRatioLogger, whichever starts first refuses
 REFUSED_COMBINED = {
     "two_optimizers": (ValueError, OWN_STEP.format(
-        "UpdateRatioLogger", "leave UpdateRatioLogger \\(and TrainingDoctor")),
+        "(LossMonitor|UpdateRatioLogger)", "TrainingDoctor")),
 }
 
-TWO_OPTIMIZERS = (
-    "issue 19 (two optimizers): the callbacks act on `model.optimizer`, "
-    "which the custom train_step never applies, and say nothing; they should "
-    "act on the optimizers the step uses or warn at train begin"
-)
-XFAIL = {
-    ("two_optimizers", "LossMonitor"): TWO_OPTIMIZERS,
-}
+XFAIL = {}
 
 
 # what a refusal of an unbuilt model must say: the cause and the way out
@@ -99,7 +96,7 @@ FAST = {
     ("multi_io", "LossMonitor"),
     ("custom_train_step", "ExponentialMovingAverage"),
     ("two_optimizers", "UpdateRatioLogger"),
-    ("mixed_precision", "StochasticWeightAveraging"),
+    ("mixed_precision", "ExponentialDecay"),
 }
 
 
