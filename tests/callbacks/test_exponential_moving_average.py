@@ -304,7 +304,10 @@ def test_state_round_trip():
     assert_identical(other.averaged_weights(), ema.averaged_weights())
 
 
-@pytest.mark.parametrize("backup_first", [True, False])
+# the other callback order is `slow` (.ci/run), as SWA's
+@pytest.mark.parametrize(
+    "backup_first", [pytest.param(True, marks=pytest.mark.slow), False]
+)
 def test_resumed_with_backup_and_restore_equals_uninterrupted(
     backup_first, tmp_path
 ):

@@ -273,10 +273,10 @@ def expected_readings(losses, every, steps_per_epoch):
 
 @pytest.mark.parametrize(
     "every, steps_per_execution",
-    [(1, 1), (3, 1),
+    [(1, 1), pytest.param(3, 1, marks=pytest.mark.slow),
      pytest.param(3, 4, marks=needs_steps_per_execution),
-     pytest.param(5, 2, marks=needs_steps_per_execution)],
-)
+     pytest.param(5, 2, marks=[needs_steps_per_execution, pytest.mark.slow])],
+)  # (3, 1) and (5, 2) are `slow` (.ci/run): the default run keeps 1/1 and 3/4
 def test_readings_match_train_on_batch_losses(every, steps_per_execution):
     # 80 updates per epoch: more than the buffer holds, so it is read (and
     # wraps around) in the middle of the epoch.
