@@ -57,6 +57,7 @@ import keras
 
 from keras_trainopt._internal import backend
 from keras_trainopt._internal import optimizers
+from keras_trainopt._internal import training
 
 # model -> {"plain": Keras' train function, "hooked": {hook ids: function}}
 _FUNCTIONS = weakref.WeakKeyDictionary()
@@ -340,3 +341,36 @@ class HookOwner:
             registry.remove(entry)
         if entry.hook is not None:
             remove(entry.model, entry.hook)
+
+
+class ScratchStateOwner(HookOwner):
+    """A hook owner whose hook writes variables of its own (scratch state).
+
+    Inside JAX's jitted step only the model's and the optimizer's variables
+    can be written, so on JAX the owner's `scratch_variables` are attached
+    to the optimizer while its hook is installed (as scratch state, which
+    `BackupAndRestore` leaves out) and leave it with the hook. Subclasses
+    set `model` and list their variables in `scratch_variables`.
+    """
+
+    model = None
+    scratch_variables = ()
+
+    def install_scratch_hook(self, hook, *, fit=None):
+        """`install_hook` on `self.model`, the variables attached on JAX."""
+        if backend.is_jax():
+            optimizers.attach_state_variables(
+                self.model.optimizer, list(self.scratch_variables)
+            )
+        self.install_hook(self.model, hook, fit=fit)
+
+    def remove_hook(self):
+        """`HookOwner.remove_hook`; on JAX the variables leave the state."""
+        if not self.hook_installed:
+            return
+        super().remove_hook()
+        if backend.is_jax():
+            training.sync_state(self.model)  # before the state shrinks
+            optimizers.detach_state_variables(
+                self.model.optimizer, list(self.scratch_variables)
+            )

@@ -56,7 +56,7 @@ from keras_trainopt._internal.update_probe import READ_SPAN
 READ_SECONDS = 1.0
 
 
-class LossBuffer(apply_hooks.HookOwner):
+class LossBuffer(apply_hooks.ScratchStateOwner):
     """Records a reading of the loss tracker every `every` applied updates.
 
     Args:
@@ -183,23 +183,13 @@ class LossBuffer(apply_hooks.HookOwner):
         self._eager = backend.runs_step_eagerly(self.model)
         step = optimizers.get_iterations(self.model.optimizer)
         self.restart(step)
-        if self._jax:
-            optimizers.attach_state_variables(
-                self.model.optimizer, self.variables
-            )
-        self.install_hook(self.model, self._hook, fit=fit)
+        self.install_scratch_hook(self._hook, fit=fit)
         return step
 
-    def remove_hook(self):
-        """`HookOwner.remove_hook`, and on JAX the buffer leaves the state."""
-        if not self.hook_installed:
-            return
-        super().remove_hook()
-        if self._jax:
-            training.sync_state(self.model)  # before the state shrinks
-            optimizers.detach_state_variables(
-                self.model.optimizer, self.variables
-            )
+    @property
+    def scratch_variables(self):
+        """The buffer (attached to the optimizer's state on JAX)."""
+        return self.variables
 
     def restart(self, step):
         """Empties the buffer; the next reading ends `every` updates after

@@ -64,7 +64,7 @@ def read_span(steps_per_epoch, every):
     return READ_SPAN
 
 
-class UpdateProbe(apply_hooks.HookOwner):
+class UpdateProbe(apply_hooks.ScratchStateOwner):
     """Measures every `every`-th update of a compiled model.
 
     Args:
@@ -207,26 +207,16 @@ class UpdateProbe(apply_hooks.HookOwner):
         self._ratios.assign(np.zeros(self._ratios.shape, "float32"))
         self._steps.assign(np.zeros(self._steps.shape, "int32"))
         self._delivered = 0
-        if self._jax:
-            optimizers.attach_state_variables(
-                self.model.optimizer, [self._ratios, self._steps]
-            )
-        self.install_hook(self.model, self._hook, fit=fit)
+        self.install_scratch_hook(self._hook, fit=fit)
 
     def uninstall(self):
         """Stops measuring."""
         self.remove_hook()
 
-    def remove_hook(self):
-        """`HookOwner.remove_hook`, and on JAX the buffer leaves the state."""
-        if not self.hook_installed:
-            return
-        super().remove_hook()
-        if self._jax:
-            training.sync_state(self.model)  # before the state shrinks
-            optimizers.detach_state_variables(
-                self.model.optimizer, [self._ratios, self._steps]
-            )
+    @property
+    def scratch_variables(self):
+        """The buffer (attached to the optimizer's state on JAX)."""
+        return [self._ratios, self._steps]
 
     def read_due(self, updates_since_read, measured_since_read):
         """Whether a caller should `read` now.
