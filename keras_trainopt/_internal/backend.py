@@ -88,6 +88,18 @@ def tf_ops():
     return module
 
 
+def jax_ops():
+    """The module of JAX's jitted helpers, or `None` on other backends.
+
+    Imported lazily, as `torch_ops`: it imports `jax`.
+    """
+    if not is_jax():
+        return None
+    from keras_trainopt._internal import jax_ops as module
+
+    return module
+
+
 def runs_step_eagerly(model):
     """Whether `model`'s train step runs eagerly, op by op, on the host.
 

@@ -211,11 +211,12 @@ class ActivationMonitor(callback_state.Restorable, keras.callbacks.Callback):
                 "ActivationMonitor.probe() runs once training has started "
                 "(it needs the model); pass the callback to `fit`."
             )
-        for name, stats in self._measure().items():
+        measured = self._measure()
+        for name, stats in measured.items():
             self.stats[name] = stats
-            self._write(name, stats, step)
             self._warn(name, stats, step)
         if self._writer is not None:
+            self._write(measured, step)
             self._writer.flush()
         return self.stats
 
@@ -275,23 +276,21 @@ class ActivationMonitor(callback_state.Restorable, keras.callbacks.Callback):
             )
         return [(name, every[name]) for name in self.layers]
 
-    def _write(self, name, stats, step):
-        if self._writer is None:
-            return
-        self._writer.scalar(tags.activation(name, tags.ACTIVATION_MEAN),
-                            stats["mean"], step)
-        self._writer.scalar(tags.activation(name, tags.ACTIVATION_STD),
-                            stats["std"], step)
-        for key, statistic in (("saturated_fraction", tags.SATURATED_FRACTION),
-                               ("dead_fraction", tags.DEAD_FRACTION)):
-            if stats[key] is not None:
-                self._writer.scalar(tags.activation(name, statistic),
-                                    stats[key], step)
-        counts, edges = stats["histogram"]
-        self._writer.histogram_from_counts(
-            tags.activation(name, tags.ACTIVATION_HISTOGRAM), counts, edges,
-            step
-        )
+    def _write(self, measured, step):
+        """Every layer's statistics at `step`, as one event."""
+        scalars, histograms = {}, {}
+        for name, stats in measured.items():
+            scalars[tags.activation(name, tags.ACTIVATION_MEAN)] = stats["mean"]
+            scalars[tags.activation(name, tags.ACTIVATION_STD)] = stats["std"]
+            for key, statistic in (
+                ("saturated_fraction", tags.SATURATED_FRACTION),
+                ("dead_fraction", tags.DEAD_FRACTION),
+            ):
+                if stats[key] is not None:
+                    scalars[tags.activation(name, statistic)] = stats[key]
+            histograms[tags.activation(name, tags.ACTIVATION_HISTOGRAM)] = (
+                stats["histogram"])
+        self._writer.write(step, scalars, histogram_counts=histograms)
 
     def _warn(self, name, stats, step):
         if not self.verbose:

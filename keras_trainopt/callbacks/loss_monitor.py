@@ -35,19 +35,22 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
     buffer (`_internal/loss_buffer.py`): the tracker's running total and
     count, the step count and the learning rate, once per `every` applied
     updates. The callback reads the buffer, in one go, before an execution
-    at most once per 32 steps (or once a second of wall time, when steps are
-    slow) and at each epoch's end: every host read of a device value is a
-    round trip, and on JAX it waits for the steps dispatched ahead. Nothing
-    runs in `on_train_batch_end`: a batch-end hook makes Keras, on JAX and
-    PyTorch, dispatch every callback synchronously and wait for each step's
-    logs. **Detection delay:** a non-finite or diverged reading is seen at
-    the next read, and the execution under way then still runs: training
-    stops at most 32 + 2 * `steps_per_execution` - 1 updates (or about a
-    second) after the reading, or at the epoch's end if that comes first;
-    the readings between are recorded too. On JAX a read in the middle of
-    an epoch takes the copy of the buffer made at the previous read (a read
-    of the newest one would wait for the steps in flight), so add another
-    32 + `steps_per_execution` - 1 updates (or second) there.
+    once 32 steps and a tenth of a second have passed since the previous
+    read (or 256 steps; or a second, when steps are slow), and at each
+    epoch's end: every host read of a device value is a round trip, and on
+    JAX it waits for the step in flight, so reads stay under ten a second.
+    Nothing runs in `on_train_batch_end`: a batch-end hook makes Keras, on
+    JAX and PyTorch, dispatch every callback synchronously and wait for
+    each step's logs. **Detection delay:** a non-finite or diverged reading
+    is seen at the next read, and the execution under way then still runs:
+    training stops at most max(32 updates, 0.1 s) + 2 *
+    `steps_per_execution` - 1 updates after the reading (never more than
+    256 + 2 * `steps_per_execution` - 1 updates; about a second when steps
+    are slow), or at the epoch's end if that comes first; the readings
+    between are recorded too. On JAX a read in the middle of an epoch takes
+    the copy of the buffer made at the previous read (a read of the newest
+    one would wait for the steps in flight), so add one more such span
+    there.
     The loss comes from the model's loss tracker; a model without one (a
     custom `train_step` that updates no `loss` metric) gets a `ValueError`
     when training begins.
@@ -303,7 +306,7 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
             self._good_weights = training.copy_weights(self.model)
 
     # The step records a reading every `every` updates (`LossBuffer`); they
-    # are read before an execution, at most once per READ_SPAN steps (or a
+    # are read before an execution, paced by `LossBuffer.read_due` (or a
     # second), and after the epoch's last one: a `on_train_batch_end` hook
     # would make Keras (on JAX and PyTorch) dispatch every callback
     # synchronously and wait for the logs of each step.
@@ -454,21 +457,23 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
             self._written = len(self.steps)
             return
         start = self._written
-        self._writer.scalars(
-            tags.LOSS_BATCH, self.steps[start:], self.losses[start:],
-            description=(
-                "Mean training loss of the train steps since the previous "
-                f"point, read every {self.every} optimizer update(s) and at "
-                "each epoch's end. x: optimizer updates applied (steps that "
-                "`LossScaleOptimizer` skipped are in the mean, not on x)."
-            ),
-        )
-        self._writer.scalars(
-            tags.LEARNING_RATE_STEP,
+        # one event per reading: its loss and learning rate together
+        self._writer.write_series(
             self.steps[start:],
-            self.learning_rates[start:],
-            description="The learning rate of the next update, at each "
-            f"`{tags.LOSS_BATCH}` point.",
+            {tags.LOSS_BATCH: self.losses[start:],
+             tags.LEARNING_RATE_STEP: self.learning_rates[start:]},
+            descriptions={
+                tags.LOSS_BATCH: (
+                    "Mean training loss of the train steps since the "
+                    "previous point, read every "
+                    f"{self.every} optimizer update(s) and at each epoch's "
+                    "end. x: optimizer updates applied (steps that "
+                    "`LossScaleOptimizer` skipped are in the mean, not on "
+                    "x)."),
+                tags.LEARNING_RATE_STEP: (
+                    "The learning rate of the next update, at each "
+                    f"`{tags.LOSS_BATCH}` point."),
+            },
         )
         self._writer.flush()
         self._written = len(self.steps)

@@ -93,7 +93,9 @@ def activation_stats(values, kind, tolerance=0.05, bins=30,
     stride = max(1, flat.size // histogram_sample)
     sample = flat[::stride].astype("float64")  # float16: too few edges
     # NaN or inf (a diverged layer) would leave the histogram no range
-    sample = sample[np.isfinite(sample)]
+    finite = np.isfinite(sample)
+    if not finite.all():
+        sample = sample[finite]
     try:
         counts, edges = np.histogram(sample, bins=bins)
     except ValueError:  # a range too narrow for `bins` distinct edges

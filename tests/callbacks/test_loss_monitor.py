@@ -277,9 +277,13 @@ def expected_readings(losses, every, steps_per_epoch):
      pytest.param(3, 4, marks=needs_steps_per_execution),
      pytest.param(5, 2, marks=[needs_steps_per_execution, pytest.mark.slow])],
 )  # (3, 1) and (5, 2) are `slow` (.ci/run): the default run keeps 1/1 and 3/4
-def test_readings_match_train_on_batch_losses(every, steps_per_execution):
-    # 80 updates per epoch: more than the buffer holds, so it is read (and
-    # wraps around) in the middle of the epoch.
+def test_readings_match_train_on_batch_losses(every, steps_per_execution,
+                                             monkeypatch):
+    # 80 updates per epoch: more than a buffer sized for reads every 40
+    # steps holds, so it is read (and wraps around) in the middle of the
+    # epoch; no time floor between reads (steps here take a millisecond)
+    monkeypatch.setattr(loss_buffer, "MAX_READ_SPAN", 40)
+    monkeypatch.setattr(loss_buffer, "MIN_READ_SECONDS", 0.0)
     x, y = linear_problem(n=640)
     losses = batch_losses(x, y, batch_size=8, epochs=2)
     monitor = LossMonitor(every=every, verbose=0)
@@ -295,7 +299,20 @@ def test_readings_match_train_on_batch_losses(every, steps_per_execution):
         monitor.learning_rates, [0.05 * 0.99 ** s for s in steps], rtol=1e-5)
 
 
-def test_a_nan_stops_training_within_the_read_span():
+def test_readings_at_the_default_pacing_match_train_on_batch_losses():
+    x, y = linear_problem(n=640)
+    losses = batch_losses(x, y, batch_size=8, epochs=2)
+    monitor = LossMonitor(every=1, verbose=0)
+    schedule_model().fit(x, y, batch_size=8, epochs=2, shuffle=False,
+                         callbacks=[monitor], verbose=0)
+    steps, means = expected_readings(losses, 1, steps_per_epoch=80)
+    assert monitor.steps == steps
+    np.testing.assert_allclose(monitor.losses, means, rtol=1e-4, atol=1e-4)
+
+
+def test_a_nan_stops_training_within_the_read_span(monkeypatch):
+    # the span in steps: no time floor between reads (see the next test)
+    monkeypatch.setattr(loss_buffer, "MIN_READ_SECONDS", 0.0)
     x, y = linear_problem(n=2000)
     y[400] = np.nan  # in update 51 of 250
     counter = BatchCounter()
