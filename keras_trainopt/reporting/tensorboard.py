@@ -8,19 +8,14 @@ real one: everywhere else `open_run` returns `None`.
 
 Events are made by TensorBoard itself: its plugins' protocol-buffer builders
 (`scalar_pb`, `histogram_pb`, `text_pb`, the custom-scalar layout) and its
-`EventFileWriter`. Neither needs TensorFlow, so the same files come out on the
-JAX and PyTorch backends, and no TensorFlow op runs per value written: a
-`tf.summary.scalar` call costs about a millisecond in eager mode, a
-`scalar_pb` tens of microseconds.
-
-Each event handed to `EventFileWriter` wakes its writer thread (a queue put
-and a hand-over of the interpreter lock, about 0.1 ms on a busy 2-core
-machine), and a flush waits for that thread to drain the queue. So a
-monitor writes everything it has for one step as one event (`write`,
-`write_series`), and flushes are paced: `RunWriter.flush` flushes at most
-once per `FLUSH_SECONDS`, and the writer thread itself flushes what is
-pending as often, so every event reaches the disk within about that time;
-`close_run` flushes for good.
+`Event` protocol buffer, written to TensorBoard's event-file format by
+`event_file.EventFile`, in the caller's thread (TensorBoard's
+`EventFileWriter` checksums each event in pure Python on a writer thread:
+see that module). None of it needs TensorFlow, so the same files come out
+on the JAX and PyTorch backends, and no TensorFlow op runs per value
+written: a `tf.summary.scalar` call costs about a millisecond in eager
+mode, a `scalar_pb` tens of microseconds. A monitor writes everything it
+has for one step as one event (`write`, `write_series`).
 """
 
 import os
@@ -35,17 +30,15 @@ from tensorboard.plugins.histogram import summary_v2 as histogram_summary
 from tensorboard.plugins.hparams import summary_v2 as hparams_summary
 from tensorboard.plugins.scalar import summary_v2 as scalar_summary
 from tensorboard.plugins.text import summary_v2 as text_summary
-from tensorboard.summary.writer import event_file_writer
 from tensorboard.util import tensor_util
 
 from keras_trainopt._internal import dir_lock
 from keras_trainopt._internal import distribute
 from keras_trainopt._internal import validation
+from keras_trainopt.reporting import event_file
 
 _LOCK = threading.Lock()
 _OPEN = {}  # folder -> [RunWriter, number of users, folder claim]
-# Seconds between two flushes of a run's event file, at most.
-FLUSH_SECONDS = 1.0
 # (tag, description) -> the `Summary.Value` of `scalar_pb(tag, 0.0, ...)`,
 # shared by every writer: a monitor's tags are the same in every `fit`.
 _SCALAR_TEMPLATES = {}
@@ -61,13 +54,10 @@ class RunWriter:
 
     def __init__(self, path):
         self.path = path
-        self._writer = event_file_writer.EventFileWriter(
-            path, max_queue_size=1000, flush_secs=FLUSH_SECONDS
-        )
+        self._writer = event_file.EventFile(path)
         self._layout_written = False
         self._layout_due = False
         self._omitted_charts = set()
-        self._flushed_at = time.monotonic()
 
     def _add(self, summary, step):
         self._write_due_layout()  # before the first value: charts known now
@@ -234,18 +224,9 @@ class RunWriter:
             0,
         )
 
-    def flush(self, force=False):
-        """Writes the pending events to disk, at most once per `FLUSH_SECONDS`.
-
-        A flush waits for the writer thread; monitors call this at each
-        epoch's end, and on short epochs that wait would add up. Skipped
-        flushes lose nothing: the writer thread flushes what is pending
-        within `FLUSH_SECONDS` too. `force=True` flushes now.
-        """
-        now = time.monotonic()
-        if force or now - self._flushed_at >= FLUSH_SECONDS:
-            self._writer.flush()
-            self._flushed_at = now
+    def flush(self):
+        """Writes the buffered events to the file (for readers while training)."""
+        self._writer.flush()
 
     def _close(self):
         self._write_due_layout()  # a run that wrote no value: the layout
@@ -301,7 +282,7 @@ def open_run(log_dir, run):
         log_dir: the TensorBoard folder, or `None` for no output.
         run: the run's sub-folder, e.g. "monitors".
 
-    Reference: TensorBoard's `EventFileWriter` and plugin summary builders.
+    Reference: TensorBoard's plugin summary builders and event-file format.
     """
     log_dir = validation.check_path("log_dir", log_dir, allow_none=True)
     if not isinstance(run, str):
@@ -346,7 +327,7 @@ def close_run(writer):
         )
     with _LOCK:
         entry = _OPEN.get(writer.path)
-        writer.flush(force=True)
+        writer.flush()
         if entry is None:
             return
         entry[1] -= 1
