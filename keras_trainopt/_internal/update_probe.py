@@ -7,7 +7,10 @@ measure exactly one update, the probe registers an `around` hook
 a multiple of `every`, the compiled step copies the trainable weights, applies
 the update, and computes `||w_after - w_before|| / ||w_before||` per weight.
 Other updates run untouched: the copy happens only inside the measuring branch
-of an `ops.cond`.
+of an `ops.cond`. PyTorch's eager step (no `jit_compile`) needs no branch on
+a device value: it calls `apply` once per applied update, so the host counts
+the updates from the optimizer's count read between steps (`count_from`, at
+install and before each epoch's first step) and knows which one is measured.
 
 The step writes each measurement into a row of a small ring buffer kept in
 two variables, the ratios (`capacity x weights`) and the step count after the
@@ -107,6 +110,8 @@ class UpdateProbe(apply_hooks.ScratchStateOwner):
         )
         self._hook = apply_hooks.Hook(around=self._around)
         self._delivered = 0  # the step of the newest measurement read
+        self._eager = False  # set at install
+        self._applied = 0  # updates applied, counted on the host when eager
 
     # -- inside the step -----------------------------------------------------
 
@@ -155,7 +160,6 @@ class UpdateProbe(apply_hooks.ScratchStateOwner):
                 return self._measure_functionally(
                     optimizer, apply, grads, trainable_variables
                 )
-            due = self._due(optimizer)
 
             def measured():
                 before = self._copies([v.value for v in self.variables])
@@ -170,7 +174,15 @@ class UpdateProbe(apply_hooks.ScratchStateOwner):
                 apply(grads, trainable_variables)
                 return ops.convert_to_tensor(False)
 
-            ops.cond(due, measured, plain)
+            if self._eager:
+                # PyTorch's eager step calls `apply` once per applied update,
+                # so the host knows whether this one is measured: no read of
+                # `iterations` (on a GPU, a sync at every step).
+                due, self._applied = self._applied % self.every == 0, (
+                    self._applied + 1)
+                measured() if due else plain()
+                return
+            ops.cond(self._due(optimizer), measured, plain)
 
         return measured_apply
 
@@ -207,7 +219,19 @@ class UpdateProbe(apply_hooks.ScratchStateOwner):
         self._ratios.assign(np.zeros(self._ratios.shape, "float32"))
         self._steps.assign(np.zeros(self._steps.shape, "int32"))
         self._delivered = 0
+        self._eager = backend.runs_step_eagerly(self.model)
+        self.count_from(optimizers.get_iterations(self.model.optimizer))
         self.install_scratch_hook(self._hook, fit=fit)
+
+    @property
+    def counts_on_host(self):
+        """Whether the step counts the updates on the host (`count_from`)."""
+        return self._eager
+
+    def count_from(self, applied):
+        """Between steps: `applied` updates are done (a restore may change
+        it). An eager PyTorch step counts on from there on the host."""
+        self._applied = int(applied)
 
     def uninstall(self):
         """Stops measuring."""

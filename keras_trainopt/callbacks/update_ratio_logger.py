@@ -123,6 +123,7 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
         self._probe = None
         self._writer = None
         self._pending = []
+        self._count_due = False  # read the update count before the next step
 
     def get_state(self) -> dict[str, Any]:
         """The latest ratios and their history, for a restart."""
@@ -214,6 +215,9 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
     ) -> None:
         self._applied_at_read = optimizers.get_iterations(self.model.optimizer)
         self._steps_at_read = 0
+        # after every epoch-begin hook (a mid-epoch resume restores the
+        # optimizer's count in one), before the first update
+        self._count_due = self._probe.counts_on_host
 
     def on_train_batch_begin(
         self, batch: int, logs: dict[str, Any] | None = None
@@ -224,6 +228,10 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
         # read at its end. The updates [a, a + ran) may have run since the
         # last read (fewer if loss scaling skipped some): predicted without
         # a device read, which happens only when the probe says so.
+        if self._count_due:
+            self._count_due = False
+            self._probe.count_from(
+                optimizers.get_iterations(self.model.optimizer))
         steps = batch
         ran = steps - self._steps_at_read
         a = self._applied_at_read
