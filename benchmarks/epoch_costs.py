@@ -16,8 +16,8 @@ library's and TensorBoard's functions.
 """
 
 import argparse
-import cProfile
 import collections
+import cProfile
 import os
 import pstats
 import shutil

@@ -221,14 +221,27 @@ def measure(variants, model="mlp", rounds=7, steps=100, batch_size=128,
     return results
 
 
+def median_interval(ratios, resamples=4000, seed=0):
+    """A 95% bootstrap interval of the median of `ratios` (percentiles of
+    the medians of `resamples` resamples with replacement)."""
+    ratios = np.asarray(ratios, dtype="float64")
+    picks = np.random.default_rng(seed).integers(
+        0, len(ratios), (resamples, len(ratios)))
+    medians = np.median(ratios[picks], axis=1)
+    low, high = np.percentile(medians, [2.5, 97.5])
+    return float(low), float(high)
+
+
 def summarize(results):
-    """Rows of (name, median ratio, min, max, ms/step, hook share of a step)."""
+    """Rows of (name, median ratio, min, max, 95% interval of the median,
+    ms/step, hook share of a step)."""
     return [
         (
             name,
             statistics.median(r["ratios"]),
             min(r["ratios"]),
             max(r["ratios"]),
+            median_interval(r["ratios"]),
             statistics.median(r["ms"]),
             r["hook_share"],
         )
@@ -238,13 +251,13 @@ def summarize(results):
 
 def markdown_table(model, rows):
     lines = [
-        "| model | variant | step time / plain fit (median) | min | max "
-        "| ms/step | hook time / plain step |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| model | variant | step time / plain fit (median) | 95% interval "
+        "| min | max | ms/step | hook time / plain step |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, median, low, high, ms, share in rows:
+    for name, median, low, high, (lo, hi), ms, share in rows:
         lines.append(
-            f"| {model} | {name} | {median:.3f}x | {low:.3f} | {high:.3f} "
-            f"| {ms:.2f} | {share:.2%} |"
+            f"| {model} | {name} | {median:.3f}x | [{lo:.2f}, {hi:.2f}] "
+            f"| {low:.3f} | {high:.3f} | {ms:.2f} | {share:.2%} |"
         )
     return "\n".join(lines)
