@@ -21,7 +21,8 @@ if importlib.util.find_spec("tensorflow") is not None:
 # another backend need not have; their doctests are collected where it is.
 collect_ignore = [
     f"keras_trainopt/_internal/{module}_ops.py"
-    for module, package in (("torch", "torch"), ("tf", "tensorflow"))
+    for module, package in (
+        ("torch", "torch"), ("tf", "tensorflow"), ("jax", "jax"))
     if importlib.util.find_spec(package) is None
 ]
 
