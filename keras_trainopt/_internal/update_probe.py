@@ -178,8 +178,8 @@ class UpdateProbe(apply_hooks.ScratchStateOwner):
                 # PyTorch's eager step calls `apply` once per applied update,
                 # so the host knows whether this one is measured: no read of
                 # `iterations` (on a GPU, a sync at every step).
-                due, self._applied = self._applied % self.every == 0, (
-                    self._applied + 1)
+                due = self._applied % self.every == 0
+                self._applied += 1
                 measured() if due else plain()
                 return
             ops.cond(self._due(optimizer), measured, plain)

@@ -156,9 +156,33 @@ class RunWriter:
 
         For a monitor that buffers readings and writes them in a batch (the
         loss and the learning rate at each reading): every tag's value at
-        one step goes in one event. A tag's `descriptions` entry (Markdown,
-        shown by TensorBoard beside the chart) goes with its first value.
+        one step goes in one event.
+
+        >>> import tempfile
+        >>> from keras_trainopt.reporting import close_run, open_run
+        >>> writer = open_run(tempfile.mkdtemp(), "monitors")
+        >>> writer.write_series([10, 20], {"loss": [0.5, 0.4],
+        ...                                "lr": [0.1, 0.1]},
+        ...                     descriptions={"loss": "The batch loss."})
+        >>> close_run(writer)
+
+        Args:
+            steps: the x-axis values.
+            series: `{tag: values}`, each as long as `steps`.
+            descriptions: `{tag: Markdown}`, shown by TensorBoard beside
+                the chart; it goes with the tag's first value.
+
+        Raises:
+            ValueError: a series is not as long as `steps`.
         """
+        steps = list(steps)
+        series = {tag: list(values) for tag, values in series.items()}
+        for tag, values in series.items():
+            if len(values) != len(steps):
+                raise ValueError(
+                    f"Each series must have one value per step ({len(steps)})."
+                    f" Received: {len(values)} values for tag={tag!r}"
+                )
         descriptions = descriptions or {}
         for i, step in enumerate(steps):
             summary = summary_pb2.Summary()
@@ -173,12 +197,7 @@ class RunWriter:
         `description` (Markdown, shown by TensorBoard beside the chart) goes
         with the first value of the series.
         """
-        for i, (step, value) in enumerate(zip(steps, values, strict=True)):
-            summary = summary_pb2.Summary()
-            summary.value.append(
-                self._scalar_value(tag, value, None if i else description)
-            )
-            self._add(summary, step)
+        self.write_series(steps, {tag: values}, {tag: description})
 
     def scalar(self, tag, value, step):
         self.write(step, scalars={tag: value})

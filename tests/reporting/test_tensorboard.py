@@ -206,6 +206,34 @@ def test_write_puts_scalars_and_a_histogram_in_one_event(tmp_path):
     assert [size for size in sizes if size[0] in (5, 6)] == [(5, 3), (6, 1)]
 
 
+def test_write_series_puts_each_steps_values_in_one_event(tmp_path):
+    from tensorboard.plugins.scalar import summary_v2 as scalar_summary
+
+    writer = tensorboard.open_run(str(tmp_path), "run")
+    writer.write_series([10, 20, 30], {"loss": [3.0, 2.0, 1.5],
+                                       "lr": [0.5, 0.25, 0.125]},
+                        descriptions={"loss": "The batch loss."})
+    tensorboard.close_run(writer)
+    run = str(tmp_path / "run")
+    assert tb.scalars(run, "loss") == [(10, 3.0), (20, 2.0), (30, 1.5)]
+    assert tb.scalars(run, "lr") == [(10, 0.5), (20, 0.25), (30, 0.125)]
+    # the description is TensorBoard's own metadata for it
+    assert tb.load(run).SummaryMetadata("loss") == scalar_summary.scalar_pb(
+        "loss", 0.0, description="The batch loss.").value[0].metadata
+    sizes = [(e.step, len(e.summary.value)) for e in _events(run)]
+    assert [size for size in sizes if size[0] in (10, 20, 30)] == [
+        (10, 2), (20, 2), (30, 2)]
+
+
+def test_write_series_refuses_a_series_of_another_length(tmp_path):
+    writer = tensorboard.open_run(str(tmp_path), "run")
+    try:
+        with pytest.raises(ValueError, match=r"tag='lr'"):
+            writer.write_series([1, 2], {"loss": [1.0, 0.5], "lr": [0.1]})
+    finally:
+        tensorboard.close_run(writer)
+
+
 def _events(run_dir):
     from tensorboard.backend.event_processing import event_file_loader
 
