@@ -48,6 +48,16 @@ class Restorable:
     def set_state(self, state):
         raise NotImplementedError
 
+    def finish_step_boundary(self):
+        """Does now what this callback's next batch hook would do first.
+
+        A backup in the middle of an epoch is taken at a step boundary
+        before any other callback's `on_train_batch_begin` runs (a SIGTERM
+        ends the process right after it). A callback whose batch hook acts
+        on the steps just run (`SnapshotEnsemble` snapshots a cycle that
+        ended) does that here, so the backup holds it.
+        """
+
     def get_epoch_state(self):
         """The state of the epoch in progress, for a mid-epoch backup.
 

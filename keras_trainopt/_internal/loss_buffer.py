@@ -23,6 +23,11 @@ from the previous reading's `total'`, `count'` (the reader's position,
 next update uses (a schedule's value at `t`). The epoch's last, shorter
 span is read on the host at its end (`mark` then moves `m` there).
 
+PyTorch's eager step decides on the host instead: one `apply` runs per
+applied update, so the host counts `t` (and keeps `m` and `r`), read from
+the variables once at each epoch's first step, and copies a due reading into
+the buffer in place (`torch_ops.write_row`), with no read of the device.
+
 The variables (the rows of `(total, count)`, of `t` and of the rate; `m`;
 `r`) are scratch state (`BackupAndRestore` leaves them out;
 a mid-epoch backup saves them through `get_state`). On JAX they are
@@ -110,9 +115,13 @@ class LossBuffer(apply_hooks.ScratchStateOwner):
             model, dtype="int32", name="loss_reading_rows", backed_up=False,
         )
         self._jax = backend.is_jax()
-        self._eager = backend.runs_step_eagerly(model)
-        self._eager_steps = self._eager_mark = 0  # steps, eager runs only
-        self._hook = apply_hooks.Hook(after_step=self._after_step)
+        self._eager = False  # set at install
+        self._torch = None  # PyTorch's in-place kernels, when eager
+        # PyTorch's eager step: [updates applied, mark, rows] on the host
+        self._host = None
+        self._hook = apply_hooks.Hook(after_step=self._record)
+        self._eager_hook = apply_hooks.Hook(
+            after=self._count_update, after_step=self._record_from_host)
         self._delivered = 0  # the step of the newest reading read
         self._behind = None  # on JAX, the copies made at the last read
         self._read_steps = 0  # steps run in the epoch at the last read
@@ -143,35 +152,20 @@ class LossBuffer(apply_hooks.ScratchStateOwner):
             rows + 1,
         )
 
-    def _after_step(self):
-        if self._eager:
-            # PyTorch runs the step op by op: skip the device check (a sync,
-            # and a few kernels) while the steps run since the last reading,
-            # which bound the updates applied, say none can be due.
-            self._eager_steps += 1
-            if self._eager_steps - self._eager_mark < self.every:
-                return
-            if self._record():
-                self._eager_mark = self._eager_steps
-            return
-        self._record()
-
     def _record(self):
-        """Writes a reading if one is due; returns whether (when eager)."""
+        """Writes a reading if one is due (a traced step)."""
         optimizer = optimizers.unwrap(self.model.optimizer)
         step = ops.cast(optimizer.iterations.value, "int32")
         due = ops.greater_equal(step - self._mark.value, self.every)
         variables = self.variables
         if backend.step_kind() == backend.FUNCTIONAL:
-            # JAX, a tf.distribute replica: no assignment in a branch.
-            values = ops.cond(
-                due,
-                lambda: self._with_reading(optimizer, step),
-                lambda: tuple(v.value for v in variables),
-            )
+            # JAX, a tf.distribute replica: no assignment in a branch, and
+            # no branch: a select of a few dozen numbers costs less than
+            # XLA's conditional.
+            values = self._with_reading(optimizer, step)
             for variable, value in zip(variables, values, strict=True):
-                variable.assign(value)
-            return None
+                variable.assign(ops.where(due, value, variable.value))
+            return
 
         def write():
             for variable, value in zip(
@@ -180,8 +174,38 @@ class LossBuffer(apply_hooks.ScratchStateOwner):
                 variable.assign(value)
             return ops.convert_to_tensor(True)
 
-        written = ops.cond(due, write, lambda: ops.convert_to_tensor(False))
-        return bool(written) if self._eager else None
+        ops.cond(due, write, lambda: ops.convert_to_tensor(False))
+
+    # PyTorch runs the step op by op, one `apply` per applied update: the
+    # host counts the updates and decides when a reading is due, and the
+    # reading is copied into the buffer in place (`torch_ops.write_row`),
+    # without a read of the device. Through Keras' ops a reading was a
+    # device read and about thirty kernels, 4% of a 4 ms step at
+    # `every=10` (`benchmarks/overhead.py --model mlp128`).
+
+    def _count_update(self):
+        if self._host is not None:
+            self._host[0] += 1
+
+    def _record_from_host(self):
+        if self._host is None:  # the first step of an epoch, or a restore
+            iterations = optimizers.unwrap(self.model.optimizer).iterations
+            self._host = [int(v) for v in training.read_live(
+                self.model, [iterations, self._mark, self._rows])]
+        applied, mark, rows = self._host
+        if applied - mark < self.every:
+            return
+        optimizer = optimizers.unwrap(self.model.optimizer)
+        rate = optimizer.learning_rate  # a schedule's value at `applied`
+        self._torch.write_row(
+            [self._sums.value, self._steps.value, self._rates.value],
+            rows % self.capacity,
+            [[self.tracker.total.value, self.tracker.count.value], applied,
+             getattr(rate, "value", rate)],
+        )
+        self._host[1:] = [applied, rows + 1]
+        self._torch.fill_([self._mark.value, self._rows.value],
+                          [applied, rows + 1])
 
     # -- between steps -------------------------------------------------------
 
@@ -194,9 +218,11 @@ class LossBuffer(apply_hooks.ScratchStateOwner):
         """
         self.remove_hook()  # left over by a `fit` that raised
         self._eager = backend.runs_step_eagerly(self.model)
+        self._torch = backend.torch_ops() if self._eager else None
         step = optimizers.get_iterations(self.model.optimizer)
         self.restart(step)
-        self.install_scratch_hook(self._hook, fit=fit)
+        self.install_scratch_hook(
+            self._eager_hook if self._eager else self._hook, fit=fit)
         return step
 
     @property
@@ -214,7 +240,6 @@ class LossBuffer(apply_hooks.ScratchStateOwner):
         self._rows.assign(np.array(0, "int32"))
         self._delivered = step
         self._behind = None
-        self._eager_mark = self._eager_steps
         self.epoch_begins()
 
     def mark(self, step):
@@ -222,10 +247,12 @@ class LossBuffer(apply_hooks.ScratchStateOwner):
         one in the step ends `every` updates later. Between epochs."""
         training.sync_state(self.model)
         self._mark.assign(np.array(step, "int32"))
-        self._eager_mark = self._eager_steps
+        self._host = None
         self._delivered = max(self._delivered, step)
 
     def epoch_begins(self):
+        """Before an epoch's first step (a restore may follow)."""
+        self._host = None
         self._read_steps = 0
         self._read_time = time.monotonic()
 
@@ -311,8 +338,6 @@ class LossBuffer(apply_hooks.ScratchStateOwner):
             variable.assign(np.asarray(value, variable.dtype))
         self._delivered = int(state["delivered"])
         self._behind = None
-        # the steps since the restored mark are unknown: check every step
-        # until the next reading
-        self._eager_mark = self._eager_steps - self.every
+        self._host = None
         self._read_steps = int(state["read_steps"])
         self._read_time = time.monotonic()

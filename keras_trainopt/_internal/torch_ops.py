@@ -48,3 +48,26 @@ def relative_changes(before, after):
     return torch.stack([c.float() for c in changes]) / torch.stack(
         [s.float() for s in sizes]
     )
+
+
+@torch.no_grad()
+def write_row(buffers, row, values):
+    """`buffer[row] = value` for each pair, in place, without a host read
+    (a value may be a device tensor, a list of them, or a number)."""
+    for buffer, value in zip(buffers, values, strict=True):
+        if isinstance(value, (list, tuple)):
+            value = torch.stack([torch.as_tensor(v) for v in value])
+        buffer[row] = value
+
+
+@torch.no_grad()
+def fill_(tensors, values):
+    """Sets each tensor to a number, in place."""
+    for tensor, value in zip(tensors, values, strict=True):
+        tensor.fill_(value)
+
+
+@torch.no_grad()
+def add_(tensor, value):
+    """`tensor += value`, in place."""
+    tensor.add_(value)

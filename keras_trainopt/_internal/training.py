@@ -215,24 +215,6 @@ def applied_updates(model):
     return int(read_live(model, [iterations])[0])
 
 
-def steps_done(batch, params):
-    """Train steps run in the epoch once the batch hook of `batch` fires.
-
-    With `steps_per_execution = s` the hooks fire once per execution with
-    the index of its last step, but Keras 3.15 numbers a last, shorter
-    execution as if it were full (steps 6 and 7 of 8 with s = 3 end at
-    "batch 8"), so the count is capped at the epoch's steps.
-    """
-    steps = (params or {}).get("steps")
-    return batch + 1 if not steps else min(batch + 1, int(steps))
-
-
-def is_last_batch(batch, params):
-    """Whether the batch hook of `batch` ends the epoch (see `steps_done`)."""
-    steps = (params or {}).get("steps")
-    return bool(steps) and batch + 1 >= int(steps)
-
-
 def copy_weights(model):
     """The model's weights as host NumPy arrays (a snapshot)."""
     return [np.array(ops.convert_to_numpy(v.value)) for v in model.weights]

@@ -23,6 +23,16 @@ cheapest kernel its backend allows:
                 `where(finite, a + c (w - a), a)`, fused by XLA into one pass.
     IN_PLACE    (PyTorch) one fused `_foreach_lerp_` over all weights.
 
+PyTorch's step runs eagerly, op by op, so a value the host needs from the
+device (whether this update is averaged, the coefficient) is a device read,
+on a GPU a sync that empties the queue of kernels. There the host counts
+instead (`counts_on_host`): one `apply` runs per applied update, so the
+callback counts the updates (`count_update`) and decides on the host which
+are averaged, and the counts of averaged and skipped updates are kept on the
+host too, read from the variables once before each epoch's first update
+(`recount`, after any restore). What remains is one read per averaged
+update: whether the weights are finite.
+
 An update whose weights are not all finite is left out and counted in
 `num_skipped`, so a NaN never poisons the average.
 
@@ -74,6 +84,9 @@ class InStepAverage:
         self.coefficient = coefficient
         self._saved = None  # the raw weights (device tensors) while swapped
         self._tf_swap = None  # TensorFlow: the two swap functions
+        self._eager = False  # PyTorch's eager step: counts on the host
+        self._host = None  # then [applied, num_averaged, num_skipped]
+        self._tensors = None  # and the variables' tensors, for the epoch
 
     @property
     def variables(self):
@@ -86,8 +99,44 @@ class InStepAverage:
         """Adds the weights to the average where `due` (`None`: always).
 
         Inside the step, or eagerly between steps (after `sync_state`).
+        `due` is a boolean tensor, or a Python bool decided on the host.
         """
-        _UPDATES[backend.step_kind()](self, due)
+        if due is False:
+            return
+        _UPDATES[backend.step_kind()](self, None if due is True else due)
+
+    # -- PyTorch's eager step: counts on the host ------------------------------
+
+    @property
+    def counts_on_host(self):
+        """Whether the step counts on the host (`count_update`)."""
+        return self._eager
+
+    def recount(self):
+        """Between steps, at train begin and before each epoch's first update
+        (after any restore): the host reads the counts again at the next
+        update."""
+        self._eager = backend.runs_step_eagerly(self.model)
+        self._host = None
+        self._tensors = None
+
+    def count_update(self):
+        """In the hook after an update, when `counts_on_host`: the updates
+        applied so far, this one included."""
+        if self._host is None:  # once per epoch: a device read
+            applied = optimizers.get_iterations(self.model.optimizer)
+            self._host = [applied, *self.counts()]
+            # PyTorch's variables keep their tensor (`assign` copies into
+            # it): taken once, not through `.value` at every update (about
+            # 0.1 ms for a dozen variables)
+            self._tensors = (
+                [w.value for w in self.sources],
+                [a.value for a in self.average],
+                [self.num_averaged.value, self.num_skipped.value],
+            )
+        else:
+            self._host[0] += 1
+        return self._host[0]
 
     # -- between steps --------------------------------------------------------
 
@@ -130,6 +179,7 @@ class InStepAverage:
             variable.assign(value)
         self.num_averaged.assign(int(num_averaged))
         self.num_skipped.assign(int(num_skipped))
+        self._host = None
 
     def put_in(self):
         """Overwrites the model's trainable weights with the average."""
@@ -249,17 +299,30 @@ def _update_in_place(state, due):
 
     Keras' eager PyTorch ops would launch four kernels per weight here, each
     with a temporary. `lerp_` is `formulas.average_update` as one kernel.
+    In the eager step the coefficient comes from the host's count
+    (`counts_on_host`); only the finiteness of the weights is read.
     """
     torch_ops = backend.torch_ops()
     if due is not None and not bool(ops.convert_to_numpy(due)):
+        return  # a compiled step (`jit_compile=True`): read on the device
+    host = state._host if state.counts_on_host else None
+    if host is None:
+        weights = [w.value for w in state.sources]
+        finite = torch_ops.all_finite(weights)
+        if finite:
+            c = ops.convert_to_numpy(state.coefficient(state.num_averaged))
+            torch_ops.lerp_([a.value for a in state.average], weights, c)
+            state.num_averaged.assign_add(1)
+        else:
+            state.num_skipped.assign_add(1)
         return
-    weights = [w.value for w in state.sources]
-    if torch_ops.all_finite(weights):
-        c = ops.convert_to_numpy(state.coefficient(state.num_averaged))
-        torch_ops.lerp_([a.value for a in state.average], weights, c)
-        state.num_averaged.assign_add(1)
-    else:
-        state.num_skipped.assign_add(1)
+    weights, averages, counts = state._tensors
+    finite = torch_ops.all_finite(weights)
+    if finite:
+        c = state.coefficient(np.float32(host[1]), xp=np)
+        torch_ops.lerp_(averages, weights, c)
+    torch_ops.add_(counts[0 if finite else 1], 1)
+    host[1 if finite else 2] += 1
 
 
 def _update_functional(state, due):

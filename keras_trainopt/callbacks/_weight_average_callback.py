@@ -18,6 +18,7 @@ from typing import Any
 
 import keras
 import numpy as np
+from keras import ops
 
 from keras_trainopt._internal import apply_hooks
 from keras_trainopt._internal import console
@@ -125,8 +126,16 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
         """
         return None
 
-    def _coefficient(self, num_averaged: Tensor) -> Tensor:
-        """Inside the step: `c` for the next term, given the terms so far."""
+    def _due_on_host(self, applied: int) -> bool:
+        """`_due` decided on the host, from the updates applied so far (this
+        one included): PyTorch's eager step (`InStepAverage.counts_on_host`).
+        """
+        return True
+
+    def _coefficient(self, num_averaged: Tensor, xp: Any = ops) -> Tensor:
+        """`c` for the next term, given the terms so far: inside the step
+        (`xp=keras.ops`), or on the host (`xp=numpy`, `num_averaged` a
+        `float32` scalar)."""
         raise NotImplementedError
 
     def _extra_state(self, model: keras.Model) -> list[keras.Variable]:
@@ -196,8 +205,12 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
     # -- inside the train step ----------------------------------------------
 
     def _update_in_step(self):
-        iterations = optimizers.unwrap(self._state.model.optimizer).iterations
-        self._state.update(self._due(iterations))
+        state = self._state
+        if state.counts_on_host:  # PyTorch's eager step: no device read
+            state.update(self._due_on_host(state.count_update()))
+            return
+        iterations = optimizers.unwrap(state.model.optimizer).iterations
+        state.update(self._due(iterations))
 
     # -- swapping the average in and out -------------------------------------
 
@@ -316,6 +329,13 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
             self.model, self._hook, fit=self.params,
             sets_learning_rate=self._sets_learning_rate(),
         )
+        self._state.recount()
+
+    def on_epoch_begin(
+        self, epoch: int, logs: dict[str, Any] | None = None
+    ) -> None:
+        # before the epoch's first update, after any restore of the counts
+        self._state.recount()
 
     def _restore_raw_after_apply(self):
         """A new `fit` continues from the raw weights, not the average.

@@ -362,6 +362,9 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
         if flush is not None:  # batch-end hooks still running in threads
             flush()
         siblings = self._siblings()
+        if step:  # at a step boundary, before the others' batch hooks
+            for callback in siblings.values():
+                callback.finish_step_boundary()
         states = {name: callback.get_state() for name, callback in siblings.items()}
         epoch_states = {
             name: callback.get_epoch_state()

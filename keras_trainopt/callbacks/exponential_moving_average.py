@@ -150,10 +150,13 @@ class ExponentialMovingAverage(WeightAverageCallback):
             return None
         return ops.equal(ops.mod(iterations, self.every), 0)
 
-    def _coefficient(self, num_averaged: Tensor) -> Tensor:
-        n = ops.cast(num_averaged, "float32")
+    def _due_on_host(self, applied: int) -> bool:
+        return applied % self.every == 0
+
+    def _coefficient(self, num_averaged: Tensor, xp: Any = ops) -> Tensor:
+        n = ops.cast(num_averaged, "float32") if xp is ops else num_averaged
         return 1.0 - formulas.ema_decay(
-            n, self.decay, self.warmup, self.every, xp=ops
+            n, self.decay, self.warmup, self.every, xp=xp
         )
 
     def get_config(self) -> dict[str, Any]:

@@ -89,7 +89,8 @@ class SnapshotEnsemble(apply_hooks.HookOwner, SnapshotCallback):
         self._rate_at_set_model: float | None = None
         # weakref to the optimizer it was read from
         self._rate_read_from: weakref.ref[Any] | None = None
-        self._previous_step = 0
+        self._previous_step = 0  # the updates applied at the last check
+        self._first_batch = None  # the epoch's first batch index
         self._final_epoch = False
 
     def learning_rate(self, t: float) -> float:
@@ -184,25 +185,59 @@ class SnapshotEnsemble(apply_hooks.HookOwner, SnapshotCallback):
     ) -> None:
         super().on_epoch_begin(epoch, logs)
         self._previous_step = self._epoch_begin_step
+        self._first_batch = None
         self._final_epoch = epoch + 1 == self.params.get("epochs")
 
-    def on_train_batch_end(
+    # The snapshot of a cycle is taken at the first step boundary after the
+    # update that ends it: before the next execution (`on_train_batch_begin`)
+    # or at the epoch's end, after validation, which changes no weight (an
+    # average swapped in to validate is swapped back out). Not in
+    # `on_train_batch_end`: a callback that overrides it makes Keras wait
+    # for every step on JAX and PyTorch.
+
+    def on_train_batch_begin(
         self, batch: int, logs: dict[str, Any] | None = None
     ) -> None:
-        # Snapshots go by the optimizer's count of applied updates, not by
-        # batch-hook calls: with steps_per_execution > 1 the hooks fire once
-        # per execution, and under mixed precision the updates
-        # LossScaleOptimizer skips are not counted. Updates applied never
-        # exceed steps run, so the device is read only once the steps run
-        # could have ended a cycle (and then each batch until the updates
-        # have). A cycle ending inside an execution is snapshot at its end.
+        # `batch` is the index of the execution's first step; a resumed
+        # epoch's first index is the step it resumes at.
+        if self._first_batch is None:
+            self._first_batch = batch
+        self._snapshot_ended_cycle(
+            self._epoch_begin_step + batch - self._first_batch
+        )
+
+    def on_epoch_end(
+        self, epoch: int, logs: dict[str, Any] | None = None
+    ) -> None:
+        self._snapshot_ended_cycle(None, last=self._final_epoch)
+
+    def finish_step_boundary(self) -> None:
+        # A mid-epoch backup is written before this callback's batch hook:
+        # a cycle that ended at its step is snapshot first, into the backup.
+        self._snapshot_ended_cycle(None)
+
+    def _snapshot_ended_cycle(self, bound: int | None, last: bool = False):
+        """Takes the snapshot of a cycle that ended since the last check.
+
+        Snapshots go by the optimizer's count of applied updates, not by
+        batch-hook calls: with steps_per_execution > 1 the hooks fire once
+        per execution, and under mixed precision the updates
+        LossScaleOptimizer skips are not counted. A cycle ending inside an
+        execution is snapshot at its end.
+
+        Args:
+            bound: the steps run (the updates applied are at most that, so
+                the device is read only once a cycle may have ended), or
+                `None` to read now.
+            last: the epoch's end of the last epoch: a snapshot whatever
+                the step.
+        """
         length = self.cycle_steps
-        last = self._final_epoch and training.is_last_batch(batch, self.params)
-        bound = self._epoch_begin_step + training.steps_done(batch, self.params)
-        if bound // length <= self._previous_step // length and not last:
+        previous = self._previous_step // length
+        if bound is not None and bound // length <= previous:
             return
-        step = training.applied_updates(self.model)
-        if step // length > self._previous_step // length or last:
+        step = training.applied_updates(training.unsynced_model(self))
+        if step // length > previous or last:
             self._take_snapshot(step)
         self._previous_step = step
 

@@ -11,6 +11,7 @@ from keras import ops
 from keras_trainopt._internal import optimizers
 from keras_trainopt._internal import training
 from keras_trainopt._internal import validation
+from keras_trainopt.averaging import composition
 from keras_trainopt.averaging import formulas
 from keras_trainopt.callbacks._weight_average_callback import BatchNormData
 from keras_trainopt.callbacks._weight_average_callback import Tensor
@@ -34,8 +35,8 @@ class StochasticWeightAveraging(WeightAverageCallback):
     is saved and restored with the optimizer by
     `keras.callbacks.BackupAndRestore`. Under mixed precision, an epoch in
     which `LossScaleOptimizer` skipped updates (non-finite gradients) ends
-    on its last applied update; its weights are then averaged after the
-    epoch's last batch. The cyclic rate below is indexed by applied updates,
+    on its last applied update; its weights are then averaged at the
+    epoch's end, before validation. The cyclic rate below is indexed by applied updates,
     so after skips the epoch's last update runs a little above `low`.
 
     `swa_learning_rate` optionally takes over the learning rate from
@@ -105,6 +106,8 @@ class StochasticWeightAveraging(WeightAverageCallback):
         self._epoch_start = None  # optimizer step where the epoch began
         self._epoch_steps = None  # or -1 before start_epoch
         self._averaging = False  # this epoch is one of the averaged ones
+        self._epoch_finished = False  # its last weights are averaged
+        self._host_epoch = None
 
     def learning_rate(
         self, t: int, epoch_start: int, steps_per_epoch: int
@@ -140,10 +143,17 @@ class StochasticWeightAveraging(WeightAverageCallback):
             ops.equal(iterations, self._epoch_start + self._epoch_steps),
         )
 
-    def _coefficient(self, num_averaged: Tensor) -> Tensor:
-        return formulas.equal_average_coefficient(
-            ops.cast(num_averaged, "float32")
-        )
+    def _due_on_host(self, applied: int) -> bool:
+        if self._host_epoch is None:  # once per epoch: after any restore
+            start, steps = training.read_live(
+                self.model, [self._epoch_start, self._epoch_steps])
+            self._host_epoch = (int(start), int(steps))
+        start, steps = self._host_epoch
+        return steps > 0 and applied == start + steps
+
+    def _coefficient(self, num_averaged: Tensor, xp: Any = ops) -> Tensor:
+        n = ops.cast(num_averaged, "float32") if xp is ops else num_averaged
+        return formulas.equal_average_coefficient(n)
 
     def _before_update_in_step(self) -> None:
         """Sets the SWA rate for the coming update (epochs >= start_epoch)."""
@@ -199,6 +209,8 @@ class StochasticWeightAveraging(WeightAverageCallback):
     def on_epoch_begin(
         self, epoch: int, logs: dict[str, Any] | None = None
     ) -> None:
+        super().on_epoch_begin(epoch, logs)
+        self._host_epoch = None  # (start, steps) as the host last read them
         if epoch < self.start_epoch:
             self._epoch_steps.assign(-1)
             self._averaging = False
@@ -208,20 +220,32 @@ class StochasticWeightAveraging(WeightAverageCallback):
         self._epoch_start.assign(start)
         self._epoch_steps.assign(steps)
         self._averaging = True
+        self._epoch_finished = False
 
-    def on_train_batch_end(
-        self, batch: int, logs: dict[str, Any] | None = None
+    def on_test_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self._finish_epoch()  # before the average is swapped in to validate
+        super().on_test_begin(logs)
+
+    def on_epoch_end(
+        self, epoch: int, logs: dict[str, Any] | None = None
     ) -> None:
-        # The step averages the update that ends the epoch, found by its
-        # count. Under mixed precision the updates LossScaleOptimizer skips
-        # (non-finite gradients) change no weight and are not counted, so
-        # that count is never reached: after the epoch's last batch the
-        # weights it ended with are averaged here instead (one read per
-        # epoch).
-        if not self._averaging or not training.is_last_batch(
-            batch, self.params
-        ):
+        self._finish_epoch()  # an epoch without validation
+
+    def _finish_epoch(self) -> None:
+        """Averages the epoch's last weights if the step did not.
+
+        The step averages the update that ends the epoch, found by its
+        count. Under mixed precision the updates `LossScaleOptimizer` skips
+        (non-finite gradients) change no weight and are not counted, so
+        that count is never reached: the weights the epoch ended with are
+        averaged here instead, once per epoch, at its end (validation's
+        `on_test_begin`, else `on_epoch_end`). Not in a batch-end hook:
+        overriding `on_train_batch_end` makes Keras wait for every step on
+        JAX and PyTorch.
+        """
+        if not (self._in_fit and self._averaging) or self._epoch_finished:
             return
+        self._epoch_finished = True
         # The epoch's end from the variables, not from on_epoch_begin's: in an
         # epoch resumed in its middle by `BackupAndRestore`, on_epoch_begin
         # saw the step count of the backup, and the variables were put back
@@ -230,11 +254,18 @@ class StochasticWeightAveraging(WeightAverageCallback):
         start, steps = training.read_live(
             model, [self._epoch_start, self._epoch_steps]
         )
-        if training.applied_updates(model) < int(start) + int(steps):
-            # the average reads the weights: on JAX, write the live state
-            # back to the variables first (they are purged mid-epoch)
-            training.sync_state(model)
-            self._state.update(None)
+        if training.applied_updates(model) >= int(start) + int(steps):
+            return
+        # The average reads the weights: on JAX, write the live state back
+        # to the variables first (they are purged mid-epoch); the trained
+        # weights, not another averager's swapped in for validation.
+        training.sync_state(model)
+        other = composition.SWAPPED.get(model)
+        if other is not None:
+            other._swap_out()
+        self._state.update(None)
+        if other is not None:
+            other._swap_in()
 
     def get_config(self) -> dict[str, Any]:
         rate = self.swa_learning_rate

@@ -12,6 +12,7 @@ import keras
 import numpy as np
 import pytest
 
+import keras_trainopt as kt
 from keras_trainopt import CheckpointEnsemble
 from keras_trainopt import SnapshotEnsemble
 from tests.callbacks.helpers import WeightRecorder
@@ -101,3 +102,47 @@ def test_step_offset_survives_a_state_round_trip():
     other.set_state(checkpoints.get_state())
     assert other.step_offset == 8
     assert other.snapshot_steps == [8, 16]
+
+
+class StopBeforeBatch(keras.callbacks.Callback):
+    """Raises at the batch hook of step `batch` of the first epoch: after a
+    backup written at that step boundary, before the later callbacks'."""
+
+    def __init__(self, batch):
+        super().__init__()
+        self.batch = batch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if batch == self.batch:
+            raise KeyboardInterrupt
+
+
+def test_a_backup_at_a_cycles_end_holds_its_snapshot(tmp_path):
+    # 2 epochs of 8 steps in 4 cycles of 4: snapshots after 4, 8, 12, 16.
+    # A backup every 4 updates is written at step 4's boundary before the
+    # snapshot's batch hook runs; the run stops right there, as a SIGTERM
+    # would end it.
+    plain = SnapshotEnsemble(4)
+    recorder = WeightRecorder()
+    fit(tiny_model(), [plain, recorder], epochs=2)
+    assert plain.snapshot_steps == [4, 8, 12, 16]
+
+    def callbacks():
+        snapshots = SnapshotEnsemble(4, directory=tmp_path / "snapshots")
+        backup = kt.BackupAndRestore(tmp_path / "backup", save_freq=4)
+        return snapshots, backup
+
+    snapshots, backup = callbacks()
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny_model(), [backup, StopBeforeBatch(4), snapshots], epochs=2)
+    assert snapshots.snapshot_steps == [4]
+    assert [name for name in files(tmp_path / "snapshots")
+            if name.startswith("snapshot")] == ["snapshot-step000000004.weights.h5"]
+
+    snapshots, backup = callbacks()
+    fit(tiny_model(seed=1), [backup, snapshots], epochs=2)
+    assert backup.restored_step == 4
+    assert snapshots.snapshot_steps == [4, 8, 12, 16]
+    for taken, step in zip(snapshots.snapshots, [4, 8, 12, 16], strict=True):
+        for a, b in zip(taken, recorder.trajectory[step], strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
