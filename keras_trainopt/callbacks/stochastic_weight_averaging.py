@@ -36,8 +36,9 @@ class StochasticWeightAveraging(WeightAverageCallback):
     `keras.callbacks.BackupAndRestore`. Under mixed precision, an epoch in
     which `LossScaleOptimizer` skipped updates (non-finite gradients) ends
     on its last applied update; its weights are then averaged at the
-    epoch's end, before validation. The cyclic rate below is indexed by applied updates,
-    so after skips the epoch's last update runs a little above `low`.
+    epoch's end, before validation. The cyclic rate below is indexed by
+    applied updates, so after skips the epoch's last update runs a little
+    above `low`.
 
     `swa_learning_rate` optionally takes over the learning rate from
     `start_epoch` on: a float holds it constant; a pair `(high, low)` makes it
@@ -107,7 +108,7 @@ class StochasticWeightAveraging(WeightAverageCallback):
         self._epoch_steps = None  # or -1 before start_epoch
         self._averaging = False  # this epoch is one of the averaged ones
         self._epoch_finished = False  # its last weights are averaged
-        self._host_epoch = None
+        self._host_epoch = None  # PyTorch's eager step: (start, steps)
 
     def learning_rate(
         self, t: int, epoch_start: int, steps_per_epoch: int
