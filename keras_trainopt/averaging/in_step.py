@@ -129,14 +129,18 @@ class InStepAverage:
             # PyTorch's variables keep their tensor (`assign` copies into
             # it): taken once, not through `.value` at every update (about
             # 0.1 ms for a dozen variables)
-            self._tensors = (
-                [w.value for w in self.sources],
-                [a.value for a in self.average],
-                [self.num_averaged.value, self.num_skipped.value],
-            )
+            self._tensors = self._torch_tensors()
         else:
             self._host[0] += 1
         return self._host[0]
+
+    def _torch_tensors(self):
+        """The weights', averages' and counts' tensors (PyTorch)."""
+        return (
+            [w.value for w in self.sources],
+            [a.value for a in self.average],
+            [self.num_averaged.value, self.num_skipped.value],
+        )
 
     # -- between steps --------------------------------------------------------
 
@@ -306,23 +310,22 @@ def _update_in_place(state, due):
     if due is not None and not bool(ops.convert_to_numpy(due)):
         return  # a compiled step (`jit_compile=True`): read on the device
     host = state._host if state.counts_on_host else None
-    if host is None:
-        weights = [w.value for w in state.sources]
-        finite = torch_ops.all_finite(weights)
-        if finite:
-            c = ops.convert_to_numpy(state.coefficient(state.num_averaged))
-            torch_ops.lerp_([a.value for a in state.average], weights, c)
-            state.num_averaged.assign_add(1)
-        else:
-            state.num_skipped.assign_add(1)
-        return
-    weights, averages, counts = state._tensors
+    if host is None:  # a compiled step, or between steps: read on the device
+        weights, averages, counts = state._torch_tensors()
+
+        def coefficient():
+            return ops.convert_to_numpy(state.coefficient(state.num_averaged))
+    else:
+        weights, averages, counts = state._tensors
+
+        def coefficient():
+            return state.coefficient(np.float32(host[1]), xp=np)
     finite = torch_ops.all_finite(weights)
     if finite:
-        c = state.coefficient(np.float32(host[1]), xp=np)
-        torch_ops.lerp_(averages, weights, c)
+        torch_ops.lerp_(averages, weights, coefficient())
     torch_ops.add_(counts[0 if finite else 1], 1)
-    host[1 if finite else 2] += 1
+    if host is not None:
+        host[1 if finite else 2] += 1
 
 
 def _update_functional(state, due):
