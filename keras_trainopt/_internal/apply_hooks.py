@@ -238,6 +238,14 @@ def add(model, hook):
     _select_function(model, wrapper)
 
 
+def replace(model, hook, new_hook):
+    """Runs `new_hook` in `hook`'s place; both sets' functions are cached,
+    so swapping back and forth between steps costs a lookup, not a trace."""
+    wrapper = _wrapper(optimizers.unwrap(model.optimizer), create=False)
+    wrapper.hooks[wrapper.hooks.index(hook)] = new_hook
+    _select_function(model, wrapper)
+
+
 def remove(model, hook):
     """Stops running `hook`; removes the wrapper with the last hook."""
     optimizer = optimizers.unwrap(model.optimizer)
@@ -329,6 +337,18 @@ class HookOwner:
         self._installed_entry = entry
         if hook is not None:
             add(model, hook)
+
+    def swap_hook(self, hook):
+        """Between steps: runs `hook` instead of the installed one.
+
+        The next execution runs the train function traced with `hook` (traced
+        on its first use, then cached, as `replace` says).
+        """
+        entry = self._installed_entry
+        if entry is None or entry.hook is hook:
+            return
+        replace(entry.model, entry.hook, hook)
+        entry.hook = hook
 
     def remove_hook(self):
         """Stops running this owner's hook; a no-op when none is installed."""

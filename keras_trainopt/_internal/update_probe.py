@@ -36,8 +36,17 @@ So in a replica, and under JAX where a branch cannot write a variable
 either, the update runs unconditionally, the measuring branch returns the
 new buffer, and the variables are assigned after it. On JAX that needs no
 explicit copy (arrays are immutable), but the pre-update weights stay alive
-across every update as operands of the branch; on the benchmark MLP on the
-CPU that is within the round-to-round noise (README, Benchmarks).
+across the update as operands of the branch, so XLA cannot update the
+weights in place and copies every one of them first, at every step: 6% of a
+0.7 ms step on the CPU (`mlp128`), 12% with `TrainingDoctor`'s other hooks.
+So on JAX the host picks the function instead (`arm`): an execution that
+holds a measured update runs the function traced with the probe, every
+other one a function traced without it (an empty hook in its place), both
+cached (`apply_hooks.replace`). The host knows which updates are measured
+from the optimizer's count, read once per epoch, and the batch index
+(`arm`); with loss scaling, whose skipped updates the host cannot foresee,
+the probe stays in every step. The price is a second compilation of the
+train step, at the first execution without a measurement.
 """
 
 import math
@@ -109,6 +118,8 @@ class UpdateProbe(apply_hooks.ScratchStateOwner):
             name="update_ratio_steps", backed_up=False,
         )
         self._hook = apply_hooks.Hook(around=self._around)
+        self._idle_hook = apply_hooks.Hook()  # in its place, between measurements
+        self._switches = False  # set at install
         self._delivered = 0  # the step of the newest measurement read
         self._eager = False  # set at install
         self._applied = 0  # updates applied, counted on the host when eager
@@ -220,8 +231,30 @@ class UpdateProbe(apply_hooks.ScratchStateOwner):
         self._steps.assign(np.zeros(self._steps.shape, "int32"))
         self._delivered = 0
         self._eager = backend.runs_step_eagerly(self.model)
-        self.count_from(optimizers.get_iterations(self.model.optimizer))
+        optimizer = self.model.optimizer
+        self._switches = (
+            self._jax and optimizers.unwrap(optimizer) is optimizer
+        )
+        self.count_from(optimizers.get_iterations(optimizer))
         self.install_scratch_hook(self._hook, fit=fit)
+
+    @property
+    def switches(self):
+        """Whether the host picks the train function (`arm`): on JAX, without
+        loss scaling."""
+        return self._switches
+
+    def arm(self, first_update, updates):
+        """Between steps, when `switches`: picks the next execution's function.
+
+        Args:
+            first_update: the index of the execution's first update (the
+                updates applied before it).
+            updates: the updates it may apply (`steps_per_execution`).
+        """
+        last = first_update + updates - 1
+        due = last // self.every * self.every >= first_update
+        self.swap_hook(self._hook if due else self._idle_hook)
 
     @property
     def counts_on_host(self):

@@ -124,6 +124,7 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
         self._writer = None
         self._pending = []
         self._count_due = False  # read the update count before the next step
+        self._first_update = 0  # the update count at batch 0 (counted on the host)
 
     def get_state(self) -> dict[str, Any]:
         """The latest ratios and their history, for a restart."""
@@ -217,7 +218,7 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
         self._steps_at_read = 0
         # after every epoch-begin hook (a mid-epoch resume restores the
         # optimizer's count in one), before the first update
-        self._count_due = self._probe.counts_on_host
+        self._count_due = self._probe.counts_on_host or self._probe.switches
 
     def on_train_batch_begin(
         self, batch: int, logs: dict[str, Any] | None = None
@@ -230,8 +231,12 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
         # a device read, which happens only when the probe says so.
         if self._count_due:
             self._count_due = False
-            self._probe.count_from(
-                optimizers.get_iterations(self.model.optimizer))
+            applied = optimizers.get_iterations(self.model.optimizer)
+            self._probe.count_from(applied)
+            self._first_update = applied - batch  # the update of batch 0
+        if self._probe.switches:
+            self._probe.arm(self._first_update + batch,
+                            self._probe.steps_per_execution)
         steps = batch
         ran = steps - self._steps_at_read
         a = self._applied_at_read

@@ -91,6 +91,45 @@ def test_ratios_match_recorded_weights(steps_per_execution, tmp_path):
         [value for _, value in logger.history["out/kernel"]], rel=1e-6)
 
 
+class FunctionsRun(keras.callbacks.Callback):
+    """Records the train function each execution runs (after the logger's
+    `on_train_batch_begin`, which picks it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.functions = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.functions.append(self.model.train_function)
+
+
+@pytest.mark.parametrize("loss_scaled", [False, True])
+def test_only_a_measured_update_runs_the_probe_on_jax(loss_scaled):
+    # On JAX the probe keeps the weights before every update alive, so XLA
+    # copies them at every step; the executions that hold no measured update
+    # run a function traced without it. With loss scaling the host cannot
+    # tell which update is measured (a skipped one is not counted): the
+    # probe then runs in every step, as on the other backends.
+    x, y = data()
+    net = model(momentum=0.9)
+    if loss_scaled:
+        net.compile(keras.optimizers.LossScaleOptimizer(
+            keras.optimizers.SGD(0.05, momentum=0.9)), loss="mse")
+    logger, run = UpdateRatioLogger(every=5, verbose=0), FunctionsRun()
+    net.fit(x, y, batch_size=8, epochs=2, shuffle=False,
+            callbacks=[logger, run], verbose=0)
+    # 12 updates per epoch; 0, 5, 10, 15 and 20 are measured
+    measured = [t % 5 == 0 for t in range(24)]
+    assert [s for s, _ in logger.history["out/kernel"]] == [1, 6, 11, 16, 21]
+    probed = {id(f) for f, m in zip(run.functions, measured, strict=True) if m}
+    plain = {id(f) for f, m in zip(run.functions, measured, strict=True)
+             if not m}
+    if keras.backend.backend() == "jax" and not loss_scaled:
+        assert len(probed) == 1 and len(plain) == 1 and probed != plain
+    else:
+        assert len(probed | plain) == 1
+
+
 class Staleness(keras.callbacks.Callback):
     """Records (steps run, logger.step) at every batch end."""
 
