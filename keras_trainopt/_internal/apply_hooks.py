@@ -56,6 +56,7 @@ import weakref
 import keras
 
 from keras_trainopt._internal import backend
+from keras_trainopt._internal import distribute
 from keras_trainopt._internal import optimizers
 from keras_trainopt._internal import training
 
@@ -338,11 +339,38 @@ class HookOwner:
         if hook is not None:
             add(model, hook)
 
+    @staticmethod
+    def host_picks_function(model):
+        """Whether the host may pick, before each execution, between train
+        functions traced with and without a hook (`swap_hook`).
+
+        A hook that acts on some updates only still costs at every update of
+        a traced step: a branch (on TensorFlow, the update runs inside a
+        conditional's functions) or the operands it keeps alive (on JAX, XLA
+        copies every weight that a branch reads after the update). Where the
+        host knows which updates the hook acts on, an execution without one
+        runs a function traced without it. The host knows from the
+        optimizer's count, read once per epoch, and the batch index, in a
+        traced step (JAX, TensorFlow; PyTorch's eager step decides on the
+        host anyway, a compiled one keeps the hook), without loss scaling
+        (the host cannot foresee which updates are skipped) and without a
+        `tf.distribute` strategy (the two functions hold collectives of
+        their own, which every worker must run alike).
+        """
+        optimizer = model.optimizer
+        return (
+            not backend.is_torch()
+            and not distribute.has_strategy(model)
+            and optimizers.unwrap(optimizer) is optimizer
+        )
+
     def swap_hook(self, hook):
         """Between steps: runs `hook` instead of the installed one.
 
         The next execution runs the train function traced with `hook` (traced
-        on its first use, then cached, as `replace` says).
+        on its first use, then cached, as `replace` says): the price of
+        `host_picks_function` is a second trace and compilation of the train
+        step.
         """
         entry = self._installed_entry
         if entry is None or entry.hook is hook:

@@ -49,6 +49,11 @@ def variable_scope(model):
     return strategy.scope()
 
 
+def has_strategy(model):
+    """Whether `model` was built in a `tf.distribute` strategy's scope."""
+    return getattr(model, "_distribute_strategy", None) is not None
+
+
 def in_replica_context():
     """True inside a `tf.distribute` replica function (`strategy.run`).
 

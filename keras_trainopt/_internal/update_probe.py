@@ -36,17 +36,17 @@ So in a replica, and under JAX where a branch cannot write a variable
 either, the update runs unconditionally, the measuring branch returns the
 new buffer, and the variables are assigned after it. On JAX that needs no
 explicit copy (arrays are immutable), but the pre-update weights stay alive
-across the update as operands of the branch, so XLA cannot update the
-weights in place and copies every one of them first, at every step: 6% of a
-0.7 ms step on the CPU (`mlp128`), 12% with `TrainingDoctor`'s other hooks.
-So on JAX the host picks the function instead (`arm`): an execution that
-holds a measured update runs the function traced with the probe, every
-other one a function traced without it (an empty hook in its place), both
-cached (`apply_hooks.replace`). The host knows which updates are measured
-from the optimizer's count, read once per epoch, and the batch index
-(`arm`); with loss scaling, whose skipped updates the host cannot foresee,
-the probe stays in every step. The price is a second compilation of the
-train step, at the first execution without a measurement.
+across the update as operands of the branch.
+
+Even a branch that is not taken costs: on JAX the live pre-update weights
+keep XLA from updating the weights in place, so it copies every one of them
+first, at every step (6% of a 0.7 ms step on the CPU, `mlp128`; 12% with
+`TrainingDoctor`'s other hooks); on TensorFlow the whole update runs inside
+a conditional's functions (4%; 15% with the doctor's hooks). So where it
+can (`HookOwner.host_picks_function`), the host picks the function
+(`arm`): an execution that holds a measured update runs the function
+traced with the probe, every other one a function traced without it (an
+empty hook in its place), both cached (`apply_hooks.replace`).
 """
 
 import math
@@ -231,17 +231,15 @@ class UpdateProbe(apply_hooks.ScratchStateOwner):
         self._steps.assign(np.zeros(self._steps.shape, "int32"))
         self._delivered = 0
         self._eager = backend.runs_step_eagerly(self.model)
-        optimizer = self.model.optimizer
-        self._switches = (
-            self._jax and optimizers.unwrap(optimizer) is optimizer
-        )
-        self.count_from(optimizers.get_iterations(optimizer))
+        self._switches = self.host_picks_function(self.model)
+        self.count_from(optimizers.get_iterations(self.model.optimizer))
         self.install_scratch_hook(self._hook, fit=fit)
 
     @property
     def switches(self):
-        """Whether the host picks the train function (`arm`): on JAX, without
-        loss scaling."""
+        """Whether the host picks the train function (`arm`): a traced step
+        (JAX, TensorFlow), without loss scaling or a `tf.distribute`
+        strategy."""
         return self._switches
 
     def arm(self, first_update, updates):

@@ -147,7 +147,8 @@ class StochasticWeightAveraging(WeightAverageCallback):
     def _due_on_host(self, applied: int) -> bool:
         if self._host_epoch is None:  # once per epoch: after any restore
             start, steps = training.read_live(
-                self.model, [self._epoch_start, self._epoch_steps])
+                training.unsynced_model(self),
+                [self._epoch_start, self._epoch_steps])
             self._host_epoch = (int(start), int(steps))
         start, steps = self._host_epoch
         return steps > 0 and applied == start + steps
@@ -158,7 +159,10 @@ class StochasticWeightAveraging(WeightAverageCallback):
 
     def _before_update_in_step(self) -> None:
         """Sets the SWA rate for the coming update (epochs >= start_epoch)."""
-        optimizer = self.model.optimizer
+        # Not `self.model`: on JAX Keras' property syncs the live state, and
+        # a sync while a step is traced (a function traced in the middle of
+        # an epoch) hands the next step the state from before this one.
+        optimizer = training.unsynced_model(self).optimizer
         inner = optimizers.unwrap(optimizer)
         active = ops.greater(self._epoch_steps, 0)
         if isinstance(self.swa_learning_rate, float):

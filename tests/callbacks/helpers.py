@@ -131,3 +131,15 @@ class Interrupt(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         if epoch == self.at_epoch:
             raise RuntimeError("simulated preemption")
+
+
+class FunctionsRun(keras.callbacks.Callback):
+    """Records the train function each execution runs (put it after the
+    callbacks whose `on_train_batch_begin` picks it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.functions = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.functions.append(self.model.train_function)

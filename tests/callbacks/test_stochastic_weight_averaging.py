@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from keras_trainopt import StochasticWeightAveraging
+from keras_trainopt import UpdateRatioLogger
 from tests.callbacks.helpers import Interrupt
 from tests.callbacks.helpers import RateAtBatchEnd
 from tests.callbacks.helpers import WeightRecorder
@@ -178,3 +179,20 @@ def test_config_round_trip():
     again = StochasticWeightAveraging(**swa.get_config())
     assert again.get_config() == swa.get_config()
     assert again.swa_learning_rate == (0.1, 0.01)
+
+
+def test_a_step_traced_mid_epoch_keeps_the_training_state():
+    # The update-ratio probe's train functions are each traced at their
+    # first use, in the middle of an epoch. SWA's in-step rate must not sync
+    # JAX's live state there (through Keras' `Callback.model`): the next
+    # step then started from the state before the traced one. Reference:
+    # the same run without the probe, which changes no weight.
+    runs = []
+    for probe in ([], [UpdateRatioLogger(every=5, verbose=0)]):
+        model = tiny_model(keras.optimizers.SGD(0.1))
+        swa = StochasticWeightAveraging(2, swa_learning_rate=0.02)
+        recorder = WeightRecorder()
+        fit(model, [swa, *probe, recorder])
+        runs.append(recorder.epoch_ends + [weights_of(model)])
+    for without, with_probe in zip(*runs, strict=True):
+        assert_close(with_probe, without)
