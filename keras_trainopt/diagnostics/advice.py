@@ -43,8 +43,8 @@ FINDINGS = {
     "(probabilities into a loss that expects logits, or the reverse)",
     "unnormalized_inputs": "the inputs are far from zero mean and unit "
     "scale",
-    "non_finite_loss": "the loss turned NaN or inf without rising first "
-    "(bad values in the data or in the loss)",
+    "non_finite_loss": "the loss, or the weights, turned NaN or inf "
+    "without the loss rising first (bad values in the data or in the loss)",
     "learning_rate_too_high": "the learning rate is too high",
     "saturated_units": "tanh/sigmoid units sit at their asymptotes",
     "dead_units": "ReLU units output zero for every input",
@@ -66,9 +66,10 @@ EXPLAINS = {
         "non_finite_loss", "learning_rate_too_high", "saturated_units",
         "dead_units", "vanishing_gradients", "no_gradient",
         "learning_rate_too_low", "underfitting"}),
+    # NaN weights also read as dead or saturated units
     "non_finite_loss": frozenset({
-        "learning_rate_too_low", "no_gradient", "overfitting",
-        "underfitting"}),
+        "saturated_units", "dead_units", "learning_rate_too_low",
+        "no_gradient", "overfitting", "underfitting"}),
     # a rate too high kills ReLUs, saturates units, and stalls the loss
     "learning_rate_too_high": frozenset({
         "saturated_units", "dead_units", "no_gradient",
@@ -203,11 +204,13 @@ def advise(
       expects probabilities;
     - `unnormalized_inputs`: inputs with a root mean square above
       `input_scale` (or holding NaN);
-    - `non_finite_loss`: the loss turned NaN or inf with no rise before;
+    - `non_finite_loss`: the loss turned NaN or inf with no rise before,
+      or an update ratio is not finite (the weights turned NaN or inf)
+      while the loss, observed, never rose;
     - `learning_rate_too_high`: the loss diverged, blew up and then stayed
       near or above the chance level, oscillates, or fell and rose back (a
-      rebound); an update ratio not
-      finite or above 10x the band; ReLU units that died, or tanh/sigmoid
+      rebound); an update ratio not finite (with no loss curve, or one that
+      rose) or above 10x the band; ReLU units that died, or tanh/sigmoid
       units that saturated, during training (an update ratio of exactly 0
       and a stalled loss are then more evidence);
     - `saturated_units`, `dead_units`: a layer (not the output) with at
@@ -449,7 +452,31 @@ def _inputs(inputs, input_scale):
     return []
 
 
+# Loss patterns that show a rise: what a learning rate too high does first.
+_RISES = frozenset({"diverged", "blow_up", "oscillating", "rebound"})
+
+
+def _weights_turned_non_finite(e):
+    """Layers whose update ratio is not finite while the loss, observed,
+    never rose: the NaN or inf came from the data, not from an overflow.
+
+    (A NaN input can leave the loss finite: where a ReLU maps NaN to 0, the
+    poisoned weights silence their units and the loss sits at chance.)"""
+    if not e.pattern or e.pattern in _RISES or e.pattern == "non_finite":
+        return []
+    return [layer for layer, r in e.ratios.items() if not math.isfinite(r)]
+
+
 def _non_finite(e):
+    wild = _weights_turned_non_finite(e)
+    if wild:
+        return [_Candidate(
+            "non_finite_loss", "problem",
+            [f"the weights of {_layers(wild)} turned NaN or inf (the update "
+             f"ratio is not finite) while the loss never rose "
+             f"({e.pattern})"],
+            "look for NaN or inf in the inputs and labels and for a log or "
+            "division by zero in the loss")]
     if e.pattern != "non_finite":
         return []
     step = e.loss.get("diverged_at_step")
@@ -470,6 +497,8 @@ def _loss_level(e):
 
 
 def _rate_too_high(e):
+    if _weights_turned_non_finite(e):
+        return []  # bad values, not a rate: they explain the rest too
     found, triggered = [], False
     pattern, step = e.pattern, e.loss.get("diverged_at_step")
     if pattern == "diverged":

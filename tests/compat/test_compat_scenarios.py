@@ -92,11 +92,12 @@ def _cells(table):
 def test_backbone(model, callback, tmp_path):
     factory = models.FACTORIES[model]
     if callback == "combined":
-        # MobileNetV3Small: TensorFlow's graph rewrites round the same step
-        # differently with the doctor's probe around the update (see
-        # `without_arithmetic_rewrites`); bit-identical without them
-        ref.run_combined(factory, tmp_path,
-                         arithmetic_rewrites=model != "backbone")
+        # TensorFlow's graph rewrites round the same step differently with
+        # the doctor's probe around the update (see
+        # `without_arithmetic_rewrites`): on MobileNetV3Small everywhere, on
+        # the keras-hub backbone on AVX-512 CPUs (one ulp, 3.7e-8, seen on
+        # 2026-12-07); bit-identical without them
+        ref.run_combined(factory, tmp_path, arithmetic_rewrites=False)
     else:
         ref.run_alone(callback, factory, tmp_path)
 

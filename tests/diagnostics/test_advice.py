@@ -128,6 +128,30 @@ def test_a_nan_loss_without_a_rise_points_at_the_data():
     assert "NaN or inf in the inputs" in str(found[0])
 
 
+def test_nan_weights_under_a_loss_that_never_rose_point_at_the_data():
+    # A NaN input poisons a kernel row; where a ReLU maps NaN to 0 the layer
+    # goes silent (all units "dead") and the loss sits flat at chance: no
+    # rise, so not a rate too high (TensorFlow on AVX-512 CPUs, the
+    # diagnosis benchmark's "NaN in the data").
+    found = advise(
+        loss={"diagnosis": "learning_rate_too_low", "pattern": "flat",
+              "learning_rate": 1e-3, "recent_loss": 2.302,
+              "chance_loss": math.log(10)},
+        update_ratios={"dense": float("nan"), "dense_1": 3e-7},
+        activations={"dense": {"saturated_fraction": None,
+                               "dead_fraction": 1.0}},
+        initial_activations={"dense": {"saturated_fraction": None,
+                                       "dead_fraction": 0.0}},
+        fit={"diagnosis": "underfitting", "gaps": [0.0]})
+    assert [a.finding for a in found] == ["non_finite_loss"]
+    assert "weights of layer dense turned NaN or inf" in str(found[0])
+    assert "NaN or inf in the inputs" in str(found[0])
+    # the same ratio after a blow-up is an overflow: the rate
+    found = advise(loss={"pattern": "blow_up", "learning_rate": 3.0},
+                   update_ratios={"dense": float("nan")})
+    assert [a.finding for a in found] == ["learning_rate_too_high"]
+
+
 def test_vanishing_gradients_need_three_layers_and_two_decades():
     ratios = {"d1": 1e-7, "d2": 1e-5, "d3": 3e-3}
     (found,) = advise(update_ratios=ratios)
