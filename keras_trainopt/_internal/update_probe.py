@@ -242,6 +242,19 @@ class UpdateProbe(apply_hooks.ScratchStateOwner):
         strategy."""
         return self._switches
 
+    def prepare(self):
+        """Between steps, at an epoch's first one, when `switches`: builds
+        the train functions with and without the probe, so that `arm` finds
+        both in the middle of the epoch. (Under a JAX distribution Keras
+        builds one from the variables' layouts, and in the middle of an
+        epoch the variables are purged: their values live in the step.)"""
+        entry = self._installed_entry
+        if entry is None:
+            return
+        current = entry.hook
+        self.swap_hook(self._idle_hook if current is self._hook else self._hook)
+        self.swap_hook(current)
+
     def arm(self, first_update, updates):
         """Between steps, when `switches`: picks the next execution's function.
 

@@ -237,6 +237,8 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
             applied = training.applied_updates(training.unsynced_model(self))
             self._probe.count_from(applied)
             self._first_update = applied - batch  # the update of batch 0
+            if self._probe.switches:
+                self._probe.prepare()
         if self._probe.switches:
             self._probe.arm(self._first_update + batch,
                             self._probe.steps_per_execution)
