@@ -185,9 +185,11 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
         self.chance_level = None if chance_loss == "auto" else chance_loss
         self.verbose = validation.check_int("verbose", verbose, low=0)
         self.steps, self.losses, self.learning_rates = [], [], []
-        self.diagnosis = "insufficient_data"
-        self.pattern = "insufficient_data"
-        self.reason = "training has not started"
+        # (diagnosis, pattern, reason); the curve's shape is judged when
+        # read (`_verdict`), from the readings up to the latest epoch end
+        self._shape = ("insufficient_data", "insufficient_data",
+                       "training has not started")
+        self._judge_upto = None
         self.diverged_at_step = None
         self._smooth = loss_curve.RunningSmooth()
         self._best = math.inf
@@ -220,11 +222,11 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
         self.steps = list(state.get("steps", []))
         self.losses = list(state.get("losses", []))
         self.learning_rates = list(state.get("learning_rates", []))
-        self.diagnosis = state.get("diagnosis", "insufficient_data")
-        self.pattern = state.get(
+        diagnosis = state.get("diagnosis", "insufficient_data")
+        self._shape = (diagnosis, state.get(
             "pattern", "diverged" if state.get("diverged_at_step") is not None
-            else self.diagnosis)
-        self.reason = state.get("reason", "")
+            else diagnosis), state.get("reason", ""))
+        self._judge_upto = None
         self.diverged_at_step = state.get("diverged_at_step")
         average, count = state.get("smooth", (0.0, 0))
         self._smooth = loss_curve.RunningSmooth(average=average, count=count)
@@ -428,29 +430,55 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
             advice = ("with no rise before it: look for NaN or inf in the "
                       "data and for a log or division by zero in the loss, "
                       f"or {advice}")
-        self.pattern = pattern
-        self.diagnosis = "learning_rate_too_high"
-        self.reason = f"{what}: {advice}"
+        reason = f"{what}: {advice}"
         if self.stop_on_divergence:
             self.model.stop_training = True
         if self.restore_weights and self._good_weights is not None:
             # At the epoch's end: the execution under way when this is seen
             # still runs, and would change the restored weights.
             self._restore_due = True
-            self.reason += "; the last good weights were restored"
+            reason += "; the last good weights were restored"
+        self._shape = ("learning_rate_too_high", pattern, reason)
+        self._judge_upto = None
         if self.verbose:
             console.print_msg(f"\nLossMonitor: stopping: {self.reason}.")
 
     def _judge_shape(self):
-        pattern, reason = loss_curve.loss_curve_pattern(
-            self.losses,
-            chance_loss=self.chance_level,
-            min_steps=self.min_steps,
-            oscillation_threshold=self.oscillation_threshold,
-            linearity_threshold=self.linearity_threshold,
-        )
-        self.pattern, self.reason = pattern, reason
-        self.diagnosis = loss_curve.PATTERN_VERDICTS[pattern]
+        """The shape is due to be judged from every reading so far.
+
+        Judged when the verdict is read: a pass over the whole curve at
+        every epoch's end would grow with the run.
+        """
+        self._judge_upto = len(self.losses)
+
+    def _verdict(self):
+        if self._judge_upto is not None:
+            pattern, reason = loss_curve.loss_curve_pattern(
+                self.losses[:self._judge_upto],
+                chance_loss=self.chance_level,
+                min_steps=self.min_steps,
+                oscillation_threshold=self.oscillation_threshold,
+                linearity_threshold=self.linearity_threshold,
+            )
+            self._shape = (loss_curve.PATTERN_VERDICTS[pattern], pattern,
+                           reason)
+            self._judge_upto = None
+        return self._shape
+
+    @property
+    def diagnosis(self) -> str:
+        """The verdict: see the class's Attributes."""
+        return self._verdict()[0]
+
+    @property
+    def pattern(self) -> str:
+        """The curve's shape: see the class's Attributes."""
+        return self._verdict()[1]
+
+    @property
+    def reason(self) -> str:
+        """The evidence and the advice, in words."""
+        return self._verdict()[2]
 
     def _flush(self):
         if self._writer is None:

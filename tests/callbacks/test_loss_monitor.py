@@ -122,6 +122,34 @@ def test_state_round_trip():
     assert fresh.get_state() == monitor.get_state()
 
 
+def test_the_curve_is_judged_once_when_read(monkeypatch):
+    # Judging the shape is a pass over every reading: done at every epoch's
+    # end, it grew with the run (issue 21). It is done when the verdict is
+    # read, from the readings up to the latest epoch's end.
+    from keras_trainopt.diagnostics import loss_curve
+
+    judge, calls = loss_curve.loss_curve_pattern, []
+
+    def counted(losses, **kwargs):
+        calls.append(len(losses))
+        return judge(losses, **kwargs)
+
+    monkeypatch.setattr(loss_curve, "loss_curve_pattern", counted)
+    x, y = linear_problem()
+    monitor = LossMonitor(every=1, verbose=0)
+    linear_model(0.05).fit(x, y, batch_size=16, epochs=4, callbacks=[monitor],
+                           verbose=0)
+    assert calls == []
+    pattern, reason = judge(
+        monitor.losses, chance_loss=monitor.chance_level,
+        min_steps=monitor.min_steps,
+        oscillation_threshold=monitor.oscillation_threshold,
+        linearity_threshold=monitor.linearity_threshold)
+    assert (monitor.pattern, monitor.reason) == (pattern, reason)
+    assert monitor.diagnosis == loss_curve.PATTERN_VERDICTS[pattern]
+    assert calls == [len(monitor.losses)] == [64]
+
+
 @pytest.mark.parametrize(
     "kwargs, error, name",
     [
