@@ -51,6 +51,11 @@ VARIANTS = {
         lambda: kt.nesterov_sgd(LR),
         lambda: [kt.ExponentialMovingAverage(0.999, every=1)],
     ),
+    "ExponentialMovingAverage(every=1, skip_non_finite=False)": (
+        lambda: kt.nesterov_sgd(LR),
+        lambda: [kt.ExponentialMovingAverage(0.999, every=1,
+                                             skip_non_finite=False)],
+    ),
     "ExponentialMovingAverage() (every=8)": (
         lambda: kt.nesterov_sgd(LR),
         lambda: [kt.ExponentialMovingAverage(0.999)],

@@ -132,6 +132,11 @@ def averaging_suite(steps):
                         lambda: [kt.ExponentialMovingAverage()]),
         harness.Variant("ExponentialMovingAverage(every=1)", sgd,
                         lambda: [kt.ExponentialMovingAverage(every=1)]),
+        # without the finiteness check, like Keras' use_ema
+        harness.Variant(
+            "ExponentialMovingAverage(every=1, skip_non_finite=False)", sgd,
+            lambda: [kt.ExponentialMovingAverage(every=1,
+                                                 skip_non_finite=False)]),
         harness.Variant("ExponentialMovingAverage(every=4)", sgd,
                         lambda: [kt.ExponentialMovingAverage(every=4)]),
         harness.Variant("StochasticWeightAveraging(0)", sgd,

@@ -171,6 +171,7 @@ def average_common():
         batchnorm_data=optional(values(X, [X], "x", 5)),
         batchnorm_steps=optional(ints(-1, 3, 0, 1)),
         verbose=verbose(),
+        skip_non_finite=bools(),
     )
 
 

@@ -95,3 +95,21 @@ def test_averages_of_a_run_left_diverged_skip_every_non_finite_point(every):
         average = [0.5 * a + 0.5 * w for a, w in zip(average, weights, strict=True)]
     for got, want in zip(ema.averaged_weights(), average, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_without_the_check_a_diverged_run_poisons_the_averages():
+    # skip_non_finite=False drops the finiteness check (one sum over the
+    # weights per averaged update), as Keras' use_ema has none: every due
+    # update is averaged, the first non-finite one included, for good.
+    ema = kt.ExponentialMovingAverage(0.5, warmup=False, every=1,
+                                      apply_at_end=False,
+                                      skip_non_finite=False)
+    swa = kt.StochasticWeightAveraging(start_epoch=0, apply_at_end=False,
+                                       skip_non_finite=False)
+    _, _, recorder = exploding_run(ema, swa)
+    updates = len(recorder.trajectory) - 1
+    assert not finite(recorder.trajectory[-1]), "the test run did not diverge"
+    assert (ema.num_averaged, ema.num_skipped) == (updates, 0)
+    assert (swa.num_averaged, swa.num_skipped) == (5, 0)
+    assert not finite(ema.averaged_weights())
+    assert not finite(swa.averaged_weights())

@@ -27,9 +27,10 @@ def subtract_scaled_(variables, deltas, scale):
         deltas: tensors of the variables' shapes and dtypes.
         scale: a scalar, cast to each variable's dtype.
     """
+    alphas = {}  # one cast per dtype, not per variable
     for variable, delta in zip(variables, deltas, strict=True):
+        if delta.dtype not in alphas:
+            alphas[delta.dtype] = tf.cast(scale, delta.dtype)
         tf.raw_ops.ResourceApplyGradientDescent(
-            var=variable.handle,
-            alpha=tf.cast(scale, delta.dtype),
-            delta=delta,
+            var=variable.handle, alpha=alphas[delta.dtype], delta=delta
         )

@@ -34,7 +34,10 @@ host too, read from the variables once before each epoch's first update
 update: whether the weights are finite.
 
 An update whose weights are not all finite is left out and counted in
-`num_skipped`, so a NaN never poisons the average.
+`num_skipped`, so a NaN never poisons the average; that check is one sum
+over the weights per averaged update (one branch on TensorFlow, one device
+read on PyTorch), and `check_finite=False` leaves it out, as Keras'
+`use_ema` does.
 
 Swapping the average into the model (for validation, `evaluate`, `predict`)
 and back happens on the device: the raw weights are kept as device tensors
@@ -62,10 +65,13 @@ class InStepAverage:
         name: the prefix of the variables' names in the optimizer.
         coefficient: called inside the step with the number of terms
             averaged so far (a tensor); returns `c` for the next term.
+        check_finite: leave out (and count in `num_skipped`) an update whose
+            weights are not all finite; `False` averages every due update.
     """
 
-    def __init__(self, model, name, coefficient):
+    def __init__(self, model, name, coefficient, check_finite=True):
         self.model = model
+        self.check_finite = check_finite
         self.sources = list(model.trainable_variables)
         self.average = [
             optimizers.add_state_variable(
@@ -290,6 +296,8 @@ def _update_stateful(state, due):
             state.num_skipped.assign_add(1)
             return ops.convert_to_tensor(False)
 
+        if not state.check_finite:
+            return average()
         return ops.cond(formulas.all_finite(deltas, xp=ops), average, skip)
 
     if due is None:
@@ -320,7 +328,7 @@ def _update_in_place(state, due):
 
         def coefficient():
             return state.coefficient(np.float32(host[1]), xp=np)
-    finite = torch_ops.all_finite(weights)
+    finite = torch_ops.all_finite(weights) if state.check_finite else True
     if finite:
         torch_ops.lerp_(averages, weights, coefficient())
     torch_ops.add_(counts[0 if finite else 1], 1)
@@ -345,16 +353,18 @@ def _update_functional(state, due):
 
     def update():
         weights = [w.value for w in state.sources]
-        finite = formulas.all_finite(weights, xp=ops)
         n, skipped = state.num_averaged.value, state.num_skipped.value
         c = state.coefficient(n)
         averages = [
-            ops.where(
-                finite,
-                formulas.average_update(a.value, w, ops.cast(c, a.dtype)),
-                a.value,
-            )
+            formulas.average_update(a.value, w, ops.cast(c, a.dtype))
             for a, w in zip(state.average, weights, strict=True)
+        ]
+        if not state.check_finite:
+            return averages + [n + 1, skipped]
+        finite = formulas.all_finite(weights, xp=ops)
+        averages = [
+            ops.where(finite, new, a.value)
+            for a, new in zip(state.average, averages, strict=True)
         ]
         return averages + [
             n + ops.cast(finite, n.dtype),

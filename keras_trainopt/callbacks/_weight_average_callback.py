@@ -82,6 +82,13 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
             (`.repeat()`) `tf.data.Dataset`; a generator that never ends
             needs it too (its length cannot be known, so it is not refused).
         verbose: 1 to print what the callback does at train end.
+        skip_non_finite: leave out of the average, and count in
+            `num_skipped`, an update whose weights are not all finite, so
+            that a NaN never enters it. The check is one sum over the weights
+            per averaged update (on TensorFlow a branch in the step, on
+            PyTorch a device read); `False` drops it, as Keras' `use_ema`
+            has none: then a non-finite update makes the average non-finite
+            for good.
     """
 
     # the name of this average's variables in the optimizer
@@ -95,8 +102,12 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
         batchnorm_data: BatchNormData = None,
         batchnorm_steps: int | None = None,
         verbose: int = 0,
+        skip_non_finite: bool = True,
     ) -> None:
         super().__init__()
+        self.skip_non_finite = validation.check_bool(
+            "skip_non_finite", skip_non_finite
+        )
         self.validate_with_average = validation.check_bool(
             "validate_with_average", validate_with_average
         )
@@ -265,6 +276,7 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
             "apply_at_end": self.apply_at_end,
             "batchnorm_steps": self.batchnorm_steps,
             "verbose": self.verbose,
+            "skip_non_finite": self.skip_non_finite,
         }
 
     # -- Keras hooks ---------------------------------------------------------
@@ -291,7 +303,8 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
             # the variables it restores must exist, in a fixed order.
             optimizers.build_optimizer(model)
             self._state = in_step.InStepAverage(
-                model, self.state_name, self._coefficient
+                model, self.state_name, self._coefficient,
+                check_finite=self.skip_non_finite,
             )
             self._extra = self._extra_state(model)
             self._raw_at_end = self._applied = None

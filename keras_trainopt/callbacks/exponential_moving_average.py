@@ -33,7 +33,9 @@ class ExponentialMovingAverage(WeightAverageCallback):
     every k-th update, with that decay raised to the power k (the same time
     constant: `averaging.formulas.ema_decay`). An update whose weights are not
     all finite is left out of the average and counted in `num_skipped`, so
-    the average is never poisoned by a NaN.
+    the average is never poisoned by a NaN (`skip_non_finite=False` drops
+    that check, one sum over the weights per averaged update, as Keras'
+    `use_ema` has none).
 
     By default (`every=None`) the stride follows the time constant: every
     update (exact) while the EMA remembers under 250 updates (decay < 0.996),
@@ -89,6 +91,7 @@ class ExponentialMovingAverage(WeightAverageCallback):
         batchnorm_data: see `WeightAverageCallback`.
         batchnorm_steps: see `WeightAverageCallback`.
         verbose: see `WeightAverageCallback`.
+        skip_non_finite: see `WeightAverageCallback`.
 
     Reference: B. T. Polyak and A. B. Juditsky, "Acceleration of stochastic
     approximation by averaging", 1992; TensorFlow's
@@ -108,6 +111,7 @@ class ExponentialMovingAverage(WeightAverageCallback):
         batchnorm_data: BatchNormData = None,
         batchnorm_steps: int | None = None,
         verbose: int = 0,
+        skip_non_finite: bool = True,
     ) -> None:
         self.decay = validation.check_real(
             "decay", decay, low=0.0, high=1.0, low_open=True, high_open=True
@@ -121,6 +125,7 @@ class ExponentialMovingAverage(WeightAverageCallback):
             batchnorm_data=batchnorm_data,
             batchnorm_steps=batchnorm_steps,
             verbose=verbose,
+            skip_non_finite=skip_non_finite,
         )
 
     def decay_at(self, num_updates: int) -> float:

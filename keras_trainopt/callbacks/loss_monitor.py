@@ -61,8 +61,11 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
         smooth > divergence_threshold * min(smooth so far)
 
     after at least `min_steps` readings, or as soon as a loss is NaN or inf.
-    The curve's shape is judged by `loss_curve_pattern` at the end of each
-    epoch and of training (never per step): a loss that blew up above twice
+    The curve's shape is judged by `loss_curve_pattern` from the readings
+    up to the latest end of an epoch or of training, when `diagnosis`,
+    `pattern` or `reason` is read (a pass over the whole curve: never per
+    step, and not at every epoch's end, where it would grow with the run):
+    a loss that blew up above twice
     the chance level and stays at or above it (a very high rate: "the loss
     drops fast, then gets stuck at a worse value") counts as a rate too
     high, however flat it looks. The chance level is ln(classes) for a

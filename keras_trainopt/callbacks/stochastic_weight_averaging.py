@@ -76,6 +76,7 @@ class StochasticWeightAveraging(WeightAverageCallback):
         batchnorm_data: see `WeightAverageCallback`.
         batchnorm_steps: see `WeightAverageCallback`.
         verbose: see `WeightAverageCallback`.
+        skip_non_finite: see `WeightAverageCallback`.
 
     Reference: P. Izmailov, D. Podoprikhin, T. Garipov, D. Vetrov and
     A. G. Wilson, "Averaging Weights Leads to Wider Optima and Better
@@ -94,6 +95,7 @@ class StochasticWeightAveraging(WeightAverageCallback):
         batchnorm_data: BatchNormData = None,
         batchnorm_steps: int | None = None,
         verbose: int = 0,
+        skip_non_finite: bool = True,
     ) -> None:
         self.start_epoch = validation.check_int("start_epoch", start_epoch, low=0)
         self.swa_learning_rate = _check_swa_learning_rate(swa_learning_rate)
@@ -103,6 +105,7 @@ class StochasticWeightAveraging(WeightAverageCallback):
             batchnorm_data=batchnorm_data,
             batchnorm_steps=batchnorm_steps,
             verbose=verbose,
+            skip_non_finite=skip_non_finite,
         )
         self._epoch_start = None  # optimizer step where the epoch began
         self._epoch_steps = None  # or -1 before start_epoch

@@ -71,6 +71,21 @@ def test_equals_numpy_ema_of_the_recorded_trajectory(decay, warmup, every):
     assert_close(ema.averaged_weights(), expected)
 
 
+@pytest.mark.parametrize("every", [1, 4])
+def test_without_the_finiteness_check_the_average_is_the_same(every):
+    # skip_non_finite=False only drops the check: a finite run averages to
+    # the same EMA, and the config says so
+    model = tiny_model()
+    recorder = WeightRecorder()
+    ema = ExponentialMovingAverage(0.9, every=every, apply_at_end=False,
+                                   skip_non_finite=False)
+    fit(model, [recorder, ema])
+    expected, n = numpy_ema(recorder.trajectory, 0.9, True, every)
+    assert ema.num_averaged == n and ema.num_skipped == 0
+    assert_close(ema.averaged_weights(), expected)
+    assert ema.get_config()["skip_non_finite"] is False
+
+
 def test_warmup_decay_matches_tensorflow_values():
     ema = ExponentialMovingAverage(0.999, every=1)
     # tf.train.ExponentialMovingAverage: min(decay, (1 + n) / (10 + n))
