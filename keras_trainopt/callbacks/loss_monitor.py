@@ -207,14 +207,21 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
     # -- state ---------------------------------------------------------------
 
     def get_state(self) -> dict[str, Any]:
-        """The recorded series and verdict, to resume a monitor after a restart."""
+        """The recorded series and verdict, to resume a monitor after a restart.
+
+        A backup does not judge the curve: `judge_upto` says that the shape
+        of the first that many losses is still to be judged (`None`: the
+        verdict is the one saved).
+        """
+        diagnosis, pattern, reason = self._shape
         return {
             "steps": list(self.steps),
             "losses": list(self.losses),
             "learning_rates": list(self.learning_rates),
-            "diagnosis": self.diagnosis,
-            "pattern": self.pattern,
-            "reason": self.reason,
+            "diagnosis": diagnosis,
+            "pattern": pattern,
+            "reason": reason,
+            "judge_upto": self._judge_upto,
             "diverged_at_step": self.diverged_at_step,
             "smooth": [self._smooth.average, self._smooth.count],
             "best": self._best,
@@ -229,7 +236,7 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
         self._shape = (diagnosis, state.get(
             "pattern", "diverged" if state.get("diverged_at_step") is not None
             else diagnosis), state.get("reason", ""))
-        self._judge_upto = None
+        self._judge_upto = state.get("judge_upto")
         self.diverged_at_step = state.get("diverged_at_step")
         average, count = state.get("smooth", (0.0, 0))
         self._smooth = loss_curve.RunningSmooth(average=average, count=count)

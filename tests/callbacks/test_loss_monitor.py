@@ -150,6 +150,36 @@ def test_the_curve_is_judged_once_when_read(monkeypatch):
     assert calls == [len(monitor.losses)] == [64]
 
 
+def test_a_backup_leaves_the_judging_to_the_read(monkeypatch):
+    # BackupAndRestore takes get_state() at every backup: the judgement
+    # travels in the state as still to be done, and a restored monitor
+    # judges the same readings when read.
+    from keras_trainopt.diagnostics import loss_curve
+
+    judge, calls = loss_curve.loss_curve_pattern, []
+
+    def counted(losses, **kwargs):
+        calls.append(len(losses))
+        return judge(losses, **kwargs)
+
+    monkeypatch.setattr(loss_curve, "loss_curve_pattern", counted)
+    x, y = linear_problem()
+    monitor = LossMonitor(every=1, verbose=0)
+    linear_model(0.05).fit(x, y, batch_size=16, epochs=2, callbacks=[monitor],
+                           verbose=0)
+    state = monitor.get_state()
+    assert calls == []
+    restored = LossMonitor(every=1, verbose=0)
+    restored.set_state(state)
+    pattern, reason = judge(
+        monitor.losses, chance_loss=monitor.chance_level,
+        min_steps=monitor.min_steps,
+        oscillation_threshold=monitor.oscillation_threshold,
+        linearity_threshold=monitor.linearity_threshold)
+    assert (restored.pattern, restored.reason) == (pattern, reason)
+    assert calls == [len(monitor.losses)] == [32]
+
+
 @pytest.mark.parametrize(
     "kwargs, error, name",
     [
