@@ -60,6 +60,17 @@ def histogram(sample, bins):
     32,768 outputs of a 128-unit layer on 256 samples on the benchmark
     machine; `ActivationMonitor` histograms every probed layer each epoch).
 
+    >>> counts, edges = histogram(np.array([0.0, 0.5, 1.0, 1.0]), 2)
+    >>> counts.tolist(), edges.tolist()
+    ([1, 3], [0.0, 0.5, 1.0])
+
+    Args:
+        sample: a 1-D float64 array of finite values.
+        bins: the number of equal buckets.
+
+    Returns:
+        `(counts, edges)`: `bins` counts and `bins + 1` edges.
+
     Raises:
         ValueError: the range is too narrow for `bins` distinct edges (as
             `np.histogram`).
