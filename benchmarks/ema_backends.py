@@ -106,7 +106,7 @@ def main(argv=None):
         for name, ms in measured.items():
             times[name].append(ms)
             ratios[name].append(ms / measured["plain fit"])
-    print(f"keras {keras.__version__}, backend {keras.backend.backend()}, "
+    print(f"{harness.header()}, "
           f"{args.repeats} repeats x {args.epochs} epochs x {args.steps} "
           f"steps, batch 128, {args.model}: {build.__doc__.splitlines()[0]}")
     print()

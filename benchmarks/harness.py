@@ -25,6 +25,7 @@ callback adds on the host, next to the noisier end-to-end ratio.
 """
 
 import dataclasses
+import os
 import random
 import statistics
 import time
@@ -97,6 +98,41 @@ MODELS = {
     "mlp128": (mlp128, (784,)),
     "cnn": (cnn, (28, 28, 1)),
 }
+
+
+def device_name():
+    """The device Keras trains on: the accelerator's name, else the CPU's.
+
+    Benchmark headers name it, so that a table says which card (or how many
+    cores) gave its figures.
+    """
+    backend = keras.backend.backend()
+    name = None
+    if backend == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        if device.platform != "cpu":
+            name = f"{device.device_kind} ({device.platform})"
+    elif backend == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            name = f"{torch.cuda.get_device_name()} (cuda)"
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus:
+            details = tf.config.experimental.get_device_details(gpus[0])
+            name = f"{details.get('device_name', gpus[0].name)} (cuda)"
+    return name or f"CPU, {os.cpu_count()} cores"
+
+
+def header():
+    """`keras <version>, backend <name>, <device>`: a benchmark's first line."""
+    return (f"keras {keras.__version__}, backend {keras.backend.backend()}, "
+            f"{device_name()}")
 
 
 def synthetic_data(input_shape, steps, batch_size, seed=0):

@@ -221,7 +221,7 @@ def main(argv=None):
     models = list(harness.MODELS) if args.model == "all" else [args.model]
     suites = sorted(SUITES) if args.suite == "all" else [args.suite]
     raw = {}
-    print(f"keras {keras.__version__}, backend {keras.backend.backend()}, "
+    print(f"{harness.header()}, "
           f"{args.rounds} rounds x {args.steps} steps, batch 128")
     log_dir = tempfile.mkdtemp(prefix="keras_trainopt_bench_")
     for model in models:
