@@ -65,11 +65,11 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
     up to the latest end of an epoch or of training, when `diagnosis`,
     `pattern` or `reason` is read (a pass over the whole curve: never per
     step, and not at every epoch's end, where it would grow with the run):
-    a loss that blew up above twice
-    the chance level and stays at or above it (a very high rate: "the loss
-    drops fast, then gets stuck at a worse value") counts as a rate too
-    high, however flat it looks. The chance level is ln(classes) for a
-    classification cross-entropy, read off the model (`chance_loss`).
+    a loss that blew up above twice the chance level and stays at or above
+    it (a very high rate: "the loss drops fast, then gets stuck at a worse
+    value") counts as a rate too high, however flat it looks. The chance
+    level is ln(classes) for a classification cross-entropy, read off the
+    model (`chance_loss`).
     The sentences quote raw loss means (the first readings, the recent
     ones), not the lagging smoothed value.
 

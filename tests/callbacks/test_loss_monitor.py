@@ -6,6 +6,7 @@ import pytest
 
 from keras_trainopt import LossMonitor
 from keras_trainopt._internal import loss_buffer
+from keras_trainopt.diagnostics import loss_curve
 from tests import tb
 from tests.callbacks.helpers import needs_steps_per_execution
 
@@ -122,62 +123,61 @@ def test_state_round_trip():
     assert fresh.get_state() == monitor.get_state()
 
 
-def test_the_curve_is_judged_once_when_read(monkeypatch):
-    # Judging the shape is a pass over every reading: done at every epoch's
-    # end, it grew with the run (issue 21). It is done when the verdict is
-    # read, from the readings up to the latest epoch's end.
-    from keras_trainopt.diagnostics import loss_curve
+_LOSS_CURVE_PATTERN = loss_curve.loss_curve_pattern  # never the counted one
 
-    judge, calls = loss_curve.loss_curve_pattern, []
+
+@pytest.fixture
+def judged_lengths(monkeypatch):
+    """The lengths of the curves the monitor judges, in order."""
+    lengths = []
 
     def counted(losses, **kwargs):
-        calls.append(len(losses))
-        return judge(losses, **kwargs)
+        lengths.append(len(losses))
+        return _LOSS_CURVE_PATTERN(losses, **kwargs)
 
     monkeypatch.setattr(loss_curve, "loss_curve_pattern", counted)
-    x, y = linear_problem()
-    monitor = LossMonitor(every=1, verbose=0)
-    linear_model(0.05).fit(x, y, batch_size=16, epochs=4, callbacks=[monitor],
-                           verbose=0)
-    assert calls == []
-    pattern, reason = judge(
+    return lengths
+
+
+def _judge_here(monitor):
+    """`(pattern, reason)` of `monitor`'s readings, judged directly."""
+    return _LOSS_CURVE_PATTERN(
         monitor.losses, chance_loss=monitor.chance_level,
         min_steps=monitor.min_steps,
         oscillation_threshold=monitor.oscillation_threshold,
         linearity_threshold=monitor.linearity_threshold)
+
+
+def test_the_curve_is_judged_once_when_read(judged_lengths):
+    # Judging the shape is a pass over every reading: done at every epoch's
+    # end, it grew with the run (issue 21). It is done when the verdict is
+    # read, from the readings up to the latest epoch's end.
+    x, y = linear_problem()
+    monitor = LossMonitor(every=1, verbose=0)
+    linear_model(0.05).fit(x, y, batch_size=16, epochs=4, callbacks=[monitor],
+                           verbose=0)
+    assert judged_lengths == []
+    pattern, reason = _judge_here(monitor)
     assert (monitor.pattern, monitor.reason) == (pattern, reason)
     assert monitor.diagnosis == loss_curve.PATTERN_VERDICTS[pattern]
-    assert calls == [len(monitor.losses)] == [64]
+    assert judged_lengths == [len(monitor.losses)] == [64]
 
 
-def test_a_backup_leaves_the_judging_to_the_read(monkeypatch):
+def test_a_backup_leaves_the_judging_to_the_read(judged_lengths):
     # BackupAndRestore takes get_state() at every backup: the judgement
     # travels in the state as still to be done, and a restored monitor
     # judges the same readings when read.
-    from keras_trainopt.diagnostics import loss_curve
-
-    judge, calls = loss_curve.loss_curve_pattern, []
-
-    def counted(losses, **kwargs):
-        calls.append(len(losses))
-        return judge(losses, **kwargs)
-
-    monkeypatch.setattr(loss_curve, "loss_curve_pattern", counted)
     x, y = linear_problem()
     monitor = LossMonitor(every=1, verbose=0)
     linear_model(0.05).fit(x, y, batch_size=16, epochs=2, callbacks=[monitor],
                            verbose=0)
     state = monitor.get_state()
-    assert calls == []
+    assert judged_lengths == []
     restored = LossMonitor(every=1, verbose=0)
     restored.set_state(state)
-    pattern, reason = judge(
-        monitor.losses, chance_loss=monitor.chance_level,
-        min_steps=monitor.min_steps,
-        oscillation_threshold=monitor.oscillation_threshold,
-        linearity_threshold=monitor.linearity_threshold)
+    pattern, reason = _judge_here(monitor)
     assert (restored.pattern, restored.reason) == (pattern, reason)
-    assert calls == [len(monitor.losses)] == [32]
+    assert judged_lengths == [len(monitor.losses)] == [32]
 
 
 @pytest.mark.parametrize(
