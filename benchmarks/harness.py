@@ -183,13 +183,17 @@ class _Clock(keras.callbacks.Callback):
 
 
 def measure(variants, model="mlp", rounds=7, steps=100, batch_size=128,
-            seed=0, validation_steps=0):
+            seed=0, validation_steps=0, epochs=1):
     """Times every variant; returns {name: {"ratios": [...], "ms": [...]}}.
 
     The first variant is the baseline (plain `fit`). With
     `validation_steps > 0` every variant, the baseline included, validates on
     that many batches after each epoch (monitors of the train/validation gap
-    need it); the timed epoch then includes validation.
+    need it); the timed epoch then includes validation. Each timed `fit`
+    runs `epochs` epochs of `steps` steps, timed from the first one's begin
+    to the last one's end (the boundaries between them included): a cost
+    that a callback pays once per `fit`, at its last epoch, weighs 1/epochs
+    of it.
     """
     build, input_shape = MODELS[model]
     x, y = synthetic_data(input_shape, steps, batch_size, seed)
@@ -228,11 +232,11 @@ def measure(variants, model="mlp", rounds=7, steps=100, batch_size=128,
         net, callbacks, times, spent = runs[name]
         del times[:]
         spent[0] = 0.0
-        net.fit(x, y, batch_size=batch_size, epochs=1, callbacks=callbacks,
-                verbose=0, **fit_kwargs)
-        start, stop = times
-        hook_ms[name].append(1000.0 * spent[0] / steps)
-        return 1000.0 * (stop - start) / steps
+        net.fit(x, y, batch_size=batch_size, epochs=epochs,
+                callbacks=callbacks, verbose=0, **fit_kwargs)
+        start, stop = times[0], times[-1]
+        hook_ms[name].append(1000.0 * spent[0] / (epochs * steps))
+        return 1000.0 * (stop - start) / (epochs * steps)
 
     baseline = variants[0].name
     others = [v.name for v in variants[1:]]

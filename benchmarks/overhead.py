@@ -101,6 +101,10 @@ def monitors_suite(steps, x_probe, log_dir):
             lambda: [kt.TrainingDoctor(log_dir, x_probe, metric="loss",
                                        verbose=0)]),
         harness.Variant(
+            "TrainingDoctor(x_probe=x[:256], probe_overhead=None)", sgd,
+            lambda: [kt.TrainingDoctor(log_dir, x_probe, metric="loss",
+                                       probe_overhead=None, verbose=0)]),
+        harness.Variant(
             "UpdateRatioLogger(every=1)", sgd,
             lambda: [kt.UpdateRatioLogger(log_dir, every=1, verbose=0)]),
     ]
@@ -212,6 +216,9 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--steps", type=int, default=100,
                         help="steps per timed epoch")
+    parser.add_argument("--epochs", type=int, default=1,
+                        help="epochs per timed fit (costs a callback pays "
+                             "at a fit's last epoch weigh 1/EPOCHS)")
     parser.add_argument("--only", metavar="TEXT",
                         help="time only the variants whose name contains TEXT "
                              "(plain fit always runs)")
@@ -222,7 +229,9 @@ def main(argv=None):
     suites = sorted(SUITES) if args.suite == "all" else [args.suite]
     raw = {}
     print(f"{harness.header()}, "
-          f"{args.rounds} rounds x {args.steps} steps, batch 128")
+          f"{args.rounds} rounds x "
+          f"{f'{args.epochs} epochs x ' if args.epochs > 1 else ''}"
+          f"{args.steps} steps, batch 128")
     log_dir = tempfile.mkdtemp(prefix="keras_trainopt_bench_")
     for model in models:
         input_shape = harness.MODELS[model][1]
@@ -240,6 +249,7 @@ def main(argv=None):
         results = harness.measure(
             variants, model=model, rounds=args.rounds, steps=args.steps,
             validation_steps=5 if "monitors" in suites else 0,
+            epochs=args.epochs,
         )
         raw[model] = results
         print()

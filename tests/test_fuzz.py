@@ -508,6 +508,7 @@ REGISTRY = {
             warn_fraction=reals(-0.1, 1.1, 0.0, 1.0),
             verbose=verbose(),
             model=optional(values(3, "model")),
+            max_overhead=optional(reals(-0.1, 1.1, 0.0, 1.0)),
         )
     ),
     "TrainingDoctor": Spec(
@@ -520,6 +521,7 @@ REGISTRY = {
             update_ratio_every=ints(-1, 5, 0, 1),
             verbose=verbose(),
             probe_model=optional(values(3, "model")),
+            probe_overhead=optional(reals(-0.1, 1.1, 0.0, 1.0)),
         )
     ),
     "UpdateRatioLogger": Spec(

@@ -68,3 +68,23 @@ def in_replica_context():
     import tensorflow as tf
 
     return tf.distribute.has_strategy() and not tf.distribute.in_cross_replica_context()
+
+
+def is_distributed(model):
+    """Whether `model` trains under a `tf.distribute` strategy or in JAX
+    processes of their own.
+
+    There, a decision that each worker takes from its own clock could differ
+    between them, and a probe that one runs and another skips would wait
+    forever on the collectives inside it: such decisions must not depend on
+    time.
+    """
+    if has_strategy(model):
+        return True
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return jax.process_count() > 1
+    return False

@@ -2,6 +2,7 @@
 
 import difflib
 import os
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -9,6 +10,7 @@ import keras
 
 from keras_trainopt._internal import callback_state
 from keras_trainopt._internal import console
+from keras_trainopt._internal import distribute
 from keras_trainopt._internal import layers as layer_paths
 from keras_trainopt._internal import validation
 from keras_trainopt.diagnostics import activations
@@ -64,6 +66,18 @@ class ActivationMonitor(callback_state.Restorable, keras.callbacks.Callback):
     probed layers come from one forward pass of the probe batch, in inference
     mode, once every `every_epochs` epochs (never per step).
 
+    With `max_overhead`, the probe also keeps its cost to that share of the
+    training time: a due probe is skipped while less than `cost /
+    max_overhead` seconds have passed since the end of the previous one
+    (`cost`: the fastest probe of this `fit`, the first call of a probe
+    model, which traces it, not counted). Short epochs are then probed less
+    often, long ones at every due epoch; the last epoch of a `fit` (or the
+    one at which training stops) is probed whenever a due probe was skipped
+    since the previous one, so `stats` ends on the final weights. Under a
+    `tf.distribute` strategy or in JAX processes of their own no due probe
+    is skipped: the workers must agree on which epochs they probe, and a
+    clock of their own would not.
+
     A subclassed model has no graph of layer outputs to read: it is refused
     at train begin, unless `model=` names a Sequential or functional model
     to probe instead (e.g. the functional backbone the subclassed model
@@ -101,6 +115,9 @@ class ActivationMonitor(callback_state.Restorable, keras.callbacks.Callback):
         verbose: 1 prints a warning for each saturated or dead layer.
         model: the Sequential or functional model to probe, `x` being its
             input; `None` (default) probes the model being trained.
+        max_overhead: the largest share of the training time the probes
+            may take (in (0, 1]), e.g. 0.01; `None` (default) probes at
+            every due epoch, whatever it costs.
 
     Attributes:
         stats: `{layer: {"mean", "std", "histogram", "saturated_fraction",
@@ -122,6 +139,7 @@ class ActivationMonitor(callback_state.Restorable, keras.callbacks.Callback):
         warn_fraction: float = 0.5,
         verbose: int = 1,
         model: keras.Model | None = None,
+        max_overhead: float | None = None,
     ) -> None:
         super().__init__()
         self.x = validation.check_inputs("x", x)
@@ -159,19 +177,30 @@ class ActivationMonitor(callback_state.Restorable, keras.callbacks.Callback):
             "warn_fraction", warn_fraction, low=0.0, high=1.0, low_open=True
         )
         self.verbose = validation.check_int("verbose", verbose, low=0)
+        self.max_overhead = validation.check_real(
+            "max_overhead", max_overhead, low=0.0, high=1.0, low_open=True,
+            allow_none=True,
+        )
         self.stats = {}
         self._probe = None
         self._probe_of = None
         self._probed_layers = []
         self._writer = None
+        self._calls = 0  # forward passes of the current probe model
+        self._budget = None  # the time budget of this fit, or None
+        # a due probe skipped since the last one ran: the fit's last epoch
+        # runs it (state: a resumed fit must end on the same probe)
+        self._pending = False
+        self._epoch = None  # the last epoch that ended in this fit
 
     def get_state(self) -> dict[str, Any]:
         """The latest statistics per layer, for a restart."""
-        return {"stats": self.stats}
+        return {"stats": self.stats, "pending": self._pending}
 
     def set_state(self, state: dict[str, Any]) -> None:
         """Restores what `get_state` returned."""
         self.stats = dict(state.get("stats", {}))
+        self._pending = bool(state.get("pending", False))
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         # The probe model is built once per model and reused by later fits.
@@ -182,6 +211,13 @@ class ActivationMonitor(callback_state.Restorable, keras.callbacks.Callback):
                 target, [path for path, _ in self._probed_layers]
             )
             self._probe_of = target
+            self._calls = 0
+        self._budget = (
+            None if self.max_overhead is None
+            or distribute.is_distributed(self.model)
+            else _TimeBudget(self.max_overhead)
+        )
+        self._epoch = None
         self._writer = tensorboard.open_run(self.log_dir, "monitors")
         if self._writer is not None:  # charts that cannot have data
             from keras_trainopt.reporting import layout
@@ -197,12 +233,34 @@ class ActivationMonitor(callback_state.Restorable, keras.callbacks.Callback):
     def on_epoch_end(
         self, epoch: int, logs: dict[str, Any] | None = None
     ) -> None:
+        self._epoch = epoch
         if (epoch + 1) % self.every_epochs == 0:
-            self.probe(step=epoch)
+            if self._budget is None or self._budget.allows():
+                self._timed_probe(epoch)
+                return
+            self._pending = True
+        last = (epoch + 1 >= (self.params or {}).get("epochs", epoch + 2)
+                or self.model.stop_training)
+        if self._pending and last:
+            self._timed_probe(epoch)
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        # Training stopped after this monitor's epoch end (e.g. by a
+        # callback later in the list) with a probe skipped since the last.
+        if self._pending:
+            last = (self._epoch if self._epoch is not None
+                    else max((self.params or {}).get("epochs", 1) - 1, 0))
+            self._timed_probe(last)
         tensorboard.close_run(self._writer)
         self._writer = None
+
+    def _timed_probe(self, epoch):
+        traces = self._calls == 0
+        start = time.monotonic()
+        self.probe(step=epoch)
+        if self._budget is not None:
+            self._budget.spent(time.monotonic() - start, counts=not traces)
+        self._pending = False
 
     def probe(self, step: int = 0) -> dict[str, dict[str, Any]]:
         """Runs the probe batch now; returns and stores `stats`."""
@@ -225,6 +283,7 @@ class ActivationMonitor(callback_state.Restorable, keras.callbacks.Callback):
         # A compiled forward pass (traced once per probe model), in inference
         # mode: about half the time of an eager call.
         outputs = self._probe.predict_on_batch(self.x)
+        self._calls += 1
         if not isinstance(outputs, (list, tuple)):
             outputs = [outputs]
         measured = {}
@@ -309,3 +368,22 @@ class ActivationMonitor(callback_state.Restorable, keras.callbacks.Callback):
                 "lower the learning rate, check the bias initialization, or "
                 "try LeakyReLU."
             )
+
+
+class _TimeBudget:
+    """Whether a probe fits in `share` of the time since the previous one."""
+
+    def __init__(self, share):
+        self.share = share
+        self.cost = None  # seconds of the fastest probe (traces excluded)
+        self.since = time.monotonic()  # the end of the previous probe
+
+    def allows(self):
+        return (self.cost is None
+                or self.share * (time.monotonic() - self.since) >= self.cost)
+
+    def spent(self, seconds, counts=True):
+        if counts:
+            self.cost = seconds if self.cost is None else min(self.cost,
+                                                              seconds)
+        self.since = time.monotonic()

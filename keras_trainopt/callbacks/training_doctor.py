@@ -79,6 +79,10 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
         probe_model: the Sequential or functional model `x_probe` feeds, for
             `ActivationMonitor(model=...)`; `None` probes the trained model
             (a subclassed one is refused at train begin).
+        probe_overhead: the largest share of the training time the
+            activation probe may take (`ActivationMonitor(max_overhead=...)`,
+            in (0, 1]): on epochs much shorter than a second some epochs go
+            unprobed, and the last one always is; `None` probes every epoch.
 
     Attributes:
         advice: list of `keras_trainopt.diagnostics.Advice`, worst first;
@@ -102,12 +106,15 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
         update_ratio_every: int = 100,
         verbose: int = 1,
         probe_model: keras.Model | None = None,
+        probe_overhead: float | None = 0.01,
     ) -> None:
         super().__init__()
         self.log_dir = validation.check_path("log_dir", log_dir, allow_none=True)
         # checked here: the monitors would name their own arguments
         validation.check_inputs("x_probe", x_probe, allow_none=True)
         validation.check_int("update_ratio_every", update_ratio_every, low=1)
+        validation.check_real("probe_overhead", probe_overhead, low=0.0,
+                              high=1.0, low_open=True, allow_none=True)
         self.verbose = validation.check_int("verbose", verbose, low=0)
         self.monitors = {
             "loss": LossMonitor(log_dir, every=every, verbose=0),
@@ -125,7 +132,8 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
             )
         if x_probe is not None:
             self.monitors["activations"] = ActivationMonitor(
-                x_probe, log_dir, verbose=0, model=probe_model
+                x_probe, log_dir, verbose=0, model=probe_model,
+                max_overhead=probe_overhead,
             )
         elif probe_model is not None:
             raise ValueError(

@@ -86,6 +86,79 @@ def test_every_epochs_and_verbose_warning(capsys):
     assert "units of layer hidden are dead" in capsys.readouterr().out
 
 
+class Counted(ActivationMonitor):
+    """Records the epoch of every probe."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.probes = []
+
+    def probe(self, step=0):
+        self.probes.append(step)
+        return super().probe(step)
+
+
+def _relu_model():
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([
+        keras.Input((10,)),
+        keras.layers.Dense(8, activation="relu", name="hidden"),
+        keras.layers.Dense(1, name="out"),
+    ])
+
+
+def test_max_overhead_skips_due_probes_and_probes_the_last_epoch(tmp_path):
+    # A share of 1e-6 lets a probe of a millisecond or more run once every
+    # quarter of an hour: after the traced first probe and the first timed
+    # one, every due probe is skipped but the last epoch's.
+    model = _relu_model()
+    monitor = fit(model, Counted(X, str(tmp_path), verbose=0,
+                                 max_overhead=1e-6), epochs=6)
+    assert monitor.probes == [0, 1, 5]
+    written = tb.scalars(str(tmp_path / "monitors"),
+                         "activations/hidden/dead_fraction")
+    assert [step for step, _ in written] == [0, 1, 5]
+    # `stats` ends on the final weights: the hidden layer's outputs in NumPy
+    kernel, bias = model.get_layer("hidden").get_weights()
+    outputs = np.maximum(X @ kernel + bias, 0.0)
+    assert monitor.stats["hidden"]["mean"] == pytest.approx(
+        outputs.mean(), abs=1e-5)
+    assert not monitor.get_state()["pending"]
+
+
+def test_max_overhead_none_probes_every_due_epoch():
+    monitor = fit(_relu_model(), Counted(X, verbose=0), epochs=4)
+    assert monitor.probes == [0, 1, 2, 3]
+
+
+def test_a_skipped_probe_runs_when_training_stops_early():
+    class StopAt(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 3:
+                self.model.stop_training = True
+
+    for stop_first in (True, False):  # before the monitor, or after it
+        model = _relu_model()
+        model.compile(keras.optimizers.SGD(1e-3), loss="mse")
+        monitor = Counted(X, verbose=0, max_overhead=1e-6)
+        callbacks = [StopAt(), monitor] if stop_first else [monitor, StopAt()]
+        model.fit(X, Y, epochs=9, callbacks=callbacks, verbose=0)
+        # seen at its epoch's end, or at train end, as epoch 3 either way
+        assert monitor.probes == [0, 1, 3]
+
+
+def test_a_skipped_probe_travels_in_the_state():
+    """A fit resumed after a skipped probe still ends on a probe."""
+    for pending, probes in ((True, [3]), (False, [])):
+        model = _relu_model()
+        model.compile(keras.optimizers.SGD(1e-3), loss="mse")
+        monitor = Counted(X, every_epochs=5, verbose=0, max_overhead=0.01)
+        monitor.set_state({"stats": {}, "pending": pending})
+        model.fit(X, Y, initial_epoch=2, epochs=4, callbacks=[monitor],
+                  verbose=0)  # no due epoch in 2..3
+        assert monitor.probes == probes
+
+
 def test_subclassed_model_cannot_be_probed():
     with pytest.raises(ValueError, match="cannot probe Net"):
         fit(Net(), ActivationMonitor(X, verbose=0))
@@ -106,6 +179,9 @@ def test_unknown_layer_names_are_listed():
         (dict(layers="dense"), TypeError, "layers"),
         (dict(saturation_tolerance=0.5), ValueError, "saturation_tolerance"),
         (dict(warn_fraction=0.0), ValueError, "warn_fraction"),
+        (dict(max_overhead=0.0), ValueError, "max_overhead"),
+        (dict(max_overhead=1.5), ValueError, "max_overhead"),
+        (dict(max_overhead="1%"), TypeError, "max_overhead"),
     ],
 )
 def test_bad_arguments(kwargs, error, name):

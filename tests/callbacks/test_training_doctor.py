@@ -125,6 +125,32 @@ def test_bad_arguments():
         TrainingDoctor(verbose=-1)
     with pytest.raises(ValueError, match="Received: update_ratio_every=0"):
         TrainingDoctor(update_ratio_every=0)
+    with pytest.raises(ValueError, match=r"`probe_overhead`.*=1\.5"):
+        TrainingDoctor(probe_overhead=1.5)
+    with pytest.raises(TypeError, match="`probe_overhead`"):
+        TrainingDoctor(probe_overhead="1%")
+
+
+@pytest.mark.parametrize("probe_overhead, epochs", [
+    (1e-6, [0, 5]),  # one probe in a quarter of an hour: the first, the last
+    (None, [0, 1, 2, 3, 4, 5]),
+])
+def test_probe_overhead_bounds_the_activation_probes(tmp_path, probe_overhead,
+                                                     epochs):
+    # The doctor's probe before the first update traces the probe model;
+    # epoch 0's is the first one timed.
+    model, x, y = classifier()
+    doctor = TrainingDoctor(str(tmp_path), x_probe=x[:32],
+                            probe_overhead=probe_overhead, verbose=0)
+    model.fit(x, y, validation_split=0.25, epochs=6, verbose=0,
+              callbacks=[doctor])
+    assert doctor.monitors["activations"].max_overhead == probe_overhead
+    run = str(tmp_path / "monitors")
+    means = [tag for tag in tb.tags(run)
+             if tag.startswith("activations/") and tag.endswith("/mean")]
+    assert len(means) == 2  # the two Dense layers
+    for tag in means:
+        assert [step for step, _ in tb.scalars(run, tag)] == epochs
 
 
 # -- found by fuzzing (issue 7) ------------------------------------------------

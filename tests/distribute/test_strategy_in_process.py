@@ -252,3 +252,25 @@ def test_mixed_precision_replica_paths_equal_the_plain_ones():
     for a, b in zip(theirs["ema"].averaged_weights(),
                     ours["ema"].averaged_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+
+
+def test_under_a_strategy_no_due_probe_is_skipped():
+    """Workers that skipped probes by their own clocks could disagree, and
+    the probe's forward pass would then wait on a worker that never runs
+    it: under a strategy `max_overhead` skips nothing."""
+    probes = {}
+    for label, strategy in (("plain", None),
+                            ("strategy", tf.distribute.OneDeviceStrategy(
+                                "/cpu:0"))):
+        model, x, y = model_and_data(strategy)
+        seen = probes[label] = []
+
+        class Counted(kt.ActivationMonitor):
+            def probe(self, step=0, _seen=seen):
+                _seen.append(step)
+                return super().probe(step)
+
+        model.fit(x, y, batch_size=8, epochs=5, verbose=0, callbacks=[
+            Counted(x, verbose=0, max_overhead=1e-6)])
+    assert probes["plain"] == [0, 1, 4]  # a probe per quarter hour at most
+    assert probes["strategy"] == [0, 1, 2, 3, 4]
