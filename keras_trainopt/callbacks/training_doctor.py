@@ -142,6 +142,13 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
             )
         for monitor in self.monitors.values():
             monitor._state_owner = self  # saved with the doctor's state
+        # The one hook that runs at every step goes only to the monitors
+        # that have it (the loss and the update ratios).
+        self._at_batch_begin = [
+            monitor for monitor in self.monitors.values()
+            if type(monitor).on_train_batch_begin
+            is not keras.callbacks.Callback.on_train_batch_begin
+        ]
         self.advice = []
         self._model_facts = {}
         self._inputs = None
@@ -243,7 +250,8 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
     def on_train_batch_begin(
         self, batch: int, logs: dict[str, Any] | None = None
     ) -> None:
-        self._forward("on_train_batch_begin", batch, logs)
+        for monitor in self._at_batch_begin:
+            monitor.on_train_batch_begin(batch, logs)
 
     def on_test_begin(self, logs: dict[str, Any] | None = None) -> None:
         self._forward("on_test_begin", logs)
