@@ -191,7 +191,7 @@ class ActivationMonitor(callback_state.Restorable, keras.callbacks.Callback):
         # a due probe skipped since the last one ran: the fit's last epoch
         # runs it (state: a resumed fit must end on the same probe)
         self._pending = False
-        self._epoch = None  # the last epoch that ended in this fit
+        self._ended_epoch = None  # the last epoch that ended in this fit
 
     def get_state(self) -> dict[str, Any]:
         """The latest statistics per layer, for a restart."""
@@ -217,7 +217,7 @@ class ActivationMonitor(callback_state.Restorable, keras.callbacks.Callback):
             or distribute.is_distributed(self.model)
             else _TimeBudget(self.max_overhead)
         )
-        self._epoch = None
+        self._ended_epoch = None
         self._writer = tensorboard.open_run(self.log_dir, "monitors")
         if self._writer is not None:  # charts that cannot have data
             from keras_trainopt.reporting import layout
@@ -233,7 +233,7 @@ class ActivationMonitor(callback_state.Restorable, keras.callbacks.Callback):
     def on_epoch_end(
         self, epoch: int, logs: dict[str, Any] | None = None
     ) -> None:
-        self._epoch = epoch
+        self._ended_epoch = epoch
         if (epoch + 1) % self.every_epochs == 0:
             if self._budget is None or self._budget.allows():
                 self._timed_probe(epoch)
@@ -245,10 +245,11 @@ class ActivationMonitor(callback_state.Restorable, keras.callbacks.Callback):
             self._timed_probe(epoch)
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
-        # Training stopped after this monitor's epoch end (e.g. by a
-        # callback later in the list) with a probe skipped since the last.
+        # A probe skipped since the last one, and training stopped after
+        # this monitor's epoch end (by a callback later in the list), or a
+        # resumed fit had no epoch left to run: probe the final weights.
         if self._pending:
-            last = (self._epoch if self._epoch is not None
+            last = (self._ended_epoch if self._ended_epoch is not None
                     else max((self.params or {}).get("epochs", 1) - 1, 0))
             self._timed_probe(last)
         tensorboard.close_run(self._writer)

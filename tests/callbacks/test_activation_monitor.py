@@ -157,6 +157,13 @@ def test_a_skipped_probe_travels_in_the_state():
         model.fit(X, Y, initial_epoch=2, epochs=4, callbacks=[monitor],
                   verbose=0)  # no due epoch in 2..3
         assert monitor.probes == probes
+    # resumed after its last epoch: no epoch runs, the probe at train end
+    model = _relu_model()
+    model.compile(keras.optimizers.SGD(1e-3), loss="mse")
+    monitor = Counted(X, verbose=0, max_overhead=0.01)
+    monitor.set_state({"stats": {}, "pending": True})
+    model.fit(X, Y, initial_epoch=4, epochs=4, callbacks=[monitor], verbose=0)
+    assert monitor.probes == [3]
 
 
 def test_subclassed_model_cannot_be_probed():
