@@ -28,9 +28,14 @@ applied update, so the host counts `t` (and keeps `m` and `r`), read from
 the variables once at each epoch's first step, and copies a due reading into
 the buffer in place (`torch_ops.write_row`), with no read of the device.
 
-The variables (the rows of `(total, count)`, of `t` and of the rate; `m`;
-`r`) are scratch state (`BackupAndRestore` leaves them out;
-a mid-epoch backup saves them through `get_state`). On JAX they are
+The buffer is three variables: the rows of `(total, count)`, the rows of
+the rate, and one of integers that holds the rows of `t` followed by `m` and
+`r`. On JAX each variable is one more array in and out of every step,
+about 2 us of a 1 ms `mlp128` step on a CPU (`benchmarks/state_arrays.py`),
+so the integers share one (the totals
+cannot share with the rate: under a strategy they are summed over the
+replicas). The variables are scratch state (`BackupAndRestore` leaves them
+out; a mid-epoch backup saves them through `get_state`). On JAX they are
 attached to the optimizer while installed, as `UpdateProbe`'s buffer.
 Under a `tf.distribute` strategy the totals are kept per replica and read
 as their sum, like the tracker's own; the others are the same on every
@@ -95,24 +100,22 @@ class LossBuffer(apply_hooks.ScratchStateOwner):
         # pass between two, and readings are `every` updates apart.
         self.capacity = math.ceil(
             (MAX_READ_SPAN + steps_per_execution) / every) + 1
+        # Where the mark `m` and the row count `r` sit in `_counters`,
+        # after the rows' steps.
+        self._mark_at = self.capacity
+        self._rows_at = self.capacity + 1
         add = optimizers.add_state_variable
         self._sums = add(
             model, shape=(self.capacity, 2), dtype="float32",
             name="loss_reading_sums", backed_up=False, per_replica_sum=True,
         )
-        self._steps = add(
-            model, shape=(self.capacity,), dtype="int32",
-            name="loss_reading_steps", backed_up=False,
-        )
         self._rates = add(
             model, shape=(self.capacity,), dtype="float32",
             name="loss_reading_rates", backed_up=False,
         )
-        self._mark = add(
-            model, dtype="int32", name="loss_reading_mark", backed_up=False,
-        )
-        self._rows = add(
-            model, dtype="int32", name="loss_reading_rows", backed_up=False,
+        self._counters = add(
+            model, shape=(self.capacity + 2,), dtype="int32",
+            name="loss_reading_counters", backed_up=False,
         )
         self._jax = backend.is_jax()
         self._eager = False  # set at install
@@ -129,34 +132,36 @@ class LossBuffer(apply_hooks.ScratchStateOwner):
 
     @property
     def variables(self):
-        return [self._sums, self._steps, self._rates, self._mark, self._rows]
+        return [self._sums, self._rates, self._counters]
 
     # -- inside the step -----------------------------------------------------
 
     def _with_reading(self, optimizer, step):
         """The variables' new values with a reading at `step`."""
-        rows = self._rows.value
+        counters = self._counters.value
+        rows = counters[self._rows_at]
         row = ops.mod(rows, self.capacity)
         total = ops.cast(self.tracker.total.value, "float32")
         count = ops.cast(self.tracker.count.value, "float32")
         rate = optimizer.learning_rate  # a schedule's value at `step`
         rate = ops.cast(getattr(rate, "value", rate), "float32")
+        counters = ops.slice_update(counters, (row,), ops.reshape(step, (1,)))
         return (
             ops.slice_update(
                 self._sums.value, (row, 0),
                 ops.reshape(ops.stack([total, count]), (1, 2)),
             ),
-            ops.slice_update(self._steps.value, (row,), ops.reshape(step, (1,))),
             ops.slice_update(self._rates.value, (row,), ops.reshape(rate, (1,))),
-            step,
-            rows + 1,
+            ops.slice_update(  # m = t, r += 1
+                counters, (self._mark_at,), ops.stack([step, rows + 1])),
         )
 
     def _record(self):
         """Writes a reading if one is due (a traced step)."""
         optimizer = optimizers.unwrap(self.model.optimizer)
         step = ops.cast(optimizer.iterations.value, "int32")
-        due = ops.greater_equal(step - self._mark.value, self.every)
+        mark = self._counters.value[self._mark_at]
+        due = ops.greater_equal(step - mark, self.every)
         variables = self.variables
         if backend.step_kind() == backend.FUNCTIONAL:
             # JAX, a tf.distribute replica: no assignment in a branch, and
@@ -190,22 +195,25 @@ class LossBuffer(apply_hooks.ScratchStateOwner):
     def _record_from_host(self):
         if self._host is None:  # the first step of an epoch, or a restore
             iterations = optimizers.unwrap(self.model.optimizer).iterations
-            self._host = [int(v) for v in training.read_live(
-                self.model, [iterations, self._mark, self._rows])]
+            applied, counters = training.read_live(
+                self.model, [iterations, self._counters])
+            self._host = [int(applied), int(counters[self._mark_at]),
+                          int(counters[self._rows_at])]
         applied, mark, rows = self._host
         if applied - mark < self.every:
             return
         optimizer = optimizers.unwrap(self.model.optimizer)
         rate = optimizer.learning_rate  # a schedule's value at `applied`
+        row = rows % self.capacity
         self._torch.write_row(
-            [self._sums.value, self._steps.value, self._rates.value],
-            rows % self.capacity,
-            [[self.tracker.total.value, self.tracker.count.value], applied,
+            [self._sums.value, self._rates.value], row,
+            [[self.tracker.total.value, self.tracker.count.value],
              getattr(rate, "value", rate)],
         )
         self._host[1:] = [applied, rows + 1]
-        self._torch.fill_([self._mark.value, self._rows.value],
-                          [applied, rows + 1])
+        self._torch.write_items(
+            self._counters.value, [row, self._mark_at, self._rows_at],
+            [applied, applied, rows + 1])
 
     # -- between steps -------------------------------------------------------
 
@@ -234,10 +242,10 @@ class LossBuffer(apply_hooks.ScratchStateOwner):
         """Empties the buffer; the next reading ends `every` updates after
         `step` (between steps, with the state synced)."""
         self._sums.assign(np.zeros(self._sums.shape, "float32"))
-        self._steps.assign(np.zeros(self._steps.shape, "int32"))
         self._rates.assign(np.zeros(self._rates.shape, "float32"))
-        self._mark.assign(np.array(step, "int32"))
-        self._rows.assign(np.array(0, "int32"))
+        counters = np.zeros(self._counters.shape, "int32")
+        counters[self._mark_at] = step
+        self._counters.assign(counters)
         self._delivered = step
         self._behind = None
         self.epoch_begins()
@@ -246,7 +254,9 @@ class LossBuffer(apply_hooks.ScratchStateOwner):
         """The host took a reading at `step` (an epoch's last span): the next
         one in the step ends `every` updates later. Between epochs."""
         training.sync_state(self.model)
-        self._mark.assign(np.array(step, "int32"))
+        counters = np.array(self._counters.numpy(), "int32")
+        counters[self._mark_at] = step
+        self._counters.assign(counters)
         self._host = None
         self._delivered = max(self._delivered, step)
 
@@ -282,7 +292,7 @@ class LossBuffer(apply_hooks.ScratchStateOwner):
         if steps_run is not None:
             self._read_steps = steps_run
         self._read_time = time.monotonic()
-        variables = [self._steps, self._sums, self._rates]
+        variables = [self._counters, self._sums, self._rates]
         behind, self._behind = self._behind, None
         found = [] if behind is None else [[np.asarray(v) for v in behind]]
         if self._jax and steps_run is not None:
@@ -290,7 +300,8 @@ class LossBuffer(apply_hooks.ScratchStateOwner):
         if self._behind is None:
             found.append(training.read_live(self.model, variables))
         readings = []
-        for steps, sums, rates in found:
+        for counters, sums, rates in found:
+            steps = counters[:self.capacity]
             new = [i for i in np.argsort(steps, kind="stable")
                    if steps[i] > self._delivered]
             if new:
@@ -323,8 +334,14 @@ class LossBuffer(apply_hooks.ScratchStateOwner):
         return backend.jax_ops().copies(live[id(v)] for v in variables)
 
     def get_state(self):
-        """The buffer and the newest step read (a mid-epoch backup)."""
-        values = training.read_live(self.model, self.variables)
+        """The buffer and the newest step read (a mid-epoch backup).
+
+        `"variables"` holds the rows of `(total, count)`, of `t` and of the
+        rate, then `m` and `r`.
+        """
+        sums, rates, counters = training.read_live(self.model, self.variables)
+        values = [sums, counters[:self.capacity], rates,
+                  counters[self._mark_at], counters[self._rows_at]]
         return {
             "variables": [value.tolist() for value in values],
             "delivered": self._delivered,
@@ -333,9 +350,10 @@ class LossBuffer(apply_hooks.ScratchStateOwner):
 
     def set_state(self, state):
         """Puts back what `get_state` returned (between steps, synced)."""
-        for variable, value in zip(self.variables, state["variables"],
-                                   strict=True):
-            variable.assign(np.asarray(value, variable.dtype))
+        sums, steps, rates, mark, rows = state["variables"]
+        self._sums.assign(np.asarray(sums, "float32"))
+        self._rates.assign(np.asarray(rates, "float32"))
+        self._counters.assign(np.asarray([*steps, mark, rows], "int32"))
         self._delivered = int(state["delivered"])
         self._behind = None
         self._host = None

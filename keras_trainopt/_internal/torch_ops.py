@@ -61,10 +61,11 @@ def write_row(buffers, row, values):
 
 
 @torch.no_grad()
-def fill_(tensors, values):
-    """Sets each tensor to a number, in place."""
-    for tensor, value in zip(tensors, values, strict=True):
-        tensor.fill_(value)
+def write_items(tensor, indices, values):
+    """`tensor[i] = value` for each pair of numbers, in place (no host read,
+    no copy from the host)."""
+    for index, value in zip(indices, values, strict=True):
+        tensor[index] = value
 
 
 @torch.no_grad()

@@ -2,6 +2,7 @@ import keras
 import numpy as np
 import pytest
 
+from keras_trainopt import LossMonitor
 from keras_trainopt._internal import loss_buffer
 
 
@@ -46,3 +47,31 @@ def test_the_buffer_holds_every_reading_between_two_reads(buffer):
     # the last read comes at most MAX_READ_SPAN + s - 1 steps after the
     # previous one; with a reading per update, all of them must fit
     assert buffer.capacity > loss_buffer.MAX_READ_SPAN
+
+
+class OptimizerStateSize(keras.callbacks.Callback):
+    """The number of optimizer variables at each epoch's end (in the step's
+    state on JAX)."""
+
+    def __init__(self):
+        super().__init__()
+        self.sizes = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.sizes.append(len(self.model.optimizer.variables))
+
+
+def test_the_buffer_adds_three_arrays_to_the_jax_train_state(tmp_path):
+    # Each array in and out of JAX's jitted step costs a few microseconds
+    # of every step: the buffer keeps its integers (the rows' steps, the
+    # mark, the row count) in one.
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(0.01), loss="mse")
+    x, y = np.zeros((32, 4)), np.zeros((32, 1))
+    plain, monitored = OptimizerStateSize(), OptimizerStateSize()
+    model.fit(x, y, batch_size=8, callbacks=[plain], verbose=0)
+    model.fit(x, y, batch_size=8, verbose=0, callbacks=[
+        LossMonitor(str(tmp_path), every=2, verbose=0), monitored])
+    added = monitored.sizes[0] - plain.sizes[0]
+    assert added == (3 if keras.backend.backend() == "jax" else 0)
+    assert len(model.optimizer.variables) == plain.sizes[0]  # detached after
