@@ -32,11 +32,11 @@ The buffer is three variables: the rows of `(total, count)`, the rows of
 the rate, and one of integers that holds the rows of `t` followed by `m` and
 `r`. On JAX each variable is one more array in and out of every step,
 about 2 us of a 1 ms `mlp128` step on a CPU (`benchmarks/state_arrays.py`),
-so the integers share one (the totals
-cannot share with the rate: under a strategy they are summed over the
-replicas). The variables are scratch state (`BackupAndRestore` leaves them
-out; a mid-epoch backup saves them through `get_state`). On JAX they are
-attached to the optimizer while installed, as `UpdateProbe`'s buffer.
+so the integers share one (the totals cannot share with the rate: under a
+strategy they are summed over the replicas). The variables are scratch
+state (`BackupAndRestore` leaves them out; a mid-epoch backup saves them
+through `get_state`). On JAX they are attached to the optimizer while
+installed, as `UpdateProbe`'s buffer.
 Under a `tf.distribute` strategy the totals are kept per replica and read
 as their sum, like the tracker's own; the others are the same on every
 replica.
