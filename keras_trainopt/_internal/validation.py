@@ -161,13 +161,33 @@ def check_path(name, value, *, allow_none=False, folder=True):
     return path
 
 
+def _is_extension_float(dtype):
+    """Whether `dtype` is a float type of `ml_dtypes` (e.g. bfloat16).
+
+    NumPy lists them as kind "V"; `ml_dtypes` (a dependency of Keras) knows
+    their ranges.
+    """
+    if dtype.kind != "V":
+        return False
+    import ml_dtypes
+
+    try:
+        ml_dtypes.finfo(dtype)
+    except ValueError:  # an integer type of ml_dtypes (int4), or a struct
+        return False
+    return True
+
+
 def check_floats(name, value, *, ndim=None, float64=True):
     """Returns `value` as a NumPy array of numbers (NaN and inf allowed).
 
     Refuses strings, `None`, complex numbers and anything NumPy cannot read
     as real numbers (`TypeError`), and arrays of another rank than `ndim`
     (`ValueError`). The array is float64, or with `float64=False` keeps a
-    real dtype it already has (a float16 activation stays float16).
+    real dtype it already has (a float16 activation stays float16); the
+    floats NumPy has only through `ml_dtypes` (bfloat16, as layers output
+    under the `mixed_bfloat16` policy, and the float8 types) become float32,
+    which holds each of their values exactly.
     """
     array = None
     if not isinstance(value, (str, bytes)) and value is not None:
@@ -177,6 +197,8 @@ def check_floats(name, value, *, ndim=None, float64=True):
                 if any(item is None for item in array.flat):
                     raise TypeError  # NumPy would read None as NaN
                 array = array.astype("float64")
+            elif _is_extension_float(array.dtype):
+                array = array.astype("float64" if float64 else "float32")
             elif array.dtype.kind not in "biuf":
                 array = None
             elif float64:

@@ -92,6 +92,24 @@ def test_check_floats():
         validation.check_floats("v", [[1.0]], ndim=1)
 
 
+def test_check_floats_reads_bfloat16_and_float8_exactly():
+    # before: TypeError for bfloat16 arrays (NumPy's kind "V"), so
+    # ActivationMonitor crashed under the `mixed_bfloat16` policy
+    import ml_dtypes
+
+    values = [1.0, -0.5, 3.140625, 448.0, -1e-3]
+    for dtype in (ml_dtypes.bfloat16, ml_dtypes.float8_e4m3fn):
+        stored = np.array(values, dtype=dtype)
+        want = [float(v) for v in stored]  # each value as Python reads it
+        got = validation.check_floats("v", stored, float64=False)
+        assert got.dtype == np.float32 and got.tolist() == want
+        assert validation.check_floats("v", stored).dtype == np.float64
+    for bad in (np.zeros(2, ml_dtypes.int4), np.zeros(2, [("a", "f4")]),
+                np.zeros(2, "V8")):
+        with pytest.raises(TypeError, match=r"`v` must be an array"):
+            validation.check_floats("v", bad)
+
+
 def test_check_mapping_and_inputs():
     assert validation.check_mapping("m", {}) == {}
     with pytest.raises(TypeError, match=r"`m` must be a dict"):

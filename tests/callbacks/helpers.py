@@ -1,8 +1,21 @@
 """Small models and a recorder shared by the callback tests."""
 
+import contextlib
+
 import keras
 import numpy as np
 import pytest
+
+
+@contextlib.contextmanager
+def global_policy(name):
+    """Keras' global dtype policy set to `name` (e.g. "mixed_float16") inside."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
 
 
 def tiny_model(optimizer=None, seed=0):

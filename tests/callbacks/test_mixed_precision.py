@@ -47,6 +47,7 @@ from keras_trainopt import TrainingDoctor
 from keras_trainopt import UpdateRatioLogger
 from keras_trainopt import find_learning_rate
 from keras_trainopt import nesterov_sgd
+from tests.callbacks.helpers import global_policy
 
 LR0 = 0.05
 BATCH = 4
@@ -65,10 +66,8 @@ KINDS_FAST = ("auto", pytest.param("explicit", marks=pytest.mark.slow))
 
 @pytest.fixture
 def mixed_float16():
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy("mixed_float16")
-    yield
-    keras.mixed_precision.set_global_policy(previous)
+    with global_policy("mixed_float16"):
+        yield
 
 
 def spiky_mse(y_true, y_pred):
