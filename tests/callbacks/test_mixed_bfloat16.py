@@ -13,6 +13,10 @@ import numpy as np
 import pytest
 
 from keras_trainopt import ActivationMonitor
+from keras_trainopt import BackupAndRestore
+from keras_trainopt import CheckpointEnsemble
+from keras_trainopt import ExponentialMovingAverage
+from keras_trainopt import StepDecay
 from keras_trainopt import TrainingDoctor
 from tests.callbacks.helpers import global_policy
 
@@ -87,3 +91,26 @@ def test_the_doctor_runs_and_finds_the_dead_layer(mixed_bfloat16):
     ratios = doctor.monitors["update_ratio"].layer_ratios
     assert set(ratios) == {"relu", "dead", "tanh", "logits"}
     assert "dead" in " ".join(a.message for a in doctor.advice)
+
+
+def test_the_callbacks_combined(mixed_bfloat16, tmp_path):
+    # a decay, an average, checkpoints, the doctor and backups in one fit:
+    # the weights and what the callbacks keep of them stay float32
+    x, y = _data()
+    model = _model()
+    ema = ExponentialMovingAverage(0.9, every=1, apply_at_end=False)
+    checkpoints = CheckpointEnsemble(every=1, keep=2)
+    doctor = TrainingDoctor(str(tmp_path / "tb"), x[:64], metric="loss",
+                            verbose=0)
+    model.fit(x, y, validation_split=0.25, epochs=3, batch_size=32, verbose=0,
+              callbacks=[StepDecay(factor=0.5, every=1), ema, checkpoints,
+                         doctor, BackupAndRestore(str(tmp_path / "backup"))])
+    rate = keras.ops.convert_to_numpy(model.optimizer.learning_rate)
+    assert float(rate) == pytest.approx(0.01 * 0.5**2)  # the third epoch's
+    averaged = ema.averaged_weights()
+    assert [np.asarray(w).dtype for w in averaged] == ["float32"] * len(averaged)
+    assert all(np.all(np.isfinite(w)) for w in averaged)
+    assert len(checkpoints.snapshots) == 2
+    assert {w.dtype for snap in checkpoints.snapshots for w in snap} == {
+        np.dtype("float32")}
+    assert doctor.advice
