@@ -353,7 +353,8 @@ class HookOwner:
         optimizer's count, read once per epoch, and the batch index, in a
         traced step (JAX, TensorFlow; PyTorch's eager step decides on the
         host anyway, a compiled one keeps the hook), without loss scaling
-        (the host cannot foresee which updates are skipped) and without a
+        (the host cannot foresee which updates are skipped), without
+        gradient accumulation (a batch is not an update) and without a
         `tf.distribute` strategy (the two functions hold collectives of
         their own, which every worker must run alike).
         """
@@ -362,6 +363,7 @@ class HookOwner:
             not backend.is_torch()
             and not distribute.has_strategy(model)
             and optimizers.unwrap(optimizer) is optimizer
+            and optimizers.accumulation_steps(optimizer) == 1
         )
 
     def swap_hook(self, hook):

@@ -120,8 +120,9 @@ class LossBuffer(apply_hooks.ScratchStateOwner):
         self._jax = backend.is_jax()
         self._eager = False  # set at install
         self._torch = None  # PyTorch's in-place kernels, when eager
-        # PyTorch's eager step: [updates applied, mark, rows] on the host
+        # PyTorch's eager step: [`apply` calls, mark, rows] on the host
         self._host = None
+        self._accumulation = 1  # batches per update, set at install
         self._hook = apply_hooks.Hook(after_step=self._record)
         self._eager_hook = apply_hooks.Hook(
             after=self._count_update, after_step=self._record_from_host)
@@ -159,7 +160,7 @@ class LossBuffer(apply_hooks.ScratchStateOwner):
     def _record(self):
         """Writes a reading if one is due (a traced step)."""
         optimizer = optimizers.unwrap(self.model.optimizer)
-        step = ops.cast(optimizer.iterations.value, "int32")
+        step = ops.cast(optimizers.updates_in_step(optimizer), "int32")
         mark = self._counters.value[self._mark_at]
         due = ops.greater_equal(step - mark, self.every)
         variables = self.variables
@@ -194,12 +195,15 @@ class LossBuffer(apply_hooks.ScratchStateOwner):
 
     def _record_from_host(self):
         if self._host is None:  # the first step of an epoch, or a restore
-            iterations = optimizers.unwrap(self.model.optimizer).iterations
-            applied, counters = training.read_live(
-                self.model, [iterations, self._counters])
-            self._host = [int(applied), int(counters[self._mark_at]),
+            applies, counters = training.read_live(
+                self.model, [optimizers.apply_counter(self.model.optimizer),
+                             self._counters])
+            self._host = [int(applies), int(counters[self._mark_at]),
                           int(counters[self._rows_at])]
-        applied, mark, rows = self._host
+        applies, mark, rows = self._host
+        # the updates applied: fewer than the `apply` calls under gradient
+        # accumulation
+        applied = applies // self._accumulation
         if applied - mark < self.every:
             return
         optimizer = optimizers.unwrap(self.model.optimizer)
@@ -227,6 +231,7 @@ class LossBuffer(apply_hooks.ScratchStateOwner):
         self.remove_hook()  # left over by a `fit` that raised
         self._eager = backend.runs_step_eagerly(self.model)
         self._torch = backend.torch_ops() if self._eager else None
+        self._accumulation = optimizers.accumulation_steps(self.model.optimizer)
         step = optimizers.get_iterations(self.model.optimizer)
         self.restart(step)
         self.install_scratch_hook(

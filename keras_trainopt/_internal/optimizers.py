@@ -128,9 +128,10 @@ def warn_other_optimizers(model, caller, way_out):
     )
 
 
-def warn_if_no_update(model, caller, iterations_before):
-    """Warns when `model.optimizer` made no update since `iterations_before`."""
-    if get_iterations(model.optimizer) != iterations_before:
+def warn_if_no_update(model, caller, applies_before):
+    """Warns when `model.optimizer` never ran since `applies_before`
+    (`get_applies`)."""
+    if get_applies(model.optimizer) != applies_before:
         return False
     warnings.warn(
         f"{caller}: `model.optimizer` made no update in the first epoch, so "
@@ -201,54 +202,134 @@ class StepRate:
     def __init__(self, model, schedule):
         self._model = model
         self._schedule = schedule
-        self._host_step = None
+        self._host_applies = None  # `apply` calls, counted when eager
+        self._accumulation = 1  # batches per update
 
     def start(self):
         """Between steps (each epoch begin): the rate of the next update."""
+        self._accumulation = accumulation_steps(self._model.optimizer)
         if backend.runs_step_eagerly(self._model):
-            self._host_step = get_iterations(self._model.optimizer)
+            self._host_applies = get_applies(self._model.optimizer)
             self._assign_on_host()
         else:
-            self._host_step = None
+            self._host_applies = None
             self._assign_from_iterations()
 
     def after_update(self):
-        """Inside the step, after an applied update: the next one's rate."""
-        if self._host_step is None:
+        """Inside the step, after `apply`: the next update's rate (the same
+        until an update is applied, under gradient accumulation)."""
+        if self._host_applies is None:
             self._assign_from_iterations()
         else:
-            self._host_step += 1
-            self._assign_on_host()
+            self._host_applies += 1
+            if self._host_applies % self._accumulation == 0:
+                self._assign_on_host()
 
     def _assign_from_iterations(self):
         optimizer = self._model.optimizer
         assign_learning_rate_in_step(
-            optimizer, self._schedule(unwrap(optimizer).iterations)
+            optimizer, self._schedule(updates_in_step(optimizer))
         )
 
     def _assign_on_host(self):
-        set_learning_rate(
-            self._model.optimizer, self._schedule.value(self._host_step)
-        )
+        step = self._host_applies // self._accumulation
+        set_learning_rate(self._model.optimizer, self._schedule.value(step))
 
 
 def step_variables(optimizer):
     """The variables that `get_iterations` and `get_learning_rate` read.
 
-    The step count, and the learning-rate variable unless the rate is a
-    schedule (a schedule is computed from the step count).
+    The count of `apply` calls (`apply_counter`), and the learning-rate
+    variable unless the rate is a schedule (a schedule is computed from that
+    count).
     """
     rate = learning_rate_variable(optimizer)
-    return [unwrap(optimizer).iterations] + ([rate] if rate is not None else [])
+    return [apply_counter(optimizer)] + ([rate] if rate is not None else [])
 
 
 def get_iterations(optimizer):
-    """Updates applied so far, as a Python int.
+    """Updates applied so far, as a Python int (Keras' `iterations`).
 
     Read from the optimizer that owns the learning rate, so loss-scaled steps
-    skipped for non-finite gradients are not counted.
+    skipped for non-finite gradients are not counted; under gradient
+    accumulation, the updates, not the batches (`accumulation_steps`).
     """
-    return int(np.asarray(ops.convert_to_numpy(unwrap(optimizer).iterations.value)))
+    return updates_from_applies(optimizer, get_applies(optimizer))
+
+
+def get_applies(optimizer):
+    """The optimizer's `apply` calls so far, as a Python int (`apply_counter`)."""
+    return int(np.asarray(ops.convert_to_numpy(apply_counter(optimizer).value)))
+
+
+# -- gradient accumulation ----------------------------------------------------
+#
+# With `gradient_accumulation_steps=k` (Keras 3) the optimizer's `apply` runs
+# at every batch but changes the weights at every k-th one only, with the
+# mean of the k batches' gradients. Keras' `iterations` then counts those
+# updates (`_iterations // k`, a tensor, no longer a variable), and the
+# variable `_iterations` the `apply` calls. Every count of "updates" in this
+# package is Keras' `iterations`; what runs after `apply` in the step acts
+# only where it changed the weights (`applied_in_step`), and what counts on
+# the host counts the `apply` calls and divides.
+
+
+def accumulation_steps(optimizer):
+    """Batches per update: the optimizer's `gradient_accumulation_steps`, or 1."""
+    return int(getattr(unwrap(optimizer), "gradient_accumulation_steps", None)
+               or 1)
+
+
+def apply_counter(optimizer):
+    """The variable that counts the optimizer's `apply` calls.
+
+    The updates, or under gradient accumulation the batches (Keras'
+    `_iterations`, which its learning-rate schedules read too).
+    """
+    inner = unwrap(optimizer)
+    counter = getattr(inner, "_iterations", None)
+    return counter if isinstance(counter, keras.Variable) else inner.iterations
+
+
+def updates_from_applies(optimizer, applies):
+    """The updates applied after `applies` calls of `apply` (Python ints)."""
+    return applies // accumulation_steps(optimizer)
+
+
+def updates_in_step(optimizer):
+    """Inside the step: the updates applied so far (`iterations`), a tensor."""
+    iterations = unwrap(optimizer).iterations
+    return getattr(iterations, "value", iterations)
+
+
+def applied_in_step(optimizer):
+    """Inside the step, after `apply`: whether it changed the weights.
+
+    A boolean tensor under gradient accumulation (true at every k-th
+    batch); `None` otherwise, where every `apply` updates.
+    """
+    steps = accumulation_steps(optimizer)
+    if steps == 1:
+        return None
+    return ops.equal(ops.mod(apply_counter(optimizer).value, steps), 0)
+
+
+def applies_in_step(optimizer):
+    """Inside the step, before `apply`: whether it will change the weights
+    (as `applied_in_step`)."""
+    steps = accumulation_steps(optimizer)
+    if steps == 1:
+        return None
+    return ops.equal(ops.mod(apply_counter(optimizer).value + 1, steps), 0)
+
+
+def both(first, second):
+    """`first and second` of two boolean tensors, either `None` for true."""
+    if first is None:
+        return second
+    if second is None:
+        return first
+    return ops.logical_and(first, second)
 
 
 def loss_scale(optimizer):

@@ -211,8 +211,16 @@ def applied_updates(model):
     interest may have happened (the updates applied never exceed the steps
     run).
     """
-    iterations = optimizers.unwrap(model.optimizer).iterations
-    return int(read_live(model, [iterations])[0])
+    return optimizers.updates_from_applies(model.optimizer,
+                                           applied_calls(model))
+
+
+def applied_calls(model):
+    """The optimizer's `apply` calls so far, read like `applied_updates`: the
+    updates, or under gradient accumulation the batches
+    (`optimizers.apply_counter`)."""
+    counter = optimizers.apply_counter(model.optimizer)
+    return int(read_live(model, [counter])[0])
 
 
 def copy_weights(model):

@@ -122,7 +122,8 @@ class UpdateProbe(apply_hooks.ScratchStateOwner):
         self._switches = False  # set at install
         self._delivered = 0  # the step of the newest measurement read
         self._eager = False  # set at install
-        self._applied = 0  # updates applied, counted on the host when eager
+        self._applies = 0  # `apply` calls, counted on the host when eager
+        self._accumulation = 1  # batches per update, set at install
 
     # -- inside the step -----------------------------------------------------
 
@@ -144,14 +145,17 @@ class UpdateProbe(apply_hooks.ScratchStateOwner):
 
         `t`, the number of updates applied before this one, decides.
         """
-        return ops.equal(ops.mod(optimizer.iterations, self.every), 0)
+        return optimizers.both(
+            ops.equal(ops.mod(optimizers.updates_in_step(optimizer),
+                              self.every), 0),
+            optimizers.applies_in_step(optimizer))
 
     def _with_measurement(self, optimizer, before, after):
         """The two buffers with the measurement of the update just applied.
 
         Read after the update, `iterations` is `t + 1`.
         """
-        step = ops.cast(optimizer.iterations, "int32")
+        step = ops.cast(optimizers.updates_in_step(optimizer), "int32")
         row = ops.mod(ops.floor_divide(step - 1, self.every), self.capacity)
         ratios = ops.cast(self._ratios_of(before, after), "float32")
         return (
@@ -186,11 +190,14 @@ class UpdateProbe(apply_hooks.ScratchStateOwner):
                 return ops.convert_to_tensor(False)
 
             if self._eager:
-                # PyTorch's eager step calls `apply` once per applied update,
-                # so the host knows whether this one is measured: no read of
-                # `iterations` (on a GPU, a sync at every step).
-                due = self._applied % self.every == 0
-                self._applied += 1
+                # PyTorch's eager step calls `apply` once per step, so the
+                # host knows whether this one is measured: no read of
+                # `iterations` (on a GPU, a sync at every step). Under
+                # gradient accumulation every k-th call updates.
+                k = self._accumulation
+                due = ((self._applies + 1) % k == 0
+                       and self._applies // k % self.every == 0)
+                self._applies += 1
                 measured() if due else plain()
                 return
             ops.cond(self._due(optimizer), measured, plain)
@@ -231,8 +238,9 @@ class UpdateProbe(apply_hooks.ScratchStateOwner):
         self._steps.assign(np.zeros(self._steps.shape, "int32"))
         self._delivered = 0
         self._eager = backend.runs_step_eagerly(self.model)
+        self._accumulation = optimizers.accumulation_steps(self.model.optimizer)
         self._switches = self.host_picks_function(self.model)
-        self.count_from(optimizers.get_iterations(self.model.optimizer))
+        self.count_from(optimizers.get_applies(self.model.optimizer))
         self.install_scratch_hook(self._hook, fit=fit)
 
     @property
@@ -272,10 +280,11 @@ class UpdateProbe(apply_hooks.ScratchStateOwner):
         """Whether the step counts the updates on the host (`count_from`)."""
         return self._eager
 
-    def count_from(self, applied):
-        """Between steps: `applied` updates are done (a restore may change
-        it). An eager PyTorch step counts on from there on the host."""
-        self._applied = int(applied)
+    def count_from(self, applies):
+        """Between steps: the optimizer's `apply` ran `applies` times
+        (`training.applied_calls`; a restore may change it). An eager
+        PyTorch step counts on from there on the host."""
+        self._applies = int(applies)
 
     def uninstall(self):
         """Stops measuring."""

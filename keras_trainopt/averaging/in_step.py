@@ -91,7 +91,8 @@ class InStepAverage:
         self._saved = None  # the raw weights (device tensors) while swapped
         self._tf_swap = None  # TensorFlow: the two swap functions
         self._eager = False  # PyTorch's eager step: counts on the host
-        self._host = None  # then [applied, num_averaged, num_skipped]
+        self._host = None  # then [`apply` calls, num_averaged, num_skipped]
+        self._accumulation = 1  # and the batches per update
         self._tensors = None  # and the variables' tensors, for the epoch
 
     @property
@@ -127,18 +128,21 @@ class InStepAverage:
         self._tensors = None
 
     def count_update(self):
-        """In the hook after an update, when `counts_on_host`: the updates
-        applied so far, this one included."""
+        """In the hook after `apply`, when `counts_on_host`: the updates
+        applied so far, this one included; `None` when this `apply` changed
+        no weight (under gradient accumulation, all but every k-th)."""
         if self._host is None:  # once per epoch: a device read
-            applied = optimizers.get_iterations(self.model.optimizer)
-            self._host = [applied, *self.counts()]
+            optimizer = self.model.optimizer
+            self._accumulation = optimizers.accumulation_steps(optimizer)
+            self._host = [optimizers.get_applies(optimizer), *self.counts()]
             # PyTorch's variables keep their tensor (`assign` copies into
             # it): taken once, not through `.value` at every update (about
             # 0.1 ms for a dozen variables)
             self._tensors = self._torch_tensors()
         else:
             self._host[0] += 1
-        return self._host[0]
+        applies, steps = self._host[0], self._accumulation
+        return None if applies % steps else applies // steps
 
     def _torch_tensors(self):
         """The weights', averages' and counts' tensors (PyTorch)."""

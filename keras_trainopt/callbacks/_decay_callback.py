@@ -110,7 +110,7 @@ class DecayCallback(
         self._hook = apply_hooks.Hook(after=self._after_update)
         # made at train begin
         self._step_rate: optimizers.StepRate | None = None
-        self._iterations_at_begin: int | None = None
+        self._applies_at_begin: int | None = None
 
     # -- the curve ---------------------------------------------------------
 
@@ -240,9 +240,9 @@ class DecayCallback(
             f"`keras.optimizers.Adam({type(self).__name__}(...).to_schedule("
             "steps_per_epoch=...))`.",
         )
-        self._iterations_at_begin = optimizers.get_iterations(
-            self.model.optimizer
-        )
+        # `apply` calls, not updates: under gradient accumulation an epoch
+        # shorter than `gradient_accumulation_steps` batches updates nothing
+        self._applies_at_begin = optimizers.get_applies(self.model.optimizer)
         self._step_rate = optimizers.StepRate(
             training.unsynced_model(self), self._schedule
         )
@@ -276,12 +276,12 @@ class DecayCallback(
     def on_epoch_end(
         self, epoch: int, logs: dict[str, Any] | None = None
     ) -> None:
-        if self._iterations_at_begin is not None:
-            # once per fit: did model.optimizer make any update at all?
+        if self._applies_at_begin is not None:
+            # once per fit: did model.optimizer run at all?
             optimizers.warn_if_no_update(
-                self.model, type(self).__name__, self._iterations_at_begin
+                self.model, type(self).__name__, self._applies_at_begin
             )
-            self._iterations_at_begin = None
+            self._applies_at_begin = None
         rate = optimizers.get_learning_rate(self.model.optimizer)
         if logs is not None:
             logs["learning_rate"] = rate

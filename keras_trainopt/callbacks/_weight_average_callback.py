@@ -218,10 +218,13 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
     def _update_in_step(self):
         state = self._state
         if state.counts_on_host:  # PyTorch's eager step: no device read
-            state.update(self._due_on_host(state.count_update()))
+            applied = state.count_update()  # None: no update (accumulating)
+            state.update(applied is not None and self._due_on_host(applied))
             return
-        iterations = optimizers.unwrap(state.model.optimizer).iterations
-        state.update(self._due(iterations))
+        optimizer = optimizers.unwrap(state.model.optimizer)
+        state.update(optimizers.both(
+            self._due(optimizers.updates_in_step(optimizer)),
+            optimizers.applied_in_step(optimizer)))
 
     # -- swapping the average in and out -------------------------------------
 

@@ -203,6 +203,7 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
         self._last_step = 0
         self._good_weights = None
         self._restore_due = False
+        self._restored = False  # set_state since the last epoch began
 
     # -- state ---------------------------------------------------------------
 
@@ -243,6 +244,7 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
         self._best = state.get("best", math.inf)
         self._good_weights = state.get("good_weights")
         self._written = len(self.steps)
+        self._restored = True
 
     def get_epoch_state(self) -> dict[str, Any]:
         """The epoch's reading position, for a mid-epoch backup."""
@@ -313,6 +315,17 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
     ) -> None:
         self._reader.reset()
         self._buffer.epoch_begins()
+        if self._restored:
+            # Restored at an epoch's boundary, maybe after this monitor's
+            # train begin (`BackupAndRestore` later in the callbacks): the
+            # next reading ends `every` updates after the restored count,
+            # as in the run that was interrupted, not after the count
+            # before the restore. (A mid-epoch restore puts the buffer's
+            # own state back after this, `set_epoch_state`.)
+            self._restored = False
+            self._last_step = training.applied_updates(
+                training.unsynced_model(self))
+            self._buffer.restart(self._last_step)
         self._epoch_read = False
         if self.restore_weights and self._looks_healthy():
             self._good_weights = training.copy_weights(self.model)

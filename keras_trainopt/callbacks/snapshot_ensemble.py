@@ -134,12 +134,17 @@ class SnapshotEnsemble(apply_hooks.HookOwner, SnapshotCallback):
                 "know for this data. Pass `steps_per_epoch` to `fit`. "
                 f"Received: steps={steps!r}"
             )
-        self.total_steps = int(epochs) * int(steps)
+        # the updates of the run: under gradient accumulation, one per
+        # `gradient_accumulation_steps` batches
+        accumulation = optimizers.accumulation_steps(self.model.optimizer)
+        self.total_steps = int(epochs) * int(steps) // accumulation
         if self.cycles > self.total_steps:
+            per_update = (f" / {accumulation} batches per update"
+                          if accumulation > 1 else "")
             raise ValueError(
-                f"`cycles` must be at most the number of training steps "
-                f"({self.total_steps} = {epochs} epochs x {steps} steps). "
-                f"Received: cycles={self.cycles}"
+                f"`cycles` must be at most the number of training updates "
+                f"({self.total_steps} = {epochs} epochs x {steps} "
+                f"steps{per_update}). Received: cycles={self.cycles}"
             )
         self.cycle_steps = math.ceil(self.total_steps / self.cycles)
         rate = self.initial_learning_rate or self._rate_at_set_model

@@ -223,10 +223,15 @@ class StochasticWeightAveraging(WeightAverageCallback):
             self._epoch_steps.assign(-1)
             self._averaging = False
             return
-        steps = int(self.params["steps"])  # known: `_check_before_fit`
-        start = optimizers.get_iterations(self.model.optimizer)
+        batches = int(self.params["steps"])  # known: `_check_before_fit`
+        optimizer = self.model.optimizer
+        applies = optimizers.get_applies(optimizer)
+        start = optimizers.updates_from_applies(optimizer, applies)
+        # the updates of this epoch: its batches, or fewer under gradient
+        # accumulation (the epoch then ends after its last update)
+        end = optimizers.updates_from_applies(optimizer, applies + batches)
         self._epoch_start.assign(start)
-        self._epoch_steps.assign(steps)
+        self._epoch_steps.assign(end - start)
         self._averaging = True
         self._epoch_finished = False
 

@@ -234,8 +234,10 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
         # a device read, which happens only when the probe says so.
         if self._count_due:
             self._count_due = False
-            applied = training.applied_updates(training.unsynced_model(self))
-            self._probe.count_from(applied)
+            model = training.unsynced_model(self)
+            applies = training.applied_calls(model)
+            self._probe.count_from(applies)
+            applied = optimizers.updates_from_applies(model.optimizer, applies)
             self._first_update = applied - batch  # the update of batch 0
             if self._probe.switches:
                 self._probe.prepare()

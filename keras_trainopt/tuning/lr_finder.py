@@ -144,7 +144,10 @@ def find_learning_rate(
     Under mixed precision, a step whose update `LossScaleOptimizer` skips
     (non-finite gradients; it halves its loss scale) is run again at the
     same rate on the same batch, so every rate tried makes exactly one
-    update; after 32 skips in a row the sweep stops as diverged.
+    update; after 32 skips in a row the sweep stops as diverged. Under
+    gradient accumulation (`gradient_accumulation_steps=k` in the
+    optimizer) each rate trains on `k` batches, one update, and its loss is
+    their mean.
 
     The model is left as it was: its variables (weights, BatchNorm
     statistics, the layers' seed generators), the optimizer's variables and
@@ -300,23 +303,38 @@ def _sweep(
     threshold: float,
     seed: int | None,
 ) -> tuple[list[float], list[float], list[float], bool]:
-    order = np.random.default_rng(0 if seed is None else seed).permutation(n)
     batches_per_pass = n // batch_size
+    order = None
     smoother = loss_curve.RunningSmooth(beta=smoothing)
     tried, losses, smoothed = [], [], []
     best = math.inf
-    for i, rate in enumerate(rates):
-        if i % batches_per_pass == 0 and i:
-            order = np.random.default_rng(
-                (0 if seed is None else seed) + i
-            ).permutation(n)
-        start = (i % batches_per_pass) * batch_size
-        index = order[start:start + batch_size]
+    # Under gradient accumulation an update takes `k` batches: each rate
+    # trains until one update is applied (the first, until the optimizer's
+    # next), and its loss is the mean over those batches, all on the
+    # weights before it.
+    k = optimizers.accumulation_steps(model.optimizer)
+    applies = optimizers.get_applies(model.optimizer)
+    batch = 0
+    for rate in rates:
         optimizers.set_learning_rate(model.optimizer, rate)
-        loss, applied = _train_step(
-            model,
-            arrays.take(x, index), None if y is None else arrays.take(y, index),
-        )
+        batch_losses, applied = [], True
+        for _ in range(k - applies % k):
+            if batch % batches_per_pass == 0:  # a new pass, reshuffled
+                order = np.random.default_rng(
+                    (0 if seed is None else seed) + batch
+                ).permutation(n)
+            start = (batch % batches_per_pass) * batch_size
+            index = order[start:start + batch_size]
+            batch += 1
+            loss, applied = _train_step(
+                model, arrays.take(x, index),
+                None if y is None else arrays.take(y, index),
+            )
+            batch_losses.append(loss)
+            applies += 1
+            if not applied:
+                break
+        loss = float(np.mean(batch_losses))
         tried.append(rate)
         losses.append(loss)
         value = smoother.update(loss) if math.isfinite(loss) else math.inf

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+from keras_trainopt import BackupAndRestore
 from keras_trainopt import LossMonitor
 from keras_trainopt._internal import loss_buffer
 from keras_trainopt.diagnostics import loss_curve
@@ -393,3 +394,31 @@ class BatchCounter(keras.callbacks.Callback):
 
     def on_train_batch_begin(self, batch, logs=None):
         self.batches += 1
+
+
+def test_readings_resume_at_the_same_steps_after_an_epoch_backup(tmp_path):
+    # BackupAndRestore after the monitor restores the step count after the
+    # monitor's train begin; the next reading still ends `every` updates
+    # after the restored count (it came 1 update after it)
+    x, y = linear_problem(n=72)  # 9 steps an epoch: readings at 5, 9, 14
+
+    class StopAt(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                raise KeyboardInterrupt
+
+    def train(folder, stop=False):
+        model = linear_model(0.05)
+        monitor = LossMonitor(every=5, verbose=0)
+        backup = BackupAndRestore(folder)
+        model.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0,
+                  callbacks=[monitor, backup, *([StopAt()] if stop else [])])
+        return monitor
+
+    plain = train(tmp_path / "plain")
+    with pytest.raises(KeyboardInterrupt):
+        train(tmp_path / "stopped", stop=True)
+    resumed = train(tmp_path / "stopped")
+    assert plain.steps == [5, 9, 14, 18, 23, 27]
+    assert resumed.steps == plain.steps
+    np.testing.assert_allclose(resumed.losses, plain.losses, rtol=1e-5)

@@ -283,3 +283,19 @@ def test_rates_beyond_float32_are_refused_by_name(kwargs, name):
     x = np.zeros((8, 4), "float32")
     with pytest.raises(ValueError, match=rf"`{name}` must be"):
         find_learning_rate(model, x, x[:, :1], **kwargs)
+
+
+def test_under_gradient_accumulation_each_rate_makes_one_update():
+    # k batches of 8 make one update with their mean gradient: the update,
+    # and the mean loss, of one batch of 8k without accumulation (one pass
+    # over the data: 8 rates of 4 x 8 samples each)
+    x, y, _ = least_squares(n=256)
+    plain = find_learning_rate(linear_model(), x, y, batch_size=32,
+                               lr_min=1e-3, lr_max=0.1, steps=8, seed=3)
+    accumulating = find_learning_rate(
+        linear_model(optimizer=keras.optimizers.SGD(
+            0.01, gradient_accumulation_steps=4)),
+        x, y, batch_size=8, lr_min=1e-3, lr_max=0.1, steps=8, seed=3)
+    assert accumulating.learning_rates == plain.learning_rates
+    assert len(plain.losses) == 8
+    np.testing.assert_allclose(accumulating.losses, plain.losses, rtol=1e-4)
