@@ -374,12 +374,15 @@ def build_optimizer(model):
 
 
 def add_state_variable(
-    model, reference=None, *, shape=(), dtype="int64", name, backed_up=True,
+    model, reference=None, *, shape=(), dtype="int", name, backed_up=True,
     per_replica_sum=False,
 ):
     """A new variable for state kept in `model.optimizer` (see above).
 
-    Shaped like `reference` when it is given. The variable is created under
+    Shaped like `reference` when it is given. The default dtype is Keras'
+    "int", as the optimizer's own step count: int64, or int32 on JAX
+    (without `jax_enable_x64`), where an int64 variable is truncated to
+    int32 with a `UserWarning` at every creation. The variable is created under
     the model's distribution strategy and aggregated "only first replica":
     every replica computes the same value, so the first replica's is kept.
     With `per_replica_sum` it is instead kept per replica and read as the

@@ -1,3 +1,5 @@
+import warnings
+
 import keras
 
 from keras_trainopt._internal import optimizers
@@ -20,3 +22,15 @@ def test_scratch_state_is_attached_but_not_backed_up():
     )
     optimizers.detach_state_variables(model.optimizer, [kept, scratch])
     assert [id(v) for v in model.optimizer.variables] == [id(v) for v in own]
+
+
+def test_state_counters_take_the_backends_int_without_a_warning():
+    # Keras' "int", as the optimizer's own step count: int64 on TensorFlow
+    # and PyTorch; on JAX an int64 variable is truncated to int32 with a
+    # UserWarning at every creation (every averaging callback made two)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(0.1), loss="mse")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        counter = optimizers.add_state_variable(model, name="counter")
+    assert counter.dtype == model.optimizer.iterations.dtype
