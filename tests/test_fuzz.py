@@ -142,6 +142,7 @@ def decay_common():
         min_learning_rate=reals(-0.1, 0.2, 0.0, 0.1),
         warmup=ints(-2, 10, 0, 10**6),
         steps_per_epoch=optional(ints(-1, 10, 0, 1, 10**9)),
+        gradient_accumulation_steps=optional(ints(-1, 10, 0, 1, 10**9)),
         name=optional(values("schedule", "", "a/b")),
     )
 

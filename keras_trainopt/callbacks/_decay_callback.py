@@ -115,7 +115,10 @@ class DecayCallback(
     # -- the curve ---------------------------------------------------------
 
     def _make_schedule(
-        self, initial_learning_rate: float, steps_per_epoch: int | None = None
+        self,
+        initial_learning_rate: float,
+        steps_per_epoch: int | None = None,
+        gradient_accumulation_steps: int | None = None,
     ) -> DecaySchedule:
         schedule_class = self.schedule_class
         if schedule_class is None:
@@ -127,6 +130,7 @@ class DecayCallback(
             **self._shape_config,
             **self._common_config,
             steps_per_epoch=steps_per_epoch,
+            gradient_accumulation_steps=gradient_accumulation_steps,
         )
 
     def _bound_schedule(self) -> DecaySchedule:
@@ -149,7 +153,12 @@ class DecayCallback(
         validation.check_real("t", t, low=0.0)
         return self._bound_schedule().value(t)
 
-    def to_schedule(self, steps_per_epoch: int | None = None) -> DecaySchedule:
+    def to_schedule(
+        self,
+        steps_per_epoch: int | None = None,
+        *,
+        gradient_accumulation_steps: int | None = None,
+    ) -> DecaySchedule:
         """The same curve as a `keras.optimizers.schedules.LearningRateSchedule`.
 
         Pass the result to an optimizer (`nesterov_sgd(decay.to_schedule())`)
@@ -157,9 +166,18 @@ class DecayCallback(
         at optimizer step `s` equals `learning_rate(s)` for `unit="step"` and
         `learning_rate(s // steps_per_epoch)` for `unit="epoch"`.
 
+        Keras calls an optimizer's schedule with its count of batches, also
+        under gradient accumulation, where this callback counts updates
+        (`optimizer.iterations`): give the optimizer's
+        `gradient_accumulation_steps` to decay per update in `unit="step"`,
+        and `steps_per_epoch` in batches in `unit="epoch"`.
+
         Args:
             steps_per_epoch: required for `unit="epoch"` (the number of
-                optimizer updates per epoch); must be `None` for `unit="step"`.
+                optimizer steps, batches, per epoch); must be `None` for
+                `unit="step"`.
+            gradient_accumulation_steps: for `unit="step"`, the optimizer's
+                (`None`: no accumulation).
         """
         if self.unit == "epoch":
             if steps_per_epoch is None:
@@ -177,7 +195,8 @@ class DecayCallback(
             )
         schedule = self._bound_schedule()
         return self._make_schedule(
-            schedule.initial_learning_rate, steps_per_epoch=steps_per_epoch
+            schedule.initial_learning_rate, steps_per_epoch=steps_per_epoch,
+            gradient_accumulation_steps=gradient_accumulation_steps,
         )
 
     # -- state ---------------------------------------------------------------

@@ -31,6 +31,10 @@ class DecaySchedule(keras.optimizers.schedules.LearningRateSchedule):
 
     with `t = step` or, when `steps_per_epoch` is set, the epoch index
     `t = floor(step / steps_per_epoch)`, so one schedule serves both units.
+    Keras calls a schedule with its optimizer's count of `apply` calls,
+    which under gradient accumulation counts batches: with
+    `gradient_accumulation_steps=k` the schedule counts updates instead,
+    `t = floor(step / k)`, as the decay callbacks do in `unit="step"`.
 
     Args:
         initial_learning_rate: the rate when the decay starts (> 0).
@@ -38,7 +42,10 @@ class DecaySchedule(keras.optimizers.schedules.LearningRateSchedule):
         warmup: units of linear warm-up before the decay starts (int >= 0).
         steps_per_epoch: `None` to decay per optimizer step; an int to decay
             per epoch inside the optimizer, counting `steps_per_epoch` steps as
-            one epoch.
+            one epoch (batches, under gradient accumulation).
+        gradient_accumulation_steps: the optimizer's (int >= 1, or `None`):
+            decay per update, `k` batches, rather than per batch. Only
+            without `steps_per_epoch`.
         name: optional name of the schedule.
 
     Example, a custom shape (cosine over 100 units) with the shared warm-up:
@@ -66,6 +73,7 @@ class DecaySchedule(keras.optimizers.schedules.LearningRateSchedule):
         min_learning_rate: float = 0.0,
         warmup: int = 0,
         steps_per_epoch: int | None = None,
+        gradient_accumulation_steps: int | None = None,
         name: str | None = None,
     ) -> None:
         self.initial_learning_rate = validation.check_float32(
@@ -91,6 +99,21 @@ class DecaySchedule(keras.optimizers.schedules.LearningRateSchedule):
         self.steps_per_epoch = validation.check_int(
             "steps_per_epoch", steps_per_epoch, low=1, allow_none=True
         )
+        self.gradient_accumulation_steps = validation.check_int(
+            "gradient_accumulation_steps", gradient_accumulation_steps, low=1,
+            allow_none=True,
+        )
+        if self.steps_per_epoch is not None and (
+                self.gradient_accumulation_steps is not None):
+            raise ValueError(
+                "`gradient_accumulation_steps` only applies without "
+                "`steps_per_epoch`: an epoch is counted in the steps Keras "
+                "calls the schedule with, which are batches under gradient "
+                "accumulation, so give `steps_per_epoch` in batches. "
+                f"Received: steps_per_epoch={self.steps_per_epoch}, "
+                "gradient_accumulation_steps="
+                f"{self.gradient_accumulation_steps}"
+            )
         if name is not None and not isinstance(name, str):
             raise TypeError(
                 f"`name` must be a string or None. Received: name={name!r}"
@@ -131,6 +154,8 @@ class DecaySchedule(keras.optimizers.schedules.LearningRateSchedule):
         t = ops.cast(step, "float32")
         if self.steps_per_epoch is not None:
             t = ops.floor(t / float(self.steps_per_epoch))
+        elif self.gradient_accumulation_steps is not None:
+            t = ops.floor(t / float(self.gradient_accumulation_steps))
         return self._learning_rate(t, ops)
 
     def get_config(self) -> dict[str, Any]:
@@ -141,6 +166,7 @@ class DecaySchedule(keras.optimizers.schedules.LearningRateSchedule):
             "min_learning_rate": self.min_learning_rate,
             "warmup": self.warmup,
             "steps_per_epoch": self.steps_per_epoch,
+            "gradient_accumulation_steps": self.gradient_accumulation_steps,
             "name": self.name,
         }
 
@@ -166,8 +192,8 @@ class ContinuousDecaySchedule(DecaySchedule):
         decay: the decay constant `k` (>= 0), per unit.
         staircase: hold the rate constant within blocks of `every` units.
         every: block length for `staircase=True` (int >= 1).
-        min_learning_rate, warmup, steps_per_epoch, name: see
-            `DecaySchedule`.
+        min_learning_rate, warmup, steps_per_epoch,
+            gradient_accumulation_steps, name: see `DecaySchedule`.
 
     >>> from keras_trainopt.schedules import ExponentialDecaySchedule
     >>> held = ExponentialDecaySchedule(0.1, 0.5, staircase=True, every=2)
@@ -191,6 +217,7 @@ class ContinuousDecaySchedule(DecaySchedule):
         min_learning_rate: float = 0.0,
         warmup: int = 0,
         steps_per_epoch: int | None = None,
+        gradient_accumulation_steps: int | None = None,
         name: str | None = None,
     ) -> None:
         self.decay = validation.check_float32(
@@ -208,6 +235,7 @@ class ContinuousDecaySchedule(DecaySchedule):
             min_learning_rate=min_learning_rate,
             warmup=warmup,
             steps_per_epoch=steps_per_epoch,
+            gradient_accumulation_steps=gradient_accumulation_steps,
             name=name,
         )
 

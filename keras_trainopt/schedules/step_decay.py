@@ -39,8 +39,8 @@ class StepDecaySchedule(DecaySchedule):
         initial_learning_rate: the rate at t = 0 (> 0).
         factor: the multiplier applied at each drop, in (0, 1).
         every: units between drops (int >= 1).
-        min_learning_rate, warmup, steps_per_epoch, name: see
-            `DecaySchedule`.
+        min_learning_rate, warmup, steps_per_epoch,
+            gradient_accumulation_steps, name: see `DecaySchedule`.
 
     Reference: cs231n, "Neural Networks Part 3: Learning and Evaluation",
     annealing the learning rate.
@@ -55,6 +55,7 @@ class StepDecaySchedule(DecaySchedule):
         min_learning_rate: float = 0.0,
         warmup: int = 0,
         steps_per_epoch: int | None = None,
+        gradient_accumulation_steps: int | None = None,
         name: str | None = None,
     ) -> None:
         self.factor = validation.check_real(
@@ -66,6 +67,7 @@ class StepDecaySchedule(DecaySchedule):
             min_learning_rate=min_learning_rate,
             warmup=warmup,
             steps_per_epoch=steps_per_epoch,
+            gradient_accumulation_steps=gradient_accumulation_steps,
             name=name,
         )
 

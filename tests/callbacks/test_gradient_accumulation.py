@@ -92,6 +92,41 @@ def test_a_step_decay_decays_per_update_not_per_batch():
         assert rate == pytest.approx(0.1 * 0.5 ** (updates // 2), rel=1e-6)
 
 
+@pytest.mark.parametrize("make", [
+    lambda: kt.StepDecay(0.1, 0.5, every=2, unit="step"),
+    lambda: kt.ExponentialDecay(0.1, 0.3, unit="step", warmup=2),
+], ids=["step", "exponential"])
+def test_to_schedule_counts_updates_as_the_callback(make):
+    # Keras calls the optimizer's schedule with the batches; told the
+    # accumulation, the schedule counts updates as the callback does
+    decay = make()
+    with_callback = RateAtBatchEnd()
+    fit(accumulating_model(0.1), [decay, with_callback])
+    schedule = decay.to_schedule(gradient_accumulation_steps=K)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
+        keras.layers.Dense(1),
+    ])
+    model.compile(keras.optimizers.SGD(schedule, gradient_accumulation_steps=K),
+                  loss="mse")
+    in_optimizer = RateAtBatchEnd()
+    fit(model, [in_optimizer])
+    # at each batch's end the rate of the next one: the curve at the
+    # updates done
+    expected = [decay.learning_rate((b + 1) // K) for b in range(32)]
+    assert with_callback.rates == pytest.approx(expected, rel=1e-5)
+    assert in_optimizer.rates == pytest.approx(expected, rel=1e-5)
+    again = type(schedule).from_config(schedule.get_config())
+    assert again.gradient_accumulation_steps == K
+
+
+def test_an_epoch_schedule_counts_batches_and_refuses_the_accumulation():
+    decay = kt.StepDecay(0.1, 0.5, every=1)
+    with pytest.raises(ValueError, match=r"gradient_accumulation_steps=4"):
+        decay.to_schedule(steps_per_epoch=16, gradient_accumulation_steps=4)
+
+
 def test_swa_averages_the_weights_each_epoch_ended_with():
     model = accumulating_model()
     swa = kt.StochasticWeightAveraging(1, apply_at_end=False)
