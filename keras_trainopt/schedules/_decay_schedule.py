@@ -192,8 +192,9 @@ class ContinuousDecaySchedule(DecaySchedule):
         decay: the decay constant `k` (>= 0), per unit.
         staircase: hold the rate constant within blocks of `every` units.
         every: block length for `staircase=True` (int >= 1).
-        min_learning_rate, warmup, steps_per_epoch,
-            gradient_accumulation_steps, name: see `DecaySchedule`.
+        min_learning_rate, warmup, steps_per_epoch, name: see
+            `DecaySchedule`.
+        gradient_accumulation_steps: see `DecaySchedule`.
 
     >>> from keras_trainopt.schedules import ExponentialDecaySchedule
     >>> held = ExponentialDecaySchedule(0.1, 0.5, staircase=True, every=2)

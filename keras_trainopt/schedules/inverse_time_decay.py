@@ -29,9 +29,9 @@ class InverseTimeDecaySchedule(ContinuousDecaySchedule):
     Args:
         initial_learning_rate: the rate at t = 0 (> 0).
         decay: the constant `k` per unit (>= 0).
-        staircase, every, min_learning_rate, warmup, steps_per_epoch,
-            gradient_accumulation_steps, name: see `ContinuousDecaySchedule`
-            and `DecaySchedule`.
+        staircase, every, min_learning_rate, warmup, steps_per_epoch, name:
+            see `ContinuousDecaySchedule` and `DecaySchedule`.
+        gradient_accumulation_steps: see `DecaySchedule`.
 
     Reference: cs231n, "Neural Networks Part 3: Learning and Evaluation",
     annealing the learning rate; Robbins and Monro (1951).

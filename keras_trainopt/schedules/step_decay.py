@@ -39,8 +39,9 @@ class StepDecaySchedule(DecaySchedule):
         initial_learning_rate: the rate at t = 0 (> 0).
         factor: the multiplier applied at each drop, in (0, 1).
         every: units between drops (int >= 1).
-        min_learning_rate, warmup, steps_per_epoch,
-            gradient_accumulation_steps, name: see `DecaySchedule`.
+        min_learning_rate, warmup, steps_per_epoch, name: see
+            `DecaySchedule`.
+        gradient_accumulation_steps: see `DecaySchedule`.
 
     Reference: cs231n, "Neural Networks Part 3: Learning and Evaluation",
     annealing the learning rate.
