@@ -103,15 +103,8 @@ def test_to_schedule_counts_updates_as_the_callback(make):
     with_callback = RateAtBatchEnd()
     fit(accumulating_model(0.1), [decay, with_callback])
     schedule = decay.to_schedule(gradient_accumulation_steps=K)
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
-        keras.layers.Dense(1),
-    ])
-    model.compile(keras.optimizers.SGD(schedule, gradient_accumulation_steps=K),
-                  loss="mse")
     in_optimizer = RateAtBatchEnd()
-    fit(model, [in_optimizer])
+    fit(accumulating_model(schedule), [in_optimizer])
     # at each batch's end the rate of the next one: the curve at the
     # updates done
     expected = [decay.learning_rate((b + 1) // K) for b in range(32)]
