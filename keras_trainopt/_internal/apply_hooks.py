@@ -47,7 +47,8 @@ That costs one check per `fit`, nothing per step; the owners of the new
 The same registry keeps the learning rate to one writer: an owner that sets
 the rate (inside the step, or on the host at epoch begin) says so when it
 installs, and a second one in the same `fit` fails at train begin with an
-error that names both.
+error that names both; so does a Keras callback that sets the rate
+(`ReduceLROnPlateau`, `LearningRateScheduler`) in the same `fit`.
 """
 
 import dataclasses
@@ -58,6 +59,7 @@ import keras
 from keras_trainopt._internal import backend
 from keras_trainopt._internal import distribute
 from keras_trainopt._internal import optimizers
+from keras_trainopt._internal import running_fit
 from keras_trainopt._internal import training
 
 # model -> {"plain": Keras' train function, "hooked": {hook ids: function}}
@@ -285,6 +287,45 @@ def _installed(model):
     return registry
 
 
+# Keras' callbacks that set the optimizer's learning rate from the host.
+KERAS_RATE_CALLBACKS = (
+    keras.callbacks.ReduceLROnPlateau, keras.callbacks.LearningRateScheduler,
+)
+
+
+def _two_writers(first, second, why=""):
+    """The error text for two writers of the rate, `first` listed first."""
+    return (
+        f"{type(first).__name__} and {type(second).__name__} both set the "
+        f"learning rate of this optimizer; use one of them.{why} "
+        "(StochasticWeightAveraging sets it only with `swa_learning_rate`: "
+        "with swa_learning_rate=None it leaves the rate to a decay, "
+        "SnapshotEnsemble or Keras' callbacks.)"
+    )
+
+
+def _refuse_keras_rate_callbacks(model, owner):
+    """Raises `ValueError` if the running `fit` also has a Keras callback
+    that sets the rate (`KERAS_RATE_CALLBACKS`).
+
+    Each writer would overwrite the other's rate without a word: a decay
+    sets its own at the next update (`unit="step"`) or epoch, so
+    `ReduceLROnPlateau` announces cuts that never take effect.
+    """
+    callbacks = running_fit.callbacks(model)
+    for callback in callbacks:
+        if isinstance(callback, KERAS_RATE_CALLBACKS):
+            later = owner in callbacks and (
+                callbacks.index(owner) > callbacks.index(callback))
+            first, second = (callback, owner) if later else (owner, callback)
+            raise ValueError(_two_writers(
+                first, second,
+                f" {type(owner).__name__} would overwrite every rate "
+                f"{type(callback).__name__} sets (at its next update or "
+                "epoch), which would then never take effect.",
+            ))
+
+
 class HookOwner:
     """The lifecycle of the hooks one object runs in the train step.
 
@@ -325,14 +366,9 @@ class HookOwner:
         if sets_learning_rate:
             for entry in registry:
                 if entry.sets_learning_rate:
-                    raise ValueError(
-                        f"{type(entry.owner).__name__} and "
-                        f"{type(self).__name__} both set the learning rate of "
-                        "this optimizer; use one of them. "
-                        "(StochasticWeightAveraging sets it only with "
-                        "`swa_learning_rate`: with swa_learning_rate=None it "
-                        "leaves the rate to a decay or SnapshotEnsemble.)"
-                    )
+                    raise ValueError(_two_writers(entry.owner, self))
+            if fit is not None:
+                _refuse_keras_rate_callbacks(model, self)
         entry = _Installed(self, model, hook, fit, sets_learning_rate)
         registry.append(entry)
         self._installed_entry = entry

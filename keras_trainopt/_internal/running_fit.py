@@ -66,6 +66,14 @@ def find(model, max_depth=32):
     return None
 
 
+def callbacks(model):
+    """The callbacks of `model`'s `fit` on the call stack, in list order
+    (Keras' own `History` and progress bar included); `[]` outside `fit`."""
+    running = find(model)
+    callback_list = running.callback_list if running is not None else None
+    return list(getattr(callback_list, "callbacks", ()))
+
+
 def is_running(running, model, frame):
     """Whether `running`'s `fit` of `model` is on the stack above `frame`."""
     while frame is not None:

@@ -59,7 +59,8 @@ class DecayCallback(
 
     Only one callback may set the learning rate in a `fit`: another one that
     sets it too (a second decay, `SnapshotEnsemble`, SWA with a
-    `swa_learning_rate`) fails at train begin.
+    `swa_learning_rate`, Keras' `ReduceLROnPlateau` or
+    `LearningRateScheduler`) fails at train begin.
     """
 
     UNITS = ("epoch", "step")

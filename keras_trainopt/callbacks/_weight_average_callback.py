@@ -23,6 +23,7 @@ from keras import ops
 from keras_trainopt._internal import apply_hooks
 from keras_trainopt._internal import console
 from keras_trainopt._internal import optimizers
+from keras_trainopt._internal import running_fit
 from keras_trainopt._internal import training
 from keras_trainopt._internal import validation
 from keras_trainopt.averaging import batchnorm
@@ -59,6 +60,14 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
     both returns the trained weights, and the next `fit` continues from them.
     Pass `apply_at_end=False` to the one whose average should not end up in
     the model.
+
+    Keras' `EarlyStopping(restore_best_weights=True)` also sets the weights
+    at train end: the trained weights of its best epoch, never an average
+    (with `validate_with_average=True` that epoch is the one whose *average*
+    validated best). With `apply_at_end=True` the later of the two in the
+    list wins, and a `UserWarning` at train begin says which; pass
+    `apply_at_end=False` to end on EarlyStopping's weights, or
+    `restore_best_weights=False` to end on the average.
 
     Args:
         validate_with_average: during `fit`, evaluate the validation data with
@@ -332,6 +341,7 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
         self._in_fit = True
         self._swap_out()
         self._restore_raw_after_apply()
+        self._warn_if_early_stopping_restores()
         if self._hook is None:
             self._hook = apply_hooks.Hook(
                 before=(
@@ -370,6 +380,38 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
                 variable.assign(value)
         self._applied = self._raw_at_end = None
         composition.HOLDER.release(self.model, self)
+
+    def _warn_if_early_stopping_restores(self):
+        """Warns when Keras' EarlyStopping will also set the final weights."""
+        if not self.apply_at_end:
+            return
+        callbacks = running_fit.callbacks(self.model)
+        stoppers = [c for c in callbacks
+                    if isinstance(c, keras.callbacks.EarlyStopping)
+                    and c.restore_best_weights]
+        if not stoppers or self not in callbacks:
+            return
+        name = type(self).__name__
+        ours_last = callbacks.index(self) > callbacks.index(stoppers[-1])
+        chosen = (
+            "its best epoch, chosen by the validation of the average "
+            "(validate_with_average=True)" if self.validate_with_average
+            else "its best epoch"
+        )
+        warnings.warn(
+            f"{name}(apply_at_end=True) and EarlyStopping("
+            "restore_best_weights=True) both set the model's weights at "
+            "train end; the later in `callbacks` wins: here "
+            + (f"{name}, so the model will end on the average, not on "
+               "EarlyStopping's best weights." if ours_last else
+               "EarlyStopping, so the model will end on the trained weights "
+               f"of {chosen}, not on an average.")
+            + f" Pass apply_at_end=False to {name} to end on EarlyStopping's "
+            f"weights (`averaged_weights()` still gives the average), or "
+            "restore_best_weights=False to EarlyStopping to end on the "
+            "average.",
+            stacklevel=2,
+        )
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         self.remove_hook()

@@ -9,12 +9,16 @@ same seed (the in-step averages do not change training) and NumPy averages
 of the weights it went through.
 """
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
 
 from keras_trainopt import ExponentialMovingAverage
 from keras_trainopt import StochasticWeightAveraging
+from tests.callbacks.helpers import WeightRecorder
+from tests.callbacks.helpers import weights_of
 
 DECAY, EPOCHS, START = 0.8, 3, 1
 
@@ -195,3 +199,61 @@ def test_trainable_weights_changed_between_fits(cls):
     assert fresh.num_averaged == (4 if cls == "ema" else 1)
     assert len(fresh.averaged_weights()) == 4
     assert _state_variables(model.optimizer, cls) == []
+
+
+# -- with Keras' EarlyStopping(restore_best_weights=True) ----------------------
+
+
+def early_stopping(restore=True):
+    """Never stops; its best epoch is the one of the highest loss (the first)."""
+    return keras.callbacks.EarlyStopping(
+        "loss", mode="max", patience=100, restore_best_weights=restore)
+
+
+@pytest.mark.parametrize("swa_last", [False, True])
+def test_early_stopping_restoring_warns_and_the_later_one_wins(swa_last):
+    model, recorder = make_model(), WeightRecorder()
+    swa, stopper = StochasticWeightAveraging(start_epoch=0), early_stopping()
+    callbacks = [recorder, stopper, swa] if swa_last else [recorder, swa, stopper]
+    winner = "StochasticWeightAveraging" if swa_last else "EarlyStopping"
+    with pytest.warns(UserWarning, match=(
+            r"StochasticWeightAveraging\(apply_at_end=True\) and EarlyStopping"
+            r"\(restore_best_weights=True\) both set the model's weights at "
+            rf"train end; the later in `callbacks` wins: here {winner}")):
+        history = model.fit(*data(), batch_size=8, epochs=EPOCHS, verbose=0,
+                            shuffle=False, callbacks=callbacks)
+    # references: the weights recorded at each epoch's end, and their mean
+    best = recorder.epoch_ends[int(np.argmax(history.history["loss"]))]
+    mean = [np.mean([e[i] for e in recorder.epoch_ends], axis=0)
+            for i in range(len(best))]
+    expected, other = (mean, best) if swa_last else (best, mean)
+    assert not np.allclose(expected[0], other[0])  # the test tells them apart
+    for a, b in zip(weights_of(model), expected, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("validates", [False, True])
+def test_ema_with_early_stopping_names_the_epoch_it_restores(validates):
+    model = make_model()
+    ema = ExponentialMovingAverage(DECAY, validate_with_average=validates)
+    x, y = data()
+    expected = (
+        r"chosen by the validation of the average \(validate_with_average="
+        r"True\), not on an average" if validates else
+        r"its best epoch, not on an average")
+    with pytest.warns(UserWarning, match=expected):
+        model.fit(x, y, batch_size=8, epochs=1, verbose=0,
+                  validation_data=(x, y), callbacks=[ema, early_stopping()])
+
+
+@pytest.mark.parametrize("case", ["apply_at_end=False", "no restore"])
+def test_no_early_stopping_warning_when_one_of_them_leaves_the_weights(case):
+    model = make_model()
+    swa = StochasticWeightAveraging(
+        start_epoch=0, apply_at_end=case != "apply_at_end=False")
+    stopper = early_stopping(restore=case != "no restore")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(*data(), batch_size=8, epochs=2, verbose=0,
+                  callbacks=[swa, stopper])
+    assert not [w for w in caught if "EarlyStopping" in str(w.message)]

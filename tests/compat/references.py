@@ -443,17 +443,20 @@ def make(name, case, tmp_path):
 NEEDS_VALIDATION = ("OverfittingMonitor", "TrainingDoctor")
 
 
-def run_alone(name, factory, tmp_path, inputs=None):
+def run_alone(name, factory, tmp_path, inputs=None, others=None):
     """Trains `factory()` with callback `name` alone and checks it against
-    its reference; `inputs(case)` gives fit's data arguments."""
+    its reference; `inputs(case)` gives fit's data arguments. `others()`,
+    if given, makes callbacks that are not ours for the same `fit` (after
+    the recorder; with validation data)."""
     case = factory()
     case.initial_rates = [_float(inner(o).learning_rate) for o in case.optimizers]
     if name == "BackupAndRestore":
-        return run_backup_and_restore(case, tmp_path, inputs, factory)
+        return run_backup_and_restore(case, tmp_path, inputs, factory, others)
     callback = make(name, case, tmp_path)
     rec = Recorder(case.optimizers)
-    history, caught = fit(case, [callback, rec], inputs,
-                          validation=name in NEEDS_VALIDATION)
+    history, caught = fit(case, [callback, rec, *(others() if others else [])],
+                          inputs,
+                          validation=name in NEEDS_VALIDATION or bool(others))
     assert history.epoch == list(range(EPOCHS))
     if name == "StepDecay":
         check_epoch_decay(case, rec, lambda lr0, e: lr0 * 0.5**e, caught)
@@ -491,20 +494,28 @@ def check_doctor(case, doctor, rec, history):
     assert isinstance(doctor.advice, list)
 
 
-def run_backup_and_restore(case, tmp_path, inputs, rebuild):
-    """Interrupted at epoch 1 and resumed equals uninterrupted."""
+def run_backup_and_restore(case, tmp_path, inputs, rebuild, others=None):
+    """Interrupted at epoch 1 and resumed equals uninterrupted. `others()`:
+    callbacks that are not ours, made anew for each `fit` (after ours)."""
+
+    def more():
+        return others() if others else []
+
+    validation = bool(others)
     reference = rebuild()
-    fit(reference, [BackupAndRestore(tmp_path / "reference")], inputs)
+    fit(reference, [BackupAndRestore(tmp_path / "reference"), *more()], inputs,
+        validation=validation)
     backup_dir = tmp_path / "backup"
     try:
-        fit(case, [BackupAndRestore(backup_dir), Interrupt(1)], inputs)
+        fit(case, [BackupAndRestore(backup_dir), Interrupt(1), *more()],
+            inputs, validation=validation)
     except RuntimeError as error:
         assert "simulated preemption" in str(error)
     else:
         raise AssertionError("the interruption did not happen")
     interrupted = weights_of(case.model)
     backup = BackupAndRestore(backup_dir)
-    fit(case, [backup], inputs)
+    fit(case, [backup, *more()], inputs, validation=validation)
     assert backup.restored_epoch is not None
     assert not any(
         np.array_equal(a, b) for a, b in zip(interrupted, weights_of(case.model),
@@ -515,6 +526,7 @@ def run_backup_and_restore(case, tmp_path, inputs, rebuild):
                          rtol=1e-6, atol=1e-6)
     # delete_checkpoint=True: no backup is left (see the report on the lock)
     assert not list(backup_dir.glob("*.npz"))
+    return case
 
 
 def combined_set(case, tmp_path):
