@@ -37,6 +37,10 @@ class RunningFit:
     callback_list: object  # a keras.callbacks.CallbackList, or None
     shuffle: object  # `fit`'s `shuffle` argument
     initial_epoch: int  # `fit`'s `initial_epoch` argument
+    # whether `fit` validates at all (`validation_data`, which `fit` has set
+    # from `validation_split` before train begin), and on which epochs
+    validates: bool
+    validation_freq: object  # `fit`'s `validation_freq`: an int or a list
 
 
 def find(model, max_depth=32):
@@ -60,6 +64,8 @@ def find(model, max_depth=32):
                     callback_list=callback_list,
                     shuffle=local.get("shuffle"),
                     initial_epoch=int(local.get("initial_epoch") or 0),
+                    validates=local.get("validation_data") is not None,
+                    validation_freq=local.get("validation_freq", 1),
                 )
         frame = frame.f_back
         depth += 1
@@ -72,6 +78,17 @@ def callbacks(model):
     running = find(model)
     callback_list = running.callback_list if running is not None else None
     return list(getattr(callback_list, "callbacks", ()))
+
+
+def validated_epochs(running, epochs):
+    """The epochs (0-based) of `range(epochs)` that `running`'s `fit`
+    validates, as Keras' `Trainer._should_eval` picks them."""
+    if not running.validates:
+        return []
+    freq = running.validation_freq
+    if isinstance(freq, int):
+        return [e for e in range(epochs) if (e + 1) % freq == 0]
+    return [e for e in range(epochs) if e + 1 in freq]
 
 
 def is_running(running, model, frame):

@@ -198,9 +198,10 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
         self._best = math.inf
         self._written = 0
         self._writer = None
-        self._reader = None
+        self._reader = None  # inside `fit` only
         self._buffer = None
         self._last_step = 0
+        self._epoch_read = False
         self._good_weights = None
         self._restore_due = False
         self._restored = False  # set_state since the last epoch began
@@ -352,7 +353,7 @@ class LossMonitor(callback_state.Restorable, keras.callbacks.Callback):
         self._finish_epoch()
 
     def _finish_epoch(self):
-        if self._epoch_read or self._reader is None:
+        if self._reader is None or self._epoch_read:
             return  # outside `fit`, or already done at `on_test_begin`
         self._epoch_read = True
         self._drain()

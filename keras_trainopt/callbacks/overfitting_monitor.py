@@ -2,6 +2,7 @@
 
 import math
 import os
+import warnings
 from typing import Any
 
 import keras
@@ -9,6 +10,7 @@ import keras
 from keras_trainopt._internal import callback_state
 from keras_trainopt._internal import console
 from keras_trainopt._internal import model_facts
+from keras_trainopt._internal import running_fit
 from keras_trainopt._internal import training
 from keras_trainopt._internal import validation
 from keras_trainopt.diagnostics import generalization
@@ -19,6 +21,15 @@ from keras_trainopt.reporting import tensorboard
 def has_validation(logs):
     """Whether the epoch logs hold validation results (`val_*` keys)."""
     return any(key.startswith("val_") for key in logs)
+
+
+def _no_validation(why, more=""):
+    return ValueError(
+        f"OverfittingMonitor needs validation data: {why}, so there is no "
+        "train/validation gap to measure. Pass `validation_data` or "
+        "`validation_split` to `fit`, or drop this callback (TrainingDoctor "
+        f"skips the gap check without validation data).{more}"
+    )
 
 
 class OverfittingMonitor(callback_state.Restorable, keras.callbacks.Callback):
@@ -89,11 +100,13 @@ class OverfittingMonitor(callback_state.Restorable, keras.callbacks.Callback):
         verbose: 1 prints the verdict and advice at the end of training.
 
     Without validation data there is nothing to compare: `fit` then fails
-    at the end of the first epoch with an error that says so (Keras tells
-    callbacks whether `fit` has validation data only through the epoch logs,
-    so it cannot be known before). With `validation_freq` > 1 the first
-    epoch must be validated; the epochs without validation after that are
-    skipped. `TrainingDoctor` skips its gap check instead, and says so.
+    before its first step with an error that says so (`TrainingDoctor`
+    skips its gap check instead, and says so). With `validation_freq` the
+    gap is measured at the epochs `fit` validates and the others are
+    skipped; a `validation_freq` that validates none of the `fit`'s epochs
+    gets a warning at train begin. (Where the hooks are called outside
+    Keras' `fit`, whose arguments say whether it validates, the first epoch
+    that ends without validation before any validated one fails instead.)
 
     Attributes:
         diagnosis: `"good_fit"`, `"overfitting"`, `"underfitting"`, or
@@ -173,6 +186,12 @@ class OverfittingMonitor(callback_state.Restorable, keras.callbacks.Callback):
         self._best_weights = None
         self._writer = None
         self._validated = False
+        # whether this fit validates, from its arguments (`running_fit`);
+        # None where the hooks run outside Keras' `fit`
+        self._fit_validates = None
+        self._validation_freq = None
+        # False in TrainingDoctor, which checks no gap without validation
+        self._requires_validation = True
 
     def get_state(self) -> dict[str, Any]:
         """The per-epoch gaps, verdict and best epoch, for a restart."""
@@ -202,6 +221,12 @@ class OverfittingMonitor(callback_state.Restorable, keras.callbacks.Callback):
         self._best_weights = state.get("best_weights")
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        running = running_fit.find(self.model)
+        self._fit_validates = None if running is None else running.validates
+        self._validation_freq = (
+            None if running is None else running.validation_freq)
+        if running is not None and self._requires_validation:
+            self._check_validation(running)
         self._writer = tensorboard.open_run(self.log_dir, "monitors")
         self._validated = False
         facts = model_facts.describe(self.model)
@@ -222,8 +247,9 @@ class OverfittingMonitor(callback_state.Restorable, keras.callbacks.Callback):
         self, epoch: int, logs: dict[str, Any] | None = None
     ) -> None:
         logs = {} if logs is None else logs
-        if self._validated and not has_validation(logs):
-            return  # validation_freq > 1: not this epoch
+        if not has_validation(logs) and (
+                self._validated or self._fit_validates):
+            return  # validation_freq: not this epoch
         train, held_out = self._values(logs, epoch)
         self._validated = True
         verdict = generalization.diagnose_fit(
@@ -259,6 +285,10 @@ class OverfittingMonitor(callback_state.Restorable, keras.callbacks.Callback):
                 )
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        if self._fit_validates and not self._validated and not self.gaps:
+            self.reason = (
+                "no epoch of this fit was validated "
+                f"(validation_freq={self._validation_freq!r})")
         if self.restore_best_weights and self._best_weights is not None:
             self.model.set_weights(self._best_weights)
             self.reason += (
@@ -288,22 +318,32 @@ class OverfittingMonitor(callback_state.Restorable, keras.callbacks.Callback):
             )
         if val_key not in logs:
             if not has_validation(logs):
-                # Keras tells callbacks about validation data only through
-                # the epoch logs: this is the first moment it is known.
-                raise ValueError(
-                    "OverfittingMonitor needs validation data: epoch "
-                    f"{epoch + 1} of `fit` ended without validation, so there "
-                    "is no train/validation gap to measure. Pass "
-                    "`validation_data` or `validation_split` to `fit` (with "
-                    "the default validation_freq=1), or drop this callback "
-                    "(TrainingDoctor skips the gap check without validation "
-                    f"data). Keys in the epoch logs: {sorted(logs)}"
-                )
+                # outside Keras' `fit`: the epoch logs are all there is
+                raise _no_validation(
+                    f"epoch {epoch + 1} ended without validation",
+                    f" Keys in the epoch logs: {sorted(logs)}")
             raise ValueError(
                 f"OverfittingMonitor found no {val_key!r} in the epoch logs. "
                 f"Keys there: {sorted(logs)}"
             )
         return float(logs[key]), float(logs[val_key])
+
+    def _check_validation(self, running):
+        """Before the first step: a `fit` that never validates is refused,
+        one whose `validation_freq` validates none of its epochs warned."""
+        if not running.validates:
+            raise _no_validation("this `fit` has none")
+        epochs = int(self.params.get("epochs", 0) or 0)
+        validated = running_fit.validated_epochs(running, epochs)
+        if epochs > running.initial_epoch and not any(
+                epoch >= running.initial_epoch for epoch in validated):
+            warnings.warn(
+                "OverfittingMonitor: this fit's "
+                f"validation_freq={running.validation_freq!r} validates "
+                f"none of its epochs ({running.initial_epoch + 1} to "
+                f"{epochs}), so no train/validation gap is measured.",
+                stacklevel=3,
+            )
 
     def _read_trend(self, verdict, logs, train):
         """At chance: underfitting; else the losses' trend may say overfitting."""

@@ -9,6 +9,7 @@ import keras
 from keras_trainopt._internal import callback_state
 from keras_trainopt._internal import console
 from keras_trainopt._internal import model_facts
+from keras_trainopt._internal import running_fit
 from keras_trainopt._internal import validation
 from keras_trainopt._internal.layers import is_graph_model
 from keras_trainopt.callbacks.activation_monitor import ActivationMonitor
@@ -42,9 +43,10 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
     plugin (`doctor/advice`) and kept in `advice` for reports.
 
     Without validation data (no `validation_data` or `validation_split`) the
-    train/validation gap is not checked: a one-time warning says so at the
-    end of the first epoch, the other monitors go on, and the advice says
-    that the gap was not checked. With a nested backbone (e.g. a
+    train/validation gap is not checked: a warning says so at train begin,
+    the other monitors go on, and the advice says that the gap was not
+    checked. With `validation_freq` the gap is checked at the epochs `fit`
+    validates. With a nested backbone (e.g. a
     `keras.applications` model inside the trained model), `x_probe` probes
     its activation layers too, named `"<backbone>/<layer>"` (see
     `ActivationMonitor`); a subclassed model needs `probe_model`.
@@ -142,6 +144,8 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
             )
         for monitor in self.monitors.values():
             monitor._state_owner = self  # saved with the doctor's state
+        # without validation data the doctor skips the gap; it does not fail
+        self.monitors["fit"]._requires_validation = False
         # The one hook that runs at every step goes only to the monitors
         # that have it (the loss and the update ratios).
         self._at_batch_begin = [
@@ -159,6 +163,9 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
         # validation); None before any fit
         self._gap_checked = None
         self._gap_skipped = 0
+        # whether the current fit validates (its arguments, `running_fit`);
+        # None where the hooks run outside Keras' `fit`
+        self._fit_validates = None
 
     # -- state ---------------------------------------------------------------
 
@@ -216,7 +223,11 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self.advice = []
         self._gap_checked, self._gap_skipped = 0, 0
-        self._forward("on_train_begin", logs)
+        running = running_fit.find(self.model)
+        self._fit_validates = None if running is None else running.validates
+        self._forward("on_train_begin", logs)  # the monitors' refusals first
+        if self._fit_validates is False:
+            self._warn_gap_not_checked("this fit has no validation data")
         # Before the first update: what the model and the data are, and
         # which units are dead or saturated from the start (the
         # initialization) rather than killed later (the rate).
@@ -270,16 +281,23 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
             for name, monitor in self.monitors.items():
                 if name != "fit":
                     monitor.on_epoch_end(epoch, logs)
-            if not self._gap_checked and not self._gap_skipped:
-                warnings.warn(
-                    f"TrainingDoctor: epoch {epoch + 1} ended without "
-                    "validation, so the train/validation gap is not checked "
-                    "(the other monitors go on). Pass `validation_data` or "
-                    "`validation_split` to `fit` to have it checked.",
-                    stacklevel=2,
-                )
-            self._gap_skipped += 1
+            if not self._fit_validates:  # not just `validation_freq`
+                if (self._fit_validates is None and not self._gap_checked
+                        and not self._gap_skipped):
+                    # outside Keras' `fit`: the epoch logs are all there is
+                    self._warn_gap_not_checked(
+                        f"epoch {epoch + 1} ended without validation")
+                self._gap_skipped += 1
         self._epochs_done = epoch + 1
+
+    @staticmethod
+    def _warn_gap_not_checked(why):
+        warnings.warn(
+            f"TrainingDoctor: {why}, so the train/validation gap is not "
+            "checked (the other monitors go on). Pass `validation_data` or "
+            "`validation_split` to `fit` to have it checked.",
+            stacklevel=3,
+        )
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         # Opened before the monitors give theirs back: the same writer, so
@@ -303,8 +321,9 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
     def diagnose(self) -> list[advice_rules.Advice]:
         """The advice from what the monitors have seen so far.
 
-        When no epoch of the last `fit` had validation data, the advice
-        says that the gap was not checked.
+        When no epoch of the last `fit` had validation data (none given,
+        or none of its epochs picked by `validation_freq`), the advice says
+        that the gap was not checked.
         """
         loss = self.monitors["loss"]
         fit = self.monitors["fit"]
@@ -339,7 +358,8 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
             model=self._model_facts,
             strong_gap=2 * fit.overfitting_gap,
         )
-        if self._gap_checked == 0 and self._gap_skipped:
+        if self._gap_checked == 0 and (self._gap_skipped
+                                       or self._fit_validates):
             healthy = any(a.topic == "overall" for a in found)
             found = [a for a in found if a.topic != "overall"]
             if healthy:
@@ -351,8 +371,11 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
                 sum(a.severity == "problem" for a in found),
                 advice_rules.Advice(
                     "fit", "warning",
-                    "the train/validation gap was not checked: fit had no "
-                    "validation data; pass validation_data or "
-                    "validation_split to fit to have it checked",
+                    "the train/validation gap was not checked: " + (
+                        "fit had no validation data; pass validation_data "
+                        "or validation_split to fit to have it checked"
+                        if self._gap_skipped else
+                        "no epoch of this fit was validated (validation_freq="
+                        f"{fit._validation_freq!r})"),
                     "gap_not_checked"))
         return found

@@ -134,20 +134,33 @@ def test_log_dir_is_checked_when_built(log_dir):
 # -- issue 19 ------------------------------------------------------------------
 
 
-def test_without_validation_it_fails_at_the_first_epoch_end():
-    # Keras tells callbacks about validation only in the epoch logs: the end
-    # of epoch 1 is the first moment it is known.
+def test_without_validation_it_fails_before_the_first_step():
+    # read from fit's own arguments: no epoch is spent first
     model = classifier(3)
     x, y = np.ones((8, 3)), np.zeros(8)
+    weights = model.get_weights()
     epochs = []
     counter = keras.callbacks.LambdaCallback(
         on_epoch_begin=lambda epoch, logs: epochs.append(epoch))
-    with pytest.raises(ValueError, match=r"needs validation data: epoch 1 .*"
-                       r"ended without validation.*Pass `validation_data` or "
+    with pytest.raises(ValueError, match=r"needs validation data: this `fit` "
+                       r"has none.*Pass `validation_data` or "
                        r"`validation_split`.*TrainingDoctor skips"):
         model.fit(x, y, epochs=3, verbose=0,
                   callbacks=[counter, OverfittingMonitor(verbose=0)])
-    assert epochs == [0]
+    assert epochs == []
+    for got, want in zip(model.get_weights(), weights, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_outside_fit_an_epoch_without_validation_fails():
+    # hooks driven by hand (a custom loop): the epoch logs are all there is
+    model = classifier(3)
+    monitor = OverfittingMonitor(verbose=0)
+    monitor.set_model(model)
+    monitor.on_train_begin()
+    with pytest.raises(ValueError, match=r"needs validation data: epoch 1 "
+                       r"ended without validation.*'accuracy', 'loss'"):
+        monitor.on_epoch_end(0, {"loss": 1.0, "accuracy": 0.5})
 
 
 def test_epochs_without_validation_after_a_validated_one_are_skipped():
@@ -161,6 +174,36 @@ def test_epochs_without_validation_after_a_validated_one_are_skipped():
     val = history.history["val_accuracy"]  # epochs 1 and 3
     assert monitor.gaps == pytest.approx([train[0] - val[0],
                                           train[2] - val[1]])
+
+
+@pytest.mark.parametrize("freq, validated", [(2, [1, 3]), (3, [2]),
+                                             ([2, 3], [1, 2])])
+def test_validation_freq_measures_the_validated_epochs(freq, validated):
+    # epoch 1 is not validated here: it used to fail at its end
+    model = classifier(3)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(32, 3)), rng.integers(0, 2, 32)
+    monitor = OverfittingMonitor(verbose=0)
+    history = model.fit(x, y, validation_split=0.5, validation_freq=freq,
+                        epochs=4, verbose=0, callbacks=[monitor])
+    train = history.history["accuracy"]
+    val = history.history["val_accuracy"]
+    assert len(val) == len(validated)
+    assert monitor.gaps == pytest.approx(
+        [train[e] - v for e, v in zip(validated, val, strict=True)])
+
+
+def test_a_validation_freq_that_validates_no_epoch_is_warned():
+    model = classifier(3)
+    x, y = np.ones((8, 3)), np.zeros(8)
+    monitor = OverfittingMonitor(verbose=0)
+    with pytest.warns(UserWarning, match=r"validation_freq=5 validates none "
+                      r"of its epochs \(1 to 3\)"):
+        history = model.fit(x, y, validation_split=0.5, validation_freq=5,
+                            epochs=3, verbose=0, callbacks=[monitor])
+    assert len(history.epoch) == 3 and monitor.gaps == []
+    assert monitor.diagnosis == "insufficient_data"
+    assert "no epoch of this fit was validated" in monitor.reason
 
 
 # -- issue 18 ------------------------------------------------------------------

@@ -1,3 +1,5 @@
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -202,14 +204,28 @@ def test_without_validation_the_gap_is_skipped_and_said_so(capsys):
 def test_validation_every_other_epoch_checks_those_epochs():
     model, x, y = classifier()
     doctor = TrainingDoctor(verbose=0)
-    with pytest.warns(UserWarning, match="epoch 1 ended without validation"):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         history = model.fit(x, y, validation_split=0.25, validation_freq=2,
                             epochs=4, verbose=0, callbacks=[doctor])
+    # epoch 1 has no validation by design: no "no validation data" warning
+    assert not [w for w in caught if "TrainingDoctor" in str(w.message)]
     train = history.history["accuracy"]
     val = history.history["val_accuracy"]  # epochs 2 and 4
     assert doctor.monitors["fit"].gaps == pytest.approx(
         [train[1] - val[0], train[3] - val[1]])
     assert not any("not checked" in str(a) for a in doctor.advice)
+
+
+def test_a_validation_freq_that_validates_no_epoch_is_said():
+    model, x, y = classifier()
+    doctor = TrainingDoctor(verbose=0)
+    model.fit(x, y, validation_split=0.25, validation_freq=5, epochs=2,
+              verbose=0, callbacks=[doctor])
+    assert doctor.monitors["fit"].gaps == []
+    assert [str(a) for a in doctor.advice if a.topic == "fit"] == [
+        "the train/validation gap was not checked: no epoch of this fit was "
+        "validated (validation_freq=5)"]
 
 
 def test_x_probe_on_a_nested_backbone():

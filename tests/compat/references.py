@@ -443,16 +443,20 @@ def make(name, case, tmp_path):
 NEEDS_VALIDATION = ("OverfittingMonitor", "TrainingDoctor")
 
 
-def run_alone(name, factory, tmp_path, inputs=None, others=None):
+def run_alone(name, factory, tmp_path, inputs=None, others=None, before=None):
     """Trains `factory()` with callback `name` alone and checks it against
     its reference; `inputs(case)` gives fit's data arguments. `others()`,
     if given, makes callbacks that are not ours for the same `fit` (after
-    the recorder; with validation data)."""
+    the recorder; with validation data). `before(case, callback)`, if
+    given, runs between making the callback and the `fit` (not for
+    BackupAndRestore, whose run makes its callbacks itself)."""
     case = factory()
     case.initial_rates = [_float(inner(o).learning_rate) for o in case.optimizers]
     if name == "BackupAndRestore":
         return run_backup_and_restore(case, tmp_path, inputs, factory, others)
     callback = make(name, case, tmp_path)
+    if before is not None:
+        before(case, callback)
     rec = Recorder(case.optimizers)
     history, caught = fit(case, [callback, rec, *(others() if others else [])],
                           inputs,
