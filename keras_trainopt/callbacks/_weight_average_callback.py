@@ -342,6 +342,7 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
         self._swap_out()
         self._restore_raw_after_apply()
         self._warn_if_early_stopping_restores()
+        self._warn_if_optimizer_averages()
         if self._hook is None:
             self._hook = apply_hooks.Hook(
                 before=(
@@ -380,6 +381,25 @@ class WeightAverageCallback(apply_hooks.HookOwner, keras.callbacks.Callback):
                 variable.assign(value)
         self._applied = self._raw_at_end = None
         composition.HOLDER.release(self.model, self)
+
+    def _warn_if_optimizer_averages(self):
+        """Warns when the optimizer's own EMA (`use_ema=True`) is also put
+        into the model at train end: Keras does it first, so ours wins."""
+        optimizer = optimizers.unwrap(getattr(self.model, "optimizer", None))
+        if not self.apply_at_end or not getattr(optimizer, "use_ema", False):
+            return
+        name = type(self).__name__
+        warnings.warn(
+            f"{name}(apply_at_end=True) and the optimizer's use_ema=True "
+            "both put an average of the weights into the model at train "
+            f"end; Keras puts the optimizer's in first and {name} then "
+            f"replaces it, so the model ends on {name}'s average and the "
+            f"optimizer's is kept up for nothing. Create "
+            f"{type(optimizer).__name__} without use_ema=True, or pass "
+            f"apply_at_end=False to {name} to end on the optimizer's "
+            "average (`averaged_weights()` still gives this one).",
+            stacklevel=2,
+        )
 
     def _warn_if_early_stopping_restores(self):
         """Warns when Keras' EarlyStopping will also set the final weights."""

@@ -257,3 +257,51 @@ def test_no_early_stopping_warning_when_one_of_them_leaves_the_weights(case):
         model.fit(*data(), batch_size=8, epochs=2, verbose=0,
                   callbacks=[swa, stopper])
     assert not [w for w in caught if "EarlyStopping" in str(w.message)]
+
+
+def ema_model():
+    """make_model's network, its optimizer keeping an EMA of its own."""
+    model = make_model()
+    model.compile(keras.optimizers.SGD(0.05, use_ema=True, ema_momentum=0.5),
+                  loss="mse")
+    return model
+
+
+def test_the_optimizers_use_ema_warns_and_ours_is_applied(plain):
+    model = ema_model()
+    ema = ExponentialMovingAverage(DECAY, warmup=False, every=1)
+    with pytest.warns(UserWarning, match=(
+            r"ExponentialMovingAverage\(apply_at_end=True\) and the "
+            r"optimizer's use_ema=True both put an average .* the model ends "
+            r"on ExponentialMovingAverage's average")):
+        recorder, _ = fit(model, [ema])
+    # references: NumPy EMAs over the trained weights after every step,
+    # ours (decay 0.8) and Keras' (0.5, its first step a copy)
+    ours = [np.asarray(w, "float64") for w in recorder.begin]
+    keras_ema = None
+    for step in recorder.steps:
+        ours = [DECAY * a + (1 - DECAY) * w for a, w in zip(ours, step, strict=True)]
+        keras_ema = step if keras_ema is None else [
+            0.5 * a + 0.5 * w for a, w in zip(keras_ema, step, strict=True)]
+    assert not np.allclose(ours[0], keras_ema[0])  # the test tells them apart
+    assert_weights(weights_of(model), ours)
+
+
+@pytest.mark.parametrize("cls", ["ema", "swa"])
+def test_no_use_ema_warning_when_the_average_is_not_applied(cls):
+    model = ema_model()
+    average = (ExponentialMovingAverage(DECAY, apply_at_end=False)
+               if cls == "ema" else
+               StochasticWeightAveraging(0, apply_at_end=False))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit(model, [average], epochs=1)
+    assert not [w for w in caught if "use_ema" in str(w.message)]
+
+
+def test_swa_with_the_optimizers_use_ema_warns():
+    model = ema_model()
+    with pytest.warns(UserWarning, match=(
+            r"StochasticWeightAveraging\(apply_at_end=True\) and the "
+            r"optimizer's use_ema=True")):
+        fit(model, [StochasticWeightAveraging(0)], epochs=1)
