@@ -349,7 +349,7 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
                 "best_epoch": fit.best_epoch,
                 "epoch": self._epochs_done,
             },
-            update_ratios=dict(self.monitors["update_ratio"].layer_ratios),
+            update_ratios=self.monitors["update_ratio"].judged_ratios,
             activations=(
                 None if activations is None else dict(activations.stats)
             ),

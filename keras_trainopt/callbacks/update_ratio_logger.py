@@ -53,7 +53,13 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
     and a histogram of `log10(ratio)` over
     all weights (`update_ratio/log10_all_weights`). Each layer is judged by its
     largest weight (a bias starting at zero has no meaningful ratio), and
-    with `verbose` a layer outside `[low, high]` gets a warning.
+    with `verbose` a layer outside `[low, high]` gets a warning. Only the
+    layers that hold a weight matrix (a kernel or an embedding: rank 2 or
+    more) are judged, here and by `TrainingDoctor`; a layer of vectors
+    alone (a normalization's scale and shift, ConvNeXt's LayerScale) is
+    logged but not judged: its ratio says little about the rate, and a
+    scale initialized near zero (LayerScale's 1e-6) updates by 1e3 of
+    itself per step at any usual rate.
 
     Examples:
         >>> import keras, numpy as np
@@ -92,6 +98,9 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
     last read):
         ratios: `{"<layer>/<weight>": ratio}` of the latest measurement.
         layer_ratios: `{layer: ratio of its largest weight}`.
+        judged_ratios: `layer_ratios` of the layers that hold a weight
+            matrix, the ones judged against `[low, high]`.
+        unjudged_layers: the layers of vectors alone (not judged).
         step: the optimizer step count after the measured update.
         history: `{key: [(step, ratio), ...]}` of all measurements.
 
@@ -121,6 +130,7 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
         self.verbose = validation.check_int("verbose", verbose, low=0)
         self.ratios = {}
         self.layer_ratios = {}
+        self.unjudged_layers = []
         self.step = None
         self.history = collections.defaultdict(list)
         self._probe = None
@@ -135,6 +145,7 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
             "step": self.step,
             "ratios": dict(self.ratios),
             "layer_ratios": dict(self.layer_ratios),
+            "unjudged_layers": list(self.unjudged_layers),
             "history": {key: list(rows) for key, rows in self.history.items()},
         }
 
@@ -143,6 +154,7 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
         self.step = state.get("step")
         self.ratios = dict(state.get("ratios", {}))
         self.layer_ratios = dict(state.get("layer_ratios", {}))
+        self.unjudged_layers = list(state.get("unjudged_layers", []))
         self.history = collections.defaultdict(list)
         for key, rows in state.get("history", {}).items():
             self.history[key] = [(int(step), value) for step, value in rows]
@@ -206,11 +218,16 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
                 self.model, self.every, spe, read_span=span)
         self._keys = [weight_key(v) for v in self._probe.variables]
         self._largest = {}
+        with_matrix = set()
         for key, variable in zip(self._keys, self._probe.variables, strict=True):
             layer = key.rsplit("/", 1)[0]
             size = int(np.prod(variable.shape))
             if size > self._largest.get(layer, ("", -1))[1]:
                 self._largest[layer] = (key, size)
+            if len(variable.shape) >= 2:
+                with_matrix.add(layer)
+        self.unjudged_layers = [
+            layer for layer in self._largest if layer not in with_matrix]
         self._probe.install(fit=self.params)
         self._writer = tensorboard.open_run(self.log_dir, "monitors")
 
@@ -303,8 +320,15 @@ class UpdateRatioLogger(callback_state.Restorable, keras.callbacks.Callback):
             self._writer.flush()
         self._pending = []
 
+    @property
+    def judged_ratios(self) -> dict[str, float]:
+        """`layer_ratios` of the layers judged: those with a weight matrix."""
+        unjudged = set(self.unjudged_layers)
+        return {layer: ratio for layer, ratio in self.layer_ratios.items()
+                if layer not in unjudged}
+
     def _warn(self, epoch):
-        for layer, ratio in self.layer_ratios.items():
+        for layer, ratio in self.judged_ratios.items():
             verdict = layer_verdict(ratio, self.low, self.high)
             if verdict == "healthy":
                 continue

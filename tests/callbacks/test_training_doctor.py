@@ -273,3 +273,52 @@ def test_probe_model_is_checked_under_its_own_name():
     with pytest.raises(TypeError, match=r"`probe_model` must be .*"
                        r"Received: probe_model=3"):
         TrainingDoctor(x_probe=np.ones((2, 2)), probe_model=3)
+
+
+def test_a_layer_scale_starting_near_zero_is_not_a_rate_problem():
+    # ConvNeXt's LayerScale (gamma = 1e-6 at the start) moves by 1e3 of
+    # itself per Adam step at any usual rate; the doctor judged the rate
+    # by it ("scale's update ratio is 1.0e+03 ... try about 1e-4")
+    from tests.callbacks.test_update_ratio_logger import data
+    from tests.callbacks.test_update_ratio_logger import scaled_model
+
+    x, y = data()
+    net = scaled_model()
+    doctor = TrainingDoctor(metric="loss", every=1, update_ratio_every=1,
+                            verbose=0)
+    net.fit(x, y, batch_size=72, epochs=1, verbose=0, validation_split=0.25,
+            callbacks=[doctor])  # one update: gamma is still about 1e-3
+    logger = doctor.monitors["update_ratio"]
+    assert logger.layer_ratios["scale"] > 100  # logged as it is
+    assert "learning_rate_too_high" not in {a.finding for a in doctor.advice}
+    assert all(1e-4 <= r <= 1e-2 for r in logger.judged_ratios.values())
+
+
+@pytest.mark.slow  # ConvNeXtTiny built and trained one step: about 30 s
+def test_convnext_layer_scales_are_logged_not_judged():
+    keras.utils.set_random_seed(0)
+    net = keras.applications.ConvNeXtTiny(
+        weights=None, input_shape=(32, 32, 3), classes=3)
+    net.compile(keras.optimizers.AdamW(1e-4), "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, size=(8, 32, 32, 3)).astype("float32")
+    y = rng.integers(0, 3, 8)
+    doctor = TrainingDoctor(metric="loss", update_ratio_every=1, verbose=0)
+    net.fit(x, y, batch_size=8, epochs=1, verbose=0, validation_data=(x, y),
+            callbacks=[doctor])
+    logger = doctor.monitors["update_ratio"]
+    # the reference: Keras' layers by class, nested models (the stem and
+    # the downsampling blocks are Sequential models) walked into
+    def walk(model):
+        for layer in model.layers:
+            yield from walk(layer) if hasattr(layer, "layers") else [layer]
+
+    layers = list(walk(net))
+    scales = {layer.name for layer in layers
+              if type(layer).__name__ == "LayerScale"}
+    norms = {layer.name for layer in layers
+             if isinstance(layer, keras.layers.LayerNormalization)}
+    assert len(scales) == 18 and norms
+    assert set(logger.unjudged_layers) == scales | norms
+    assert min(logger.layer_ratios[name] for name in scales) > 10
+    assert "learning_rate_too_high" not in {a.finding for a in doctor.advice}

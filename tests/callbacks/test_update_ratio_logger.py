@@ -209,6 +209,57 @@ def test_layer_verdicts_and_warning(capsys):
     assert "lower the learning rate" in capsys.readouterr().out
 
 
+class LayerScale(keras.layers.Layer):
+    """ConvNeXt's LayerScale as in `keras.applications.ConvNeXtTiny`: a
+    per-channel scale initialized at 1e-6."""
+
+    def build(self, input_shape):
+        self.gamma = self.add_weight(
+            shape=(input_shape[-1],),
+            initializer=keras.initializers.Constant(1e-6), name="gamma")
+
+    def call(self, x):
+        return x * self.gamma
+
+
+def scaled_model():
+    """A residual block with a LayerScale and a LayerNormalization."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6,))
+    h = keras.layers.Dense(8, activation="relu", name="hidden")(inputs)
+    h = h + LayerScale(name="scale")(keras.layers.Dense(8, name="branch")(h))
+    h = keras.layers.LayerNormalization(name="norm")(h)
+    net = keras.Model(inputs, keras.layers.Dense(2, name="out")(h))
+    net.compile(keras.optimizers.Adam(1e-3), loss="mse")
+    return net
+
+
+def test_layers_of_vectors_alone_are_logged_but_not_judged(capsys):
+    x, y = data()
+    net = scaled_model()
+    trajectory = Trajectory()
+    logger = UpdateRatioLogger(every=1, verbose=1)
+    net.fit(x[:16], y[:16], batch_size=16, epochs=1, shuffle=False,
+            callbacks=[logger, trajectory], verbose=0)
+    # the reference: the layers without a weight of rank 2 or more
+    vectors_only = [layer.name for layer in net.layers if layer.weights
+                    and all(len(w.shape) < 2 for w in layer.weights)]
+    assert vectors_only == ["scale", "norm"]
+    assert logger.unjudged_layers == vectors_only
+    assert set(logger.layer_ratios) == {"hidden", "branch", "scale", "norm",
+                                        "out"}  # all logged
+    assert set(logger.judged_ratios) == {"hidden", "branch", "out"}
+    # LayerScale's gamma moves by about the rate per step: 1e3 of itself
+    index = [w.path for w in net.trainable_weights].index("scale/gamma")
+    before, after = (weights[index] for weights in trajectory.weights[:2])
+    expected = np.linalg.norm(after - before) / np.linalg.norm(before)
+    assert logger.ratios["scale/gamma"] == pytest.approx(expected, rel=1e-4)
+    assert expected > 100
+    # no warning: the kernels' ratios are inside the band
+    assert all(1e-4 <= r <= 1e-2 for r in logger.judged_ratios.values())
+    assert "UpdateRatioLogger" not in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     "kwargs, error, name",
     [
