@@ -17,6 +17,7 @@ import numpy as np
 from keras import ops
 
 from keras_trainopt._internal import arrays
+from keras_trainopt._internal import batches as batch_data
 from keras_trainopt._internal import validation
 
 
@@ -149,27 +150,17 @@ def reach_order(model, batch, layers):
 
 
 def check_steps(name, steps, data):
-    """`steps` checked, and required for an infinite `tf.data.Dataset`."""
+    """`steps` checked, and required for data that never ends."""
     validation.check_int(name, steps, low=1, allow_none=True)
-    if steps is None and is_infinite(data):
+    if steps is None and batch_data.is_endless(data):
         raise ValueError(
-            "The BatchNorm data is an infinite tf.data.Dataset (it repeats), "
-            "so recomputing BatchNorm statistics over all of it would never "
-            f"end. Pass `{name}`, the number of its batches to use. "
-            f"Received: {name}=None"
+            "The BatchNorm data never ends (a tf.data.Dataset that repeats, "
+            "or a PyDataset without a length), so recomputing BatchNorm "
+            "statistics over all of it would never end. Pass "
+            f"`{name}`, the number of its batches to use. Received: "
+            f"{name}=None"
         )
     return steps
-
-
-def is_infinite(data):
-    """Whether `data` is a tf.data.Dataset known to repeat forever."""
-    if type(data).__module__.startswith("tensorflow") and hasattr(
-        data, "cardinality"
-    ):
-        import tensorflow as tf
-
-        return int(data.cardinality()) == int(tf.data.INFINITE_CARDINALITY)
-    return False
 
 
 class _Stop(BaseException):
@@ -289,10 +280,7 @@ def _batches(data, batch_size):
         for start in range(0, n, batch_size):
             yield arrays.take(data, slice(start, start + batch_size))
         return
-    if isinstance(data, keras.utils.PyDataset):
-        dataset = data  # the generator below must not see `data` rebound
-        data = (dataset[i] for i in range(len(dataset)))
-    for batch in data:
+    for batch in batch_data.iterate(data):
         if isinstance(batch, tuple):
             batch = batch[0]
         yield batch
@@ -371,7 +359,7 @@ def check_before_fit(model, data, caller):
             stacklevel=4,
         )
         return
-    if is_reiterable(data):
+    if batch_data.is_reiterable(data):
         first = first_batch(data)
         if first is None:
             raise ValueError(
@@ -380,15 +368,6 @@ def check_before_fit(model, data, caller):
                 f"batchnorm_data={type(data).__name__}"
             )
         reach_order(model, first, layers)
-
-
-def is_reiterable(data):
-    """Whether iterating `data` again starts it over (arrays, datasets)."""
-    if arrays.is_arrays(data) or isinstance(data, keras.utils.PyDataset):
-        return True
-    return hasattr(data, "__iter__") and iter(data) is not data and not (
-        type(data).__name__ == "generator"
-    )
 
 
 def first_batch(data):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import warnings
 from typing import TYPE_CHECKING
+from typing import Any
 from typing import Literal
 from typing import Union
 
@@ -14,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from keras_trainopt._internal import arrays
+from keras_trainopt._internal import batches as batch_data
 
 # print_msg has no public name in Keras 3.15; Keras' own callbacks use it
 from keras_trainopt._internal import console
@@ -107,9 +110,9 @@ class LearningRateFinderResult:
 
 def find_learning_rate(
     model: keras.Model,
-    x: Arrays,
+    x: Arrays | Any,
     y: Arrays | None = None,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     lr_min: float = 1e-7,
     lr_max: float = 10.0,
     steps: int = 100,
@@ -140,6 +143,12 @@ def find_learning_rate(
     `diagnostics.loss_curve.is_diverging`. The rules in
     `keras_trainopt.tuning.suggestions` then pick a rate; `rule` chooses which
     one is the `suggestion`, and all of them are in `suggestions`.
+
+    The data is what `model.fit` takes: arrays, drawn in shuffled batches
+    of `batch_size` (pass after pass), or data that yields its own batches,
+    a `tf.data.Dataset` (one that repeats included), a
+    `keras.utils.PyDataset`, a PyTorch `DataLoader` or a generator, read
+    in its own order and started over at its end where it can be.
 
     Under mixed precision, a step whose update `LossScaleOptimizer` skips
     (non-finite gradients; it halves its loss scale) is run again at the
@@ -174,8 +183,13 @@ def find_learning_rate(
         model: a compiled Keras model with an optimizer whose learning rate
             is a settable float (not a schedule).
         x, y: training inputs and targets, NumPy arrays (or lists/dicts of
-            them) with at least `batch_size` samples.
-        batch_size: samples per step (int >= 1).
+            them) with at least `batch_size` samples; or, as `x` alone
+            (`y` None), data that yields batches of `(inputs, targets)` or
+            `(inputs, targets, sample_weights)`: a `tf.data.Dataset`, a
+            `keras.utils.PyDataset`, a PyTorch `DataLoader`, a generator.
+            A generator that runs out before `steps` updates is an error.
+        batch_size: samples per step for arrays (int >= 1; `None`: 32);
+            data that yields batches brings its own, and takes `None`.
         lr_min, lr_max: the sweep's range, `0 < lr_min < lr_max`.
         steps: number of rates, hence training steps (int >= 2). Batches are
             drawn in a shuffled order, cycling through the data.
@@ -190,7 +204,8 @@ def find_learning_rate(
         smoothing: the moving-average factor `beta` in [0, 1).
         divergence_threshold: stop when the smoothed loss exceeds this
             multiple of its minimum (> 1).
-        seed: seed of the batch order (`None`: a fixed order from seed 0).
+        seed: seed of the batch order of arrays (`None`: a fixed order
+            from seed 0); data that yields batches keeps its own order.
         verbose: 1 to print the suggestion.
 
     Returns:
@@ -204,7 +219,8 @@ def find_learning_rate(
     `keras_trainopt.tuning.suggestions`.
     """
     _check_model(model)
-    batch_size = validation.check_int("batch_size", batch_size, low=1)
+    batch_size = validation.check_int("batch_size", batch_size, low=1,
+                                      allow_none=True)
     lr_min = validation.check_float32(
         "lr_min", validation.check_real("lr_min", lr_min, low=0.0, low_open=True)
     )
@@ -226,12 +242,7 @@ def find_learning_rate(
     )
     seed = validation.check_int("seed", seed, low=0, allow_none=True)
     verbose = validation.check_int("verbose", verbose, low=0)
-    n = arrays.num_samples(x)
-    if n < batch_size:
-        raise ValueError(
-            f"`batch_size` must be at most the number of samples ({n}): the "
-            f"sweep trains on whole batches. Received: batch_size={batch_size}"
-        )
+    batches = _batches(x, y, batch_size, seed)
 
     rates = [
         float(lr_min * (lr_max / lr_min) ** (i / (steps - 1)))
@@ -240,8 +251,7 @@ def find_learning_rate(
     saved = training_state.capture(model)
     try:
         tried, losses, smoothed, stopped = _sweep(
-            model, x, y, n, batch_size, rates, smoothing,
-            divergence_threshold, seed,
+            model, batches, rates, smoothing, divergence_threshold,
         )
     finally:
         training_state.restore(model, saved)
@@ -292,19 +302,73 @@ def _doubts(smoothed: list[float]) -> list[str]:
     ]
 
 
+def _batches(x, y, batch_size, seed):
+    """The sweep's batches, `(x, y, sample_weight)`, checked before any step."""
+    if batch_data.is_batches(x):
+        for name, value in (("y", y), ("batch_size", batch_size),
+                            ("seed", seed)):
+            if value is not None:
+                raise ValueError(
+                    f"`{name}` is for arrays: `x` is a "
+                    f"{type(x).__name__}, which yields its batches "
+                    f"{'and targets ' if name == 'y' else ''}in its own "
+                    f"{'order' if name == 'seed' else 'size'}. Received: "
+                    f"{name}={value!r}"
+                )
+        return _dataset_batches(x)
+    if isinstance(x, (str, bytes)) or not arrays.is_arrays(x):
+        raise TypeError(
+            "`x` must be arrays (a NumPy array, or a list or dict of them) "
+            "or data that yields batches (a tf.data.Dataset, a "
+            "keras.utils.PyDataset, a DataLoader, a generator). Received: "
+            f"x of type {type(x).__name__}"
+        )
+    batch_size = 32 if batch_size is None else batch_size
+    n = arrays.num_samples(x)
+    if n < batch_size:
+        raise ValueError(
+            f"`batch_size` must be at most the number of samples ({n}): the "
+            f"sweep trains on whole batches. Received: batch_size={batch_size}"
+        )
+    return _array_batches(x, y, n, batch_size, seed)
+
+
+def _array_batches(x, y, n, batch_size, seed):
+    """Shuffled whole batches, reshuffled at each pass over the data."""
+    batches_per_pass = n // batch_size
+    for batch in itertools.count():
+        if batch % batches_per_pass == 0:  # a new pass, reshuffled
+            order = np.random.default_rng(
+                (0 if seed is None else seed) + batch
+            ).permutation(n)
+        start = (batch % batches_per_pass) * batch_size
+        index = order[start:start + batch_size]
+        yield (arrays.take(x, index),
+               None if y is None else arrays.take(y, index), None)
+
+
+def _dataset_batches(data):
+    """The batches of `data`, started over at its end where it can be."""
+    count = 0
+    for batch in batch_data.cycle(data):
+        count += 1
+        yield keras.utils.unpack_x_y_sample_weight(batch)
+    raise ValueError(
+        f"`x` ran out after {count} batches, before the sweep's last rate: "
+        + ("it yields no batches. " if count == 0 else
+           "a generator cannot be started over. ")
+        + "Pass a tf.data.Dataset or PyDataset (read again at its end), "
+        "one that repeats, or fewer `steps`."
+    )
+
+
 def _sweep(
     model: keras.Model,
-    x: Arrays,
-    y: Arrays | None,
-    n: int,
-    batch_size: int,
+    batches,
     rates: list[float],
     smoothing: float,
     threshold: float,
-    seed: int | None,
 ) -> tuple[list[float], list[float], list[float], bool]:
-    batches_per_pass = n // batch_size
-    order = None
     smoother = loss_curve.RunningSmooth(beta=smoothing)
     tried, losses, smoothed = [], [], []
     best = math.inf
@@ -314,22 +378,11 @@ def _sweep(
     # weights before it.
     k = optimizers.accumulation_steps(model.optimizer)
     applies = optimizers.get_applies(model.optimizer)
-    batch = 0
     for rate in rates:
         optimizers.set_learning_rate(model.optimizer, rate)
         batch_losses, applied = [], True
         for _ in range(k - applies % k):
-            if batch % batches_per_pass == 0:  # a new pass, reshuffled
-                order = np.random.default_rng(
-                    (0 if seed is None else seed) + batch
-                ).permutation(n)
-            start = (batch % batches_per_pass) * batch_size
-            index = order[start:start + batch_size]
-            batch += 1
-            loss, applied = _train_step(
-                model, arrays.take(x, index),
-                None if y is None else arrays.take(y, index),
-            )
+            loss, applied = _train_step(model, *next(batches))
             batch_losses.append(loss)
             applies += 1
             if not applied:
@@ -351,7 +404,7 @@ _MAX_SKIPPED = 32
 
 
 def _train_step(
-    model: keras.Model, x: Arrays, y: Arrays | None
+    model: keras.Model, x: Arrays, y: Arrays | None, sample_weight=None
 ) -> tuple[float, bool]:
     """One update on the batch: `(loss, whether the update was applied)`.
 
@@ -362,7 +415,8 @@ def _train_step(
     """
     for _ in range(_MAX_SKIPPED + 1):
         scale = optimizers.loss_scale(model.optimizer)
-        loss = float(model.train_on_batch(x, y, return_dict=True)["loss"])
+        loss = float(model.train_on_batch(
+            x, y, sample_weight=sample_weight, return_dict=True)["loss"])
         if scale is None or not math.isfinite(loss):
             return loss, True
         if optimizers.loss_scale(model.optimizer) >= scale:

@@ -1,4 +1,5 @@
 import random
+import warnings
 
 import keras
 import numpy as np
@@ -299,3 +300,116 @@ def test_under_gradient_accumulation_each_rate_makes_one_update():
     assert accumulating.learning_rates == plain.learning_rates
     assert len(plain.losses) == 8
     np.testing.assert_allclose(accumulating.losses, plain.losses, rtol=1e-4)
+
+
+# -- data that yields its own batches, as `fit` takes it ----------------------
+
+LR_MIN, LR_MAX, STEPS = 1e-3, 0.1, 10
+
+
+def sweep_rates():
+    return [LR_MIN * (LR_MAX / LR_MIN) ** (i / (STEPS - 1)) for i in range(STEPS)]
+
+
+def plain_keras_sweep(batches):
+    """The reference: Keras alone, one `train_on_batch` per rate on the
+    batches in their order, started over at their end."""
+    model = linear_model()
+    losses = []
+    for i, rate in enumerate(sweep_rates()):
+        model.optimizer.learning_rate.assign(rate)
+        x, y, *weights = batches[i % len(batches)]
+        losses.append(float(model.train_on_batch(
+            x, y, sample_weight=weights[0] if weights else None,
+            return_dict=True)["loss"]))
+    return losses
+
+
+def sweep(data):
+    with warnings.catch_warnings():  # a short sweep: the suggestion's doubts
+        warnings.simplefilter("ignore", UserWarning)
+        return find_learning_rate(linear_model(), data, lr_min=LR_MIN,
+                                  lr_max=LR_MAX, steps=STEPS)
+
+
+def four_batches(weighted=False):
+    x, y, _ = least_squares(n=64)
+    w = np.linspace(0.5, 1.5, 64).astype("float32")
+    return [(x[i:i + 16], y[i:i + 16], *([w[i:i + 16]] if weighted else []))
+            for i in range(0, 64, 16)]
+
+
+@pytest.mark.parametrize("repeat", [False, True])
+def test_a_tf_data_dataset_is_swept_in_its_order_and_started_over(repeat):
+    tf = pytest.importorskip("tensorflow")
+    batches = four_batches()
+    x, y = (np.concatenate(part) for part in zip(*batches, strict=True))
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    result = sweep(dataset.repeat() if repeat else dataset)  # 10 of 4 batches
+    assert result.learning_rates == pytest.approx(sweep_rates(), rel=1e-12)
+    np.testing.assert_allclose(result.losses, plain_keras_sweep(batches),
+                               rtol=1e-5)
+
+
+class Batches(keras.utils.PyDataset):
+    """A PyDataset of fixed batches, counting its epoch ends."""
+
+    def __init__(self, batches):
+        super().__init__()
+        self.batches, self.epoch_ends = batches, 0
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __getitem__(self, index):
+        return self.batches[index]
+
+    def on_epoch_end(self):
+        self.epoch_ends += 1
+
+
+def test_a_py_dataset_with_sample_weights_is_swept_as_keras_trains_it():
+    batches = four_batches(weighted=True)
+    data = Batches(batches)
+    result = sweep(data)
+    np.testing.assert_allclose(result.losses, plain_keras_sweep(batches),
+                               rtol=1e-5)
+    assert data.epoch_ends == 2  # between the passes: after 4 and 8 batches
+    unweighted = plain_keras_sweep([b[:2] for b in batches])
+    assert not np.allclose(result.losses, unweighted)  # the weights counted
+
+
+def test_a_generator_that_runs_out_is_an_error_and_the_model_is_kept():
+    model = linear_model()
+    before = weights_of(model)
+    batches = four_batches()
+    with pytest.raises(ValueError, match=r"`x` ran out after 4 batches.*"
+                       r"generator cannot be started over.*fewer `steps`"):
+        find_learning_rate(model, (b for b in batches), steps=STEPS)
+    for a, b in zip(weights_of(model), before, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_generator_long_enough_is_swept():
+    batches = four_batches()
+    result = sweep(batches[i % 4] for i in range(STEPS))
+    np.testing.assert_allclose(result.losses, plain_keras_sweep(batches),
+                               rtol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(y=np.zeros((64, 1))), "y"),
+    (dict(batch_size=16), "batch_size"),
+    (dict(seed=1), "seed"),
+])
+def test_array_arguments_with_batches_are_refused_by_name(kwargs, name):
+    with pytest.raises(ValueError, match=rf"`{name}` is for arrays: `x` is a "
+                       rf"Batches.*Received: {name}="):
+        find_learning_rate(linear_model(), Batches(four_batches()), **kwargs)
+
+
+@pytest.mark.parametrize("x", ["digits.npy", 3.0])
+def test_x_that_is_neither_arrays_nor_batches_is_refused(x):
+    with pytest.raises(TypeError, match=r"`x` must be arrays .* Received: x "
+                       r"of type (str|float)"):
+        find_learning_rate(linear_model(), x)

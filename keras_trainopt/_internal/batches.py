@@ -1,0 +1,79 @@
+"""Data that yields its own batches, as `model.fit` takes it.
+
+Besides arrays (`arrays`), `fit` takes data that comes in batches: a
+`tf.data.Dataset`, a `keras.utils.PyDataset`, a PyTorch `DataLoader`, a
+generator. The helpers that read user data (`find_learning_rate`,
+`recompute_batchnorm_statistics`) go through its batches here: one pass
+(`iterate`), or pass after pass for data that can be read again (`cycle`).
+"""
+
+import itertools
+
+import keras
+
+from keras_trainopt._internal import arrays
+
+
+def is_batches(data):
+    """Whether `data` yields batches: an iterable that is not arrays."""
+    if isinstance(data, (str, bytes)) or arrays.is_arrays(data):
+        return False
+    return isinstance(data, keras.utils.PyDataset) or hasattr(data, "__iter__")
+
+
+def is_reiterable(data):
+    """Whether iterating `data` again starts it over (arrays, datasets)."""
+    if arrays.is_arrays(data) or isinstance(data, keras.utils.PyDataset):
+        return True
+    return hasattr(data, "__iter__") and iter(data) is not data and not (
+        type(data).__name__ == "generator"
+    )
+
+
+def is_endless(data):
+    """Whether `data` is known to yield batches forever: a
+    `tf.data.Dataset` that repeats, a `PyDataset` without a length."""
+    if isinstance(data, keras.utils.PyDataset):
+        return data.num_batches is None
+    if _is_tf_dataset(data):
+        import tensorflow as tf
+
+        return int(data.cardinality()) == int(tf.data.INFINITE_CARDINALITY)
+    return False
+
+
+def iterate(data):
+    """One pass over the batches of `data` (a `PyDataset` by index; an
+    endless one, `num_batches` None, without end)."""
+    if isinstance(data, keras.utils.PyDataset):
+        count = data.num_batches
+        for index in itertools.count() if count is None else range(count):
+            yield data[index]
+        return
+    if _is_tf_dataset(data) and keras.backend.backend() != "tensorflow":
+        yield from data.as_numpy_iterator()  # JAX, PyTorch: no tf.Tensor
+        return
+    yield from data
+
+
+def _is_tf_dataset(data):
+    return type(data).__module__.startswith("tensorflow") and hasattr(
+        data, "as_numpy_iterator")
+
+
+def cycle(data):
+    """The batches of `data`, pass after pass where it can be read again.
+
+    A `PyDataset` gets its `on_epoch_end` between passes, as in `fit`. A
+    one-shot iterator (a generator) or an empty dataset ends: the caller
+    says what ran out.
+    """
+    while True:
+        empty = True
+        for batch in iterate(data):
+            empty = False
+            yield batch
+        if empty or not is_reiterable(data):
+            return
+        if isinstance(data, keras.utils.PyDataset):
+            data.on_epoch_end()
