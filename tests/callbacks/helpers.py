@@ -156,3 +156,23 @@ class FunctionsRun(keras.callbacks.Callback):
 
     def on_train_batch_begin(self, batch, logs=None):
         self.functions.append(self.model.train_function)
+
+
+def assert_close(actual, expected, path="result"):
+    """Nested equality with 1e-6 tolerance on numbers and arrays."""
+    if isinstance(expected, dict):
+        assert sorted(actual) == sorted(expected), path
+        for key in expected:
+            assert_close(actual[key], expected[key], f"{path}[{key!r}]")
+    elif isinstance(expected, (list, tuple)):
+        assert len(actual) == len(expected), path
+        for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
+            assert_close(a, e, f"{path}[{i}]")
+    elif isinstance(expected, (np.ndarray, float)) and not isinstance(
+        expected, bool
+    ):
+        np.testing.assert_allclose(
+            actual, expected, rtol=0, atol=1e-6, err_msg=path
+        )
+    else:
+        assert actual == expected, path

@@ -26,6 +26,7 @@ import keras_trainopt as kt
 from keras_trainopt._internal import callback_state
 from keras_trainopt._internal import dir_lock
 from tests.callbacks.helpers import Interrupt
+from tests.callbacks.helpers import assert_close
 from tests.callbacks.helpers import tiny_data
 from tests.callbacks.helpers import tiny_model
 from tests.callbacks.helpers import weights_of
@@ -82,26 +83,6 @@ def load_result(workdir):
             "iterations": int(f["iterations"]),
             "states": states,
         }
-
-
-def assert_close(actual, expected, path="result"):
-    """Nested equality with 1e-6 tolerance on numbers and arrays."""
-    if isinstance(expected, dict):
-        assert sorted(actual) == sorted(expected), path
-        for key in expected:
-            assert_close(actual[key], expected[key], f"{path}[{key!r}]")
-    elif isinstance(expected, (list, tuple)):
-        assert len(actual) == len(expected), path
-        for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
-            assert_close(a, e, f"{path}[{i}]")
-    elif isinstance(expected, (np.ndarray, float)) and not isinstance(
-        expected, bool
-    ):
-        np.testing.assert_allclose(
-            actual, expected, rtol=0, atol=1e-6, err_msg=path
-        )
-    else:
-        assert actual == expected, path
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ import keras
 import numpy as np
 import pytest
 
+from tests.callbacks.helpers import assert_close
 from tests.callbacks.helpers import weights_of
 from tests.compat import models
 from tests.compat import references as ref
@@ -48,25 +49,6 @@ def assert_same_outputs(case, callback):
     ref.assert_weights_equal(weights_of(case.model), held)
 
 
-def assert_same_state(actual, expected, path="state"):
-    """Nested equality of two `get_state()` results (arrays by value)."""
-    if isinstance(expected, dict):
-        assert isinstance(actual, dict) and actual.keys() == expected.keys(), path
-        for key in expected:
-            assert_same_state(actual[key], expected[key], f"{path}[{key!r}]")
-    elif isinstance(expected, (list, tuple)):
-        assert len(actual) == len(expected), path
-        for i, (a, b) in enumerate(zip(actual, expected, strict=True)):
-            assert_same_state(a, b, f"{path}[{i}]")
-    elif isinstance(expected, np.ndarray) or hasattr(expected, "shape"):
-        np.testing.assert_array_equal(np.asarray(actual), np.asarray(expected),
-                                      err_msg=path)
-    elif isinstance(expected, float) and np.isnan(expected):
-        assert isinstance(actual, float) and np.isnan(actual), path
-    else:
-        assert actual == expected, path
-
-
 @pytest.mark.parametrize("callback", ref.CALLBACKS)
 def test_evaluate_and_predict_before_the_first_fit(callback, tmp_path):
     if callback == "BackupAndRestore":
@@ -91,4 +73,4 @@ def test_evaluate_and_predict_after_a_fit(callback, tmp_path):
     state = made.get_state() if hasattr(made, "get_state") else None
     assert_same_outputs(case, made)
     if state is not None:
-        assert_same_state(made.get_state(), state)
+        assert_close(made.get_state(), state)
