@@ -792,7 +792,8 @@ REGISTRY = {
                                   "0.1", [0.1, 0.1], (NAN,), 0.1),
             epochs=ints(1, 2, 0, -1),
             validation_data=optional(values((X[:8], Y[:8]))),
-            batch_size=ints(4, 32, 0, -1),
+            batch_size=optional(ints(4, 32, 0, -1)),
+            steps_per_epoch=optional(ints(1, 2, 0, -1)),
             seed=ints(0, 10, -1),
             log_dir=optional(paths()),
             verbose=ints(0, 0, -1),
@@ -820,7 +821,7 @@ REGISTRY = {
         examples=60,
         params=lambda: dict(
             # ranges of valid values, the invalid ones among the edges
-            batch_size=ints(1, 32, 0, 33),
+            batch_size=optional(ints(1, 32, 0, 33)),
             lr_min=reals(1e-7, 1e-2, 0.0, -1e-3, 1.0, 1e-300),
             lr_max=reals(0.1, 20.0, 0.0, -1.0, 1e-8, 1e300),
             steps=ints(2, 6, -1, 0, 1),

@@ -77,3 +77,26 @@ def cycle(data):
             return
         if isinstance(data, keras.utils.PyDataset):
             data.on_epoch_end()
+
+
+def refuse_array_arguments(x, **arguments):
+    """Refuses, by name, arguments that only arrays take (`y`,
+    `batch_size`, `seed`) next to data `x` that yields its own batches."""
+    for name, value in arguments.items():
+        if value is not None:
+            what = {"y": "batches and targets", "seed": "batches in its own "
+                    "order"}.get(name, "batches of its own size")
+            raise ValueError(
+                f"`{name}` is for arrays: `x` is a {type(x).__name__}, which "
+                f"yields its {what}. Received: {name}={value!r}"
+            )
+
+
+def refuse_other_data(x):
+    """`x` that is neither arrays nor batches: a `TypeError` naming it."""
+    raise TypeError(
+        "`x` must be arrays (a NumPy array, or a list or dict of them) or "
+        "data that yields batches (a tf.data.Dataset, a "
+        "keras.utils.PyDataset, a DataLoader, a generator). Received: x of "
+        f"type {type(x).__name__}"
+    )

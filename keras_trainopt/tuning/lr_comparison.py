@@ -11,6 +11,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from keras_trainopt._internal import arrays
+from keras_trainopt._internal import batches as batch_data
 from keras_trainopt._internal import optimizers
 from keras_trainopt._internal import validation
 from keras_trainopt.callbacks.loss_monitor import LossMonitor
@@ -161,13 +163,14 @@ def _built(build_model):
 
 def compare_learning_rates(
     build_model: Callable[[], keras.Model],
-    x: Any,  # array-like, samples first (np.asarray reads it)
+    x: Any,  # arrays, samples first, or data that yields batches
     y: Any = None,
     learning_rates: Sequence[float] = (1e-4, 1e-3, 1e-2, 1e-1),
     epochs: int = 3,
     *,
-    validation_data: tuple[Any, Any] | None = None,
-    batch_size: int = 32,
+    validation_data: Any = None,
+    batch_size: int | None = None,
+    steps_per_epoch: int | None = None,
     seed: int = 0,
     log_dir: str | os.PathLike | None = None,
     verbose: int = 0,
@@ -179,8 +182,14 @@ def compare_learning_rates(
     (fast, then stuck at a worse value), one far too high (exploding) and a
     good one apart at a glance. Every rate starts from the same initial
     weights (those of the first model built, copied into the others) and
-    sees the same batches in the same order (one permutation of the data
-    per epoch, drawn from `seed`), so the rate is the only difference.
+    sees the same batches in the same order (for arrays, one permutation
+    of the data per epoch, drawn from `seed`), so the rate is the only
+    difference. Data that yields its own batches (a `tf.data.Dataset`, a
+    `keras.utils.PyDataset`, a generator function's dataset) is read as
+    `fit` reads it, once per epoch and rate: for the same batches at every
+    rate, give one that yields them in the same order each time it is read
+    (a fixed shuffle seed and `reshuffle_each_iteration=False` for
+    `tf.data`).
     Each curve is judged by `LossMonitor`'s rules (reading every step; a
     diverged run stops early), and a "good" curve at a rate above the
     recommended one whose recent loss is more than 1.25x the recommended
@@ -209,12 +218,17 @@ def compare_learning_rates(
         build_model: called with no arguments, returns a compiled
             `keras.Model` whose optimizer has a settable learning rate
             (not a schedule); called once per rate.
-        x, y: training data, NumPy arrays (or anything `np.asarray` reads)
-            with the samples first.
+        x, y: training data, NumPy arrays (or lists or dicts of them, for
+            several inputs) with the samples first; or, as `x` alone (`y`
+            None), data that yields `(inputs, targets)` batches, as `fit`
+            takes it: a `tf.data.Dataset`, a `keras.utils.PyDataset`.
         learning_rates: the rates to compare (positive, no repeats).
         epochs: epochs per rate.
-        validation_data: `(x_val, y_val)`, or `None`.
-        batch_size: the batch size.
+        validation_data: `(x_val, y_val)`, a dataset, or `None` (as `fit`).
+        batch_size: the batch size for arrays (`None`: 32); data that
+            yields batches brings its own, and takes `None`.
+        steps_per_epoch: batches per epoch (`None`: the whole data); needed
+            for data that never ends (a `tf.data.Dataset` that repeats).
         seed: draws the batch order (and seeds Keras before each build).
         log_dir: with a folder, one TensorBoard run per rate, `lr=<rate>`
             (e.g. `lr=0.01`), with `loss_monitor/batch_loss` per step and
@@ -236,19 +250,15 @@ def compare_learning_rates(
         )
     rates = _check_rates(learning_rates)
     epochs = validation.check_int("epochs", epochs, low=1)
-    batch_size = validation.check_int("batch_size", batch_size, low=1)
+    batch_size = validation.check_int("batch_size", batch_size, low=1,
+                                      allow_none=True)
+    steps_per_epoch = validation.check_int(
+        "steps_per_epoch", steps_per_epoch, low=1, allow_none=True)
     seed = validation.check_int("seed", seed, low=0)
     log_dir = validation.check_path("log_dir", log_dir, allow_none=True)
     verbose = validation.check_int("verbose", verbose, low=0)
-    x = np.asarray(x)
-    y = None if y is None else np.asarray(y)
-    if y is not None and len(y) != len(x):
-        raise ValueError(
-            "`x` and `y` must hold the same number of samples. Received: "
-            f"{len(x)} and {len(y)}"
-        )
-    orders = [np.random.default_rng([seed, epoch]).permutation(len(x))
-              for epoch in range(epochs)]
+    evaluated, fits = _data_plan(x, y, batch_size, steps_per_epoch, seed,
+                                 epochs)
     initial = None
     found = {key: {} for key in ("epoch", "val", "steps", "step", "verdict",
                                  "reason", "recent", "fall")}
@@ -258,23 +268,20 @@ def compare_learning_rates(
         if initial is None:
             initial = model.get_weights()
             start = float(model.evaluate(
-                x, y, batch_size=batch_size, verbose=0,
-                return_dict=True)["loss"])
+                **evaluated, verbose=0, return_dict=True)["loss"])
         else:
             model.set_weights(initial)
         optimizers.set_learning_rate(model.optimizer, rate)
         monitor = LossMonitor(every=1, verbose=0)
         epoch_losses, val_losses = [], []
-        for epoch, order in enumerate(orders):
+        for fit_data in fits:
             history = model.fit(
-                x[order], None if y is None else y[order],
-                batch_size=batch_size, epochs=epoch + 1, initial_epoch=epoch,
-                shuffle=False, validation_data=validation_data,
+                **fit_data(), shuffle=False, validation_data=validation_data,
                 callbacks=[monitor], verbose=verbose,
             )
-            epoch_losses.append(float(history.history["loss"][-1]))
-            if "val_loss" in history.history:
-                val_losses.append(float(history.history["val_loss"][-1]))
+            epoch_losses += [float(v) for v in history.history["loss"]]
+            val_losses += [float(v) for v in history.history.get("val_loss",
+                                                                  [])]
             if model.stop_training:  # diverged: LossMonitor stopped it
                 break
         found["epoch"][rate], found["val"][rate] = epoch_losses, val_losses
@@ -303,6 +310,48 @@ def compare_learning_rates(
         reasons=found["reason"],
         recommended=recommended,
     )
+
+
+def _data_plan(x, y, batch_size, steps_per_epoch, seed, epochs):
+    """The data arguments of `evaluate` (the loss before training), and a
+    function per `fit` call that gives its own, checked: arrays get one
+    `fit` per epoch on that epoch's permutation (copied when it runs);
+    data that yields batches one `fit` of all the epochs, which reads it on
+    from one epoch to the next as `fit` does."""
+    if batch_data.is_batches(x):
+        batch_data.refuse_array_arguments(x, y=y, batch_size=batch_size)
+        if steps_per_epoch is None and batch_data.is_endless(x):
+            raise ValueError(
+                f"`x` is a {type(x).__name__} that never ends (it repeats), "
+                "so an epoch would never end: pass `steps_per_epoch`, the "
+                "number of its batches per epoch. Received: "
+                "steps_per_epoch=None"
+            )
+        return ({"x": x, "steps": steps_per_epoch},
+                [lambda: {"x": x, "epochs": epochs,
+                          "steps_per_epoch": steps_per_epoch}])
+    if isinstance(x, (str, bytes)) or not arrays.is_arrays(x):
+        batch_data.refuse_other_data(x)
+    n = arrays.num_samples(x)
+    if y is not None and arrays.num_samples(y, "y") != n:
+        raise ValueError(
+            "`x` and `y` must hold the same number of samples. Received: "
+            f"{n} and {arrays.num_samples(y, 'y')}"
+        )
+    batch_size = 32 if batch_size is None else batch_size
+    orders = [np.random.default_rng([seed, epoch]).permutation(n)
+              for epoch in range(epochs)]
+
+    def epoch_fit(epoch):
+        return lambda: {
+            "x": arrays.take(x, orders[epoch]),
+            "y": None if y is None else arrays.take(y, orders[epoch]),
+            "batch_size": batch_size, "steps_per_epoch": steps_per_epoch,
+            "epochs": epoch + 1, "initial_epoch": epoch,
+        }
+
+    return ({"x": x, "y": y, "batch_size": batch_size,
+             "steps": steps_per_epoch}, [epoch_fit(e) for e in range(epochs)])
 
 
 def _recommend(rates, found):

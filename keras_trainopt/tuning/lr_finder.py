@@ -305,24 +305,11 @@ def _doubts(smoothed: list[float]) -> list[str]:
 def _batches(x, y, batch_size, seed):
     """The sweep's batches, `(x, y, sample_weight)`, checked before any step."""
     if batch_data.is_batches(x):
-        for name, value in (("y", y), ("batch_size", batch_size),
-                            ("seed", seed)):
-            if value is not None:
-                raise ValueError(
-                    f"`{name}` is for arrays: `x` is a "
-                    f"{type(x).__name__}, which yields its batches "
-                    f"{'and targets ' if name == 'y' else ''}in its own "
-                    f"{'order' if name == 'seed' else 'size'}. Received: "
-                    f"{name}={value!r}"
-                )
+        batch_data.refuse_array_arguments(x, y=y, batch_size=batch_size,
+                                          seed=seed)
         return _dataset_batches(x)
     if isinstance(x, (str, bytes)) or not arrays.is_arrays(x):
-        raise TypeError(
-            "`x` must be arrays (a NumPy array, or a list or dict of them) "
-            "or data that yields batches (a tf.data.Dataset, a "
-            "keras.utils.PyDataset, a DataLoader, a generator). Received: "
-            f"x of type {type(x).__name__}"
-        )
+        batch_data.refuse_other_data(x)
     batch_size = 32 if batch_size is None else batch_size
     n = arrays.num_samples(x)
     if n < batch_size:

@@ -139,3 +139,84 @@ def test_bad_arguments():
 
     with pytest.raises(ValueError, match="must return a compiled model"):
         compare_learning_rates(uncompiled, x, y, learning_rates=[0.1])
+
+
+# -- data that yields its own batches, and several inputs ----------------------
+
+
+class FixedBatches(keras.utils.PyDataset):
+    """The data in 16 fixed batches of 16, the same at every read."""
+
+    def __init__(self, x, y):
+        super().__init__()
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.x) // 16
+
+    def __getitem__(self, index):
+        part = slice(16 * index, 16 * (index + 1))
+        return self.x[part], self.y[part]
+
+
+def test_a_py_dataset_is_plain_sgd_on_its_batches_in_its_order():
+    x, y = data()
+    result = compare_learning_rates(build_model, FixedBatches(x, y),
+                                    learning_rates=(1e-4, 0.05), epochs=2,
+                                    seed=3)
+    keras.utils.set_random_seed(3)
+    w, b = build_model().get_weights()
+    in_order = [np.arange(len(x))] * 2  # the dataset's own order, twice
+    for rate in (1e-4, 0.05):
+        np.testing.assert_allclose(
+            result.step_losses[rate],
+            numpy_sgd(x, y, w, b, rate, in_order, 16), rtol=2e-3, atol=1e-6)
+
+
+def test_a_repeating_tf_data_needs_steps_per_epoch():
+    tf = pytest.importorskip("tensorflow")
+    x, y = data()
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(16).repeat()
+    with pytest.raises(ValueError, match=r"never ends.*pass "
+                       r"`steps_per_epoch`.*Received: steps_per_epoch=None"):
+        compare_learning_rates(build_model, dataset, learning_rates=(0.05,))
+    result = compare_learning_rates(build_model, dataset,
+                                    learning_rates=(0.05,), epochs=2,
+                                    steps_per_epoch=4, seed=3)
+    keras.utils.set_random_seed(3)
+    w, b = build_model().get_weights()
+    # epoch 2 goes on where epoch 1 stopped: batches 0-3, then 4-7
+    expected = numpy_sgd(x[:128], y[:128], w, b, 0.05, [np.arange(128)], 16)
+    np.testing.assert_allclose(result.step_losses[0.05], expected,
+                               rtol=2e-3, atol=1e-6)
+
+
+def test_arrays_for_several_inputs_are_permuted_together():
+    x, y = data()
+    inputs = [keras.Input((5,)), keras.Input((3,))]
+    concatenated = keras.layers.Concatenate()(inputs)
+
+    def build_two_inputs():
+        model = keras.Model(inputs, keras.layers.Dense(1)(concatenated))
+        model.compile(keras.optimizers.SGD(), loss="mse")
+        return model
+
+    result = compare_learning_rates(
+        build_two_inputs, [x[:, :5], x[:, 5:]], y, learning_rates=(0.05,),
+        epochs=2, batch_size=16, seed=3)
+    keras.utils.set_random_seed(3)
+    w, b = build_two_inputs().get_weights()
+    orders = [np.random.default_rng([3, epoch]).permutation(len(x))
+              for epoch in range(2)]
+    np.testing.assert_allclose(result.step_losses[0.05],
+                               numpy_sgd(x, y, w, b, 0.05, orders, 16),
+                               rtol=2e-3, atol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(y=np.zeros((256, 1))), "y"), (dict(batch_size=16), "batch_size")])
+def test_array_arguments_with_batches_are_refused_by_name(kwargs, name):
+    x, y = data()
+    with pytest.raises(ValueError, match=rf"`{name}` is for arrays: `x` is a "
+                       rf"FixedBatches.*Received: {name}="):
+        compare_learning_rates(build_model, FixedBatches(x, y), **kwargs)
