@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import numbers
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -51,9 +52,15 @@ def fit_seed_ensemble(
         seeds: the number of members (int >= 1, seeds 0, 1, ...) or a list
             of integer seeds.
         **fit_kwargs: passed to every member's `fit` (epochs, batch_size,
-            callbacks, validation_data, ...). Callback instances are shared
-            by the members; pass fresh ones per member through `build_model`
-            if they keep state.
+            callbacks, validation_data, ...). `callbacks` may also be a
+            function of the seed that returns the member's own list, which
+            is the way to give each member callbacks that keep state:
+            `callbacks=lambda seed: [TrainingDoctor(f"logs/seed_{seed}")]`.
+            A list is shared by all the members: a keras_trainopt callback
+            that keeps a record of its run (a monitor, an average, an
+            ensemble's snapshots) then mixes the members' (a `UserWarning`
+            says so), and a shared `BackupAndRestore` is refused, as it
+            would resume one member from another's backup.
 
     Returns:
         `(ensemble, histories)`: the `EnsembleModel` of the trained members
@@ -83,8 +90,15 @@ def fit_seed_ensemble(
         if name in fit_kwargs:
             validation.check_int(name, fit_kwargs[name], low=low,
                                  allow_none=name != "epochs")
+    per_member = fit_kwargs.pop("callbacks", None)
+    if not callable(per_member):
+        _check_shared_callbacks(per_member, len(seeds))
     members, histories = [], []
     for seed in seeds:
+        if callable(per_member):
+            fit_kwargs["callbacks"] = per_member(seed)
+        elif per_member is not None:
+            fit_kwargs["callbacks"] = per_member
         keras.utils.set_random_seed(seed)
         model = build_model()
         if not isinstance(model, keras.Model):
@@ -108,6 +122,45 @@ _FIT_ARGUMENTS = frozenset(inspect.signature(keras.Model.fit).parameters) - {
     "self", "x", "y"}
 _FIT_COUNTS = {"epochs": 1, "batch_size": 1, "steps_per_epoch": 1,
                "initial_epoch": 0}
+
+
+def _check_shared_callbacks(callbacks, members):
+    """Before any member trains: a shared `BackupAndRestore` refused, a
+    shared record-keeping callback of ours warned about."""
+    if members < 2 or not callbacks:
+        return
+    from keras_trainopt.callbacks.backup_and_restore import BackupAndRestore
+
+    way_out = ("pass `callbacks` as a function of the seed that returns "
+               "fresh ones for each member, e.g. `callbacks=lambda seed: "
+               "[...]`")
+    for callback in callbacks:
+        name = type(callback).__name__
+        if isinstance(callback, BackupAndRestore):
+            raise ValueError(
+                f"A BackupAndRestore in `callbacks` is shared by the "
+                f"{members} members: after an interruption it would resume "
+                "the first member from the backup of the member that was "
+                f"interrupted. Give each its own backup_dir: {way_out} "
+                "(`BackupAndRestore(f'backups/{seed}')`)."
+            )
+        if (type(callback).__module__.startswith("keras_trainopt.")
+                and hasattr(callback, "get_state")
+                and not _is_decay(callback)):
+            warnings.warn(
+                f"{name} in `callbacks` is shared by the {members} members: "
+                "what it records (readings, averages, snapshots) mixes them, "
+                f"and it ends with the last member's. To keep one per member, "
+                f"{way_out}.",
+                stacklevel=3,
+            )
+
+
+def _is_decay(callback):
+    """A decay keeps no record of a run: it is a function of the step."""
+    from keras_trainopt.callbacks._decay_callback import DecayCallback
+
+    return isinstance(callback, DecayCallback)
 
 
 def _check_seeds(seeds: object) -> list[int]:

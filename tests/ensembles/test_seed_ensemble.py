@@ -1,7 +1,12 @@
+import warnings
+
 import keras
 import numpy as np
 import pytest
 
+from keras_trainopt import BackupAndRestore
+from keras_trainopt import LossMonitor
+from keras_trainopt import StepDecay
 from keras_trainopt import fit_seed_ensemble
 
 X = np.random.default_rng(0).normal(size=(40, 4)).astype("float32")
@@ -92,3 +97,61 @@ def test_fit_arguments_are_checked_before_training(fit_kwargs, error, name):
         fit_seed_ensemble(build_model, np.ones((4, 2)), np.ones((4, 1)),
                           seeds=2, verbose=0, **fit_kwargs)
     assert not built
+
+
+# -- callbacks per member ------------------------------------------------------
+
+
+def test_callbacks_as_a_function_of_the_seed_give_each_member_its_own():
+    called, made = [], []
+
+    def callbacks(seed):
+        called.append(seed)
+        made.append(LossMonitor(every=1, verbose=0))
+        return [made[-1]]
+
+    ensemble, histories = fit_seed_ensemble(
+        build_model, X, Y, seeds=[3, 7], epochs=2, batch_size=8, verbose=0,
+        callbacks=callbacks)
+    assert called == [3, 7]
+    assert len(histories) == 2
+    # the reference: each member trained alone, with a monitor of its own
+    for member, own, seed in zip(ensemble.members, made, (3, 7), strict=True):
+        keras.utils.set_random_seed(seed)
+        alone, monitor = build_model(), LossMonitor(every=1, verbose=0)
+        alone.fit(X, Y, epochs=2, batch_size=8, verbose=0, callbacks=[monitor])
+        for a, b in zip(member.get_weights(), alone.get_weights(), strict=True):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+        assert own.steps == monitor.steps == list(range(1, 11))  # 2 x 5
+        np.testing.assert_allclose(own.losses, monitor.losses, rtol=1e-5)
+
+
+def test_a_shared_backup_and_restore_is_refused_before_any_member(tmp_path):
+    built = []
+
+    def counting_build():
+        built.append(1)
+        return build_model()
+
+    with pytest.raises(ValueError, match=r"BackupAndRestore in `callbacks` is "
+                       r"shared by the 2 members.*lambda seed"):
+        fit_seed_ensemble(counting_build, X, Y, seeds=2, verbose=0,
+                          callbacks=[BackupAndRestore(tmp_path / "b")])
+    assert not built
+    # one per member is the way
+    fit_seed_ensemble(counting_build, X, Y, seeds=2, epochs=1, verbose=0,
+                      callbacks=lambda seed: [
+                          BackupAndRestore(tmp_path / f"b{seed}")])
+    assert len(built) == 2
+
+
+def test_a_shared_monitor_is_warned_about_and_a_decay_is_not():
+    with pytest.warns(UserWarning, match=r"LossMonitor in `callbacks` is "
+                      r"shared by the 2 members.*mixes them"):
+        fit_seed_ensemble(build_model, X, Y, seeds=2, epochs=1, verbose=0,
+                          callbacks=[LossMonitor(verbose=0)])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit_seed_ensemble(build_model, X, Y, seeds=2, epochs=1, verbose=0,
+                          callbacks=[StepDecay(factor=0.5, every=1)])
+    assert not [w for w in caught if "shared by" in str(w.message)]
