@@ -844,6 +844,8 @@ REGISTRY = {
             max_trials=ints(1, 2, 0, share=10),
             epochs=ints(1, 1, 0, share=10),
             batch_size=optional(ints(8, 32, 0, share=10)),
+            steps_per_epoch=optional(ints(1, 2, 0, share=10)),
+            validation_steps=optional(ints(1, 1, 0, share=10)),
             search_space=optional(values(
                 {"learning_rate": (1e-3, 1e-1)}, {"dropout": None},
                 {"bogus": 1}, {"learning_rate": 0.1, "schedule": "step",

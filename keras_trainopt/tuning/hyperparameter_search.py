@@ -27,6 +27,7 @@ except ImportError as error:  # pragma: no cover - depends on the install
         f"'keras-trainopt[tune]'. Importing it failed with: {error}"
     ) from error
 
+from keras_trainopt._internal import batches as batch_data
 from keras_trainopt._internal import console
 from keras_trainopt._internal import validation
 from keras_trainopt.tuning import distributed
@@ -56,6 +57,8 @@ def search_hyperparameters(
     epochs: int = 10,
     *,
     batch_size: int | None = 32,
+    steps_per_epoch: int | None = None,
+    validation_steps: int | None = None,
     search_space: SearchSpace | dict[str, KnobSpec] | None = None,
     objective: str | keras_tuner.Objective = "val_accuracy",
     coarse_fraction: float = 0.5,
@@ -129,6 +132,9 @@ def search_hyperparameters(
         max_trials: trials in all, both stages.
         epochs: training epochs per trial (of the fine stage).
         batch_size: as for `fit`.
+        steps_per_epoch, validation_steps: as for `fit`; needed for data
+            that never ends (a `tf.data.Dataset` that repeats, a
+            `PyDataset` without a length), where a trial would never end.
         search_space: a `SearchSpace`, or a dict of knob ranges that
             override the defaults (see `SearchSpace`), e.g.
             `{"learning_rate": (1e-3, 1e-1), "dropout": None}`.
@@ -188,6 +194,13 @@ def search_hyperparameters(
     epochs = validation.check_int("epochs", epochs, low=1)
     batch_size = validation.check_int("batch_size", batch_size, low=1,
                                       allow_none=True)
+    steps_per_epoch = validation.check_int("steps_per_epoch", steps_per_epoch,
+                                           low=1, allow_none=True)
+    validation_steps = validation.check_int(
+        "validation_steps", validation_steps, low=1, allow_none=True)
+    _check_endless(x, "x", steps_per_epoch, "steps_per_epoch")
+    _check_endless(validation_data, "validation_data", validation_steps,
+                   "validation_steps")
     coarse_fraction = validation.check_real(
         "coarse_fraction", coarse_fraction, low=0.0, high=1.0, low_open=True
     )
@@ -247,6 +260,9 @@ def search_hyperparameters(
     log = SearchLog(log_folder, verbose)
     fit_kwargs = dict(validation_data=validation_data, batch_size=batch_size,
                       callbacks=list(callbacks or []), verbose=0)
+    fit_kwargs.update({name: value for name, value in (
+        ("steps_per_epoch", steps_per_epoch),
+        ("validation_steps", validation_steps)) if value is not None})
     new_tuner = functools.partial(
         stages.new_tuner, build_model=build_model, seed=seed, objective=objective,
         directory=directory, overwrite=overwrite and role != "worker",
@@ -312,3 +328,14 @@ def _make_space(search_space: object, epochs: int) -> SearchSpace:
         "`search_space` must be a SearchSpace, a dict of knob ranges or None. "
         f"Received: search_space={search_space!r}"
     )
+
+
+def _check_endless(data, name, steps, steps_name):
+    """Data that never ends needs its steps: else every trial hangs."""
+    if steps is None and batch_data.is_endless(data):
+        raise ValueError(
+            f"`{name}` never ends (a {type(data).__name__} that repeats, or "
+            "a PyDataset without a length), so the first trial would never "
+            f"end: pass `{steps_name}`, the number of its batches to use per "
+            f"epoch. Received: {steps_name}=None"
+        )

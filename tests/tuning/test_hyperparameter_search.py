@@ -230,10 +230,36 @@ def scheduled(config):
     return model
 
 
+class EndlessDigits(keras.utils.PyDataset):
+    """Digits batches of 32 without end (no length), as a stream."""
+
+    def __init__(self, x, y):
+        super().__init__()
+        self.x, self.y = x, y
+
+    @property
+    def num_batches(self):
+        return None
+
+    def __getitem__(self, index):
+        start = 32 * index % (len(self.x) - 31)
+        return self.x[start:start + 32], self.y[start:start + 32]
+
+
+def endless_digits():
+    x, y, _ = digits()
+    return EndlessDigits(x, y)
+
+
 @pytest.mark.parametrize(
     "change, error, words",
     [
         (dict(build_model="model"), TypeError, "build_model='model'"),
+        # an endless stream without its steps: every trial would hang
+        (dict(x=endless_digits(), y=None, batch_size=None), ValueError,
+         "pass `steps_per_epoch`"),
+        (dict(validation_data=endless_digits()), ValueError,
+         "pass `validation_steps`"),
         (dict(validation_data=None), ValueError, "validation_data=None"),
         (dict(max_trials=0), ValueError, "max_trials=0"),
         (dict(epochs=0), ValueError, "epochs=0"),
@@ -383,3 +409,36 @@ def test_a_winner_whose_last_epoch_fell_is_flagged(direction, score, final,
     if flagged:
         assert f"{score:.4g} at its best epoch (4) but {final:.4g}" in (
             sentences[0])
+
+
+class BatchCounter(keras.callbacks.Callback):
+    """The batches of each epoch and of each validation, over all trials."""
+
+    epochs, validations = [], []
+
+    def __deepcopy__(self, memo):  # keras-tuner copies callbacks per trial
+        return self
+
+    def on_epoch_begin(self, epoch, logs=None):
+        BatchCounter.epochs.append(0)
+
+    def on_train_batch_end(self, batch, logs=None):
+        BatchCounter.epochs[-1] += 1
+
+    def on_test_begin(self, logs=None):
+        BatchCounter.validations.append(0)
+
+    def on_test_batch_end(self, batch, logs=None):
+        BatchCounter.validations[-1] += 1
+
+
+def test_an_endless_stream_is_searched_with_its_steps(tmp_path):
+    BatchCounter.epochs, BatchCounter.validations = [], []
+    result = search_hyperparameters(
+        build_model, endless_digits(), validation_data=endless_digits(),
+        max_trials=2, epochs=2, batch_size=None, steps_per_epoch=3,
+        validation_steps=2, directory=str(tmp_path / "kt"), seed=0,
+        callbacks=[BatchCounter()], verbose=0)
+    assert len(result.trials) == 2
+    assert BatchCounter.epochs == [3] * 4  # 2 trials of 2 epochs
+    assert BatchCounter.validations == [2] * 4
