@@ -79,6 +79,18 @@ def cycle(data):
             data.on_epoch_end()
 
 
+def refuse_endless(data, name, steps, steps_name, what):
+    """Data that never ends without its number of steps: a `ValueError`
+    naming both, as `what` (a trial, an epoch) would never end."""
+    if steps is None and is_endless(data):
+        raise ValueError(
+            f"`{name}` never ends (a {type(data).__name__} that repeats, or "
+            f"a PyDataset without a length), so {what} would never end: pass "
+            f"`{steps_name}`, the number of its batches to use per epoch. "
+            f"Received: {steps_name}=None"
+        )
+
+
 def refuse_array_arguments(x, **arguments):
     """Refuses, by name, arguments that only arrays take (`y`,
     `batch_size`, `seed`) next to data `x` that yields its own batches."""

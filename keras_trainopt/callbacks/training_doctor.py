@@ -9,7 +9,6 @@ import keras
 from keras_trainopt._internal import callback_state
 from keras_trainopt._internal import console
 from keras_trainopt._internal import model_facts
-from keras_trainopt._internal import running_fit
 from keras_trainopt._internal import validation
 from keras_trainopt._internal.layers import is_graph_model
 from keras_trainopt.callbacks.activation_monitor import ActivationMonitor
@@ -163,9 +162,6 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
         # validation); None before any fit
         self._gap_checked = None
         self._gap_skipped = 0
-        # whether the current fit validates (its arguments, `running_fit`);
-        # None where the hooks run outside Keras' `fit`
-        self._fit_validates = None
 
     # -- state ---------------------------------------------------------------
 
@@ -223,8 +219,6 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self.advice = []
         self._gap_checked, self._gap_skipped = 0, 0
-        running = running_fit.find(self.model)
-        self._fit_validates = None if running is None else running.validates
         self._forward("on_train_begin", logs)  # the monitors' refusals first
         if self._fit_validates is False:
             self._warn_gap_not_checked("this fit has no validation data")
@@ -289,6 +283,12 @@ class TrainingDoctor(callback_state.Restorable, keras.callbacks.Callback):
                         f"epoch {epoch + 1} ended without validation")
                 self._gap_skipped += 1
         self._epochs_done = epoch + 1
+
+    @property
+    def _fit_validates(self):
+        """Whether the current `fit` validates, as its gap monitor read it
+        from `fit`'s arguments (None outside Keras' `fit`)."""
+        return self.monitors["fit"]._fit_validates
 
     @staticmethod
     def _warn_gap_not_checked(why):

@@ -198,9 +198,11 @@ def search_hyperparameters(
                                            low=1, allow_none=True)
     validation_steps = validation.check_int(
         "validation_steps", validation_steps, low=1, allow_none=True)
-    _check_endless(x, "x", steps_per_epoch, "steps_per_epoch")
-    _check_endless(validation_data, "validation_data", validation_steps,
-                   "validation_steps")
+    batch_data.refuse_endless(x, "x", steps_per_epoch, "steps_per_epoch",
+                              "the first trial")
+    batch_data.refuse_endless(validation_data, "validation_data",
+                              validation_steps, "validation_steps",
+                              "the first trial")
     coarse_fraction = validation.check_real(
         "coarse_fraction", coarse_fraction, low=0.0, high=1.0, low_open=True
     )
@@ -329,13 +331,3 @@ def _make_space(search_space: object, epochs: int) -> SearchSpace:
         f"Received: search_space={search_space!r}"
     )
 
-
-def _check_endless(data, name, steps, steps_name):
-    """Data that never ends needs its steps: else every trial hangs."""
-    if steps is None and batch_data.is_endless(data):
-        raise ValueError(
-            f"`{name}` never ends (a {type(data).__name__} that repeats, or "
-            "a PyDataset without a length), so the first trial would never "
-            f"end: pass `{steps_name}`, the number of its batches to use per "
-            f"epoch. Received: {steps_name}=None"
-        )

@@ -320,13 +320,8 @@ def _data_plan(x, y, batch_size, steps_per_epoch, seed, epochs):
     from one epoch to the next as `fit` does."""
     if batch_data.is_batches(x):
         batch_data.refuse_array_arguments(x, y=y, batch_size=batch_size)
-        if steps_per_epoch is None and batch_data.is_endless(x):
-            raise ValueError(
-                f"`x` is a {type(x).__name__} that never ends (it repeats), "
-                "so an epoch would never end: pass `steps_per_epoch`, the "
-                "number of its batches per epoch. Received: "
-                "steps_per_epoch=None"
-            )
+        batch_data.refuse_endless(x, "x", steps_per_epoch, "steps_per_epoch",
+                                  "an epoch")
         return ({"x": x, "steps": steps_per_epoch},
                 [lambda: {"x": x, "epochs": epochs,
                           "steps_per_epoch": steps_per_epoch}])
